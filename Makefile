@@ -1,0 +1,56 @@
+# One command each, on a fresh Debian bookworm machine: `make demo`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
+# pymesos needs http-parser, whose shipped parser.c does not compile on Python 3.11: rebuild it
+# from its own sdist with a current Cython.
+HTTP_PARSER := 0.9.0
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap apt test demo bench lint clean
+
+bootstrap: apt $(VENV)/.installed
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing" $$missing; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/wheels/.built:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip setuptools wheel cython
+	rm -rf $(VENV)/build && mkdir -p $(VENV)/build $(VENV)/wheels
+	$(BIN)/pip download -q --no-deps --no-binary :all: -d $(VENV)/build http-parser==$(HTTP_PARSER)
+	tar -xzf $(VENV)/build/http-parser-$(HTTP_PARSER).tar.gz -C $(VENV)/build
+	cd $(VENV)/build/http-parser-$(HTTP_PARSER) && ../../bin/cython -3 http_parser/parser.pyx \
+	  && ../../bin/pip wheel -q --no-deps --no-build-isolation -w ../../wheels .
+	touch $@
+
+$(VENV)/.installed: setup.cfg pyproject.toml $(VENV)/wheels/.built
+	$(BIN)/pip install -q --find-links $(VENV)/wheels -e '.[test]'
+	touch $@
+
+test: bootstrap
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The demo keeps its cluster apart from any you run yourself.
+demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
+demo: bootstrap
+	$(BIN)/wharf dev up
+	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down; exit $$rc
+
+bench: bootstrap
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .wharf

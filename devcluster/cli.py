@@ -1,0 +1,82 @@
+"""`wharf dev`: bring the embedded dev cluster up, inspect it, print its environment, take it down."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import click
+
+
+def _cluster(ctx: click.Context) -> Any:
+    from devcluster.cluster import Cluster
+
+    return Cluster(ctx.find_root().obj["state_dir"])
+
+
+def _print_status(status: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not status["services"]:
+        click.echo(f"no dev cluster in {status['state_dir']}")
+        return
+    table = Table("service", "state", "pid", "endpoints", box=None)
+    hidden = {"pid", "running", "healthy", "error", "log"}
+    for name, row in status["services"].items():
+        state = "healthy" if row["healthy"] else f"[red]{row['error']}[/red]"
+        endpoints = "  ".join(f"{k}={v}" for k, v in row.items() if k not in hidden)
+        table.add_row(name, state, str(row["pid"] or "-"), endpoints)
+    Console(soft_wrap=True).print(table)
+
+
+@click.group()
+def dev() -> None:
+    """The embedded single-machine dev cluster (real ZooKeeper, HAProxy, nginx, Docker)."""
+
+
+@dev.command()
+@click.option("--zk-port", type=int, help="ZooKeeper client port [default: a free one]")
+@click.option("--haproxy-port", type=int, help="HAProxy HTTP frontend port [default: a free one]")
+@click.option("--haproxy-stats-port", type=int, help="HAProxy stats page port [default: a free one]")
+@click.option("--nginx-port", type=int, help="nginx HTTP port [default: a free one]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+@click.pass_context
+def up(ctx: click.Context, as_json: bool, **ports: int | None) -> None:
+    """Start the dev cluster and wait until every service is healthy."""
+    flags = {"--" + name.replace("_", "-"): port for name, port in ports.items()}
+    status = _cluster(ctx).up(flags)
+    if status["already_running"] and not as_json:
+        click.echo(f"dev cluster already running in {status['state_dir']}")
+    _print_status(status, as_json)
+
+
+@dev.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each service's pid, health and endpoints; exit 1 unless all are healthy."""
+    result = _cluster(ctx).status()
+    _print_status(result, as_json)
+    if not result["running"]:
+        ctx.exit(1)
+
+
+@dev.command()
+@click.pass_context
+def env(ctx: click.Context) -> None:
+    """Print `export NAME=value` lines that point clients at the cluster (eval "$(wharf dev env)")."""
+    for name, value in _cluster(ctx).env().items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
+@dev.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop every process the cluster started; harmless when none runs."""
+    stopped = _cluster(ctx).down()
+    click.echo(f"stopped {', '.join(stopped)}" if stopped else "no dev cluster was running")

@@ -1,0 +1,194 @@
+"""The dev cluster: start, check and stop its services, remembering them in `cluster.json`."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from devcluster.docker_engine import DockerEngine
+from devcluster.haproxy import HAProxy
+from devcluster.nginx import Nginx
+from devcluster.process import Proc, claim_ports, spawn, stop
+from devcluster.service import Service
+from devcluster.zookeeper import ZooKeeper
+from wharf.errors import Failure
+
+#: in start order; stopped in reverse
+SERVICE_TYPES: tuple[type[Service], ...] = (ZooKeeper, HAProxy, Nginx, DockerEngine)
+PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
+
+
+def wait_healthy(service: Service, proc: Proc, deadline: float) -> None:
+    """Poll `service.probe()` until it passes; fail if the process dies or the deadline passes."""
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise Failure(f"{service.name} exited during start-up: {log_tail(service.log_path)}")
+        try:
+            service.probe()
+            return
+        except Exception as exc:  # not ready yet
+            last = exc
+        time.sleep(0.05)
+    raise Failure(f"{service.name} did not become healthy in time: {last}")
+
+
+def log_tail(path: Path, lines: int = 1) -> str:
+    """The last non-empty line(s) of a log, for one-line error messages."""
+    try:
+        text = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+@contextmanager
+def running(service: Service, timeout: float = 60.0) -> Iterator[Service]:
+    """Run one service on its own (for tests and tools): start, wait healthy, yield, stop, unmount."""
+    service.check_installed()
+    service.prepare()
+    proc = spawn(service.argv(), service.log_path, cwd=service.dir)
+    try:
+        wait_healthy(service, proc, time.monotonic() + timeout)
+        service.after_start()
+        yield service
+    finally:
+        stop(proc)
+        service.clean_up()
+
+
+class Cluster:
+    """The dev cluster kept in one state directory."""
+
+    def __init__(self, state_dir: Path | str) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_file = self.state_dir / "cluster.json"
+
+    def services(self, ports: dict[str, int]) -> list[Service]:
+        return [t(self.state_dir / t.name, ports) for t in SERVICE_TYPES]
+
+    def read_state(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _procs(self, state: dict[str, Any]) -> dict[str, Proc]:
+        return {name: Proc(**p) for name, p in state.get("procs", {}).items()}
+
+    def running(self) -> bool:
+        """True if any process of this cluster is alive."""
+        state = self.read_state()
+        return bool(state) and any(p.alive() for p in self._procs(state or {}).values())
+
+    def up(self, ports: dict[str, int | None] | None = None, timeout: float = 90.0) -> dict[str, Any]:
+        """Start every service and wait until all are healthy; a running cluster is left as it is."""
+        with self._locked():
+            if self.running():
+                return {**self.status(), "already_running": True}
+            stale = self.read_state()
+            if stale:  # left by a cluster whose processes died: clean up after it
+                self._stop_all(stale)
+            self._clear()
+            wanted = {flag: (ports or {}).get(flag) for flag in PORT_FLAGS}
+            services = self.services({})
+            for service in services:
+                service.check_installed()
+            chosen = claim_ports(wanted)
+            services = self.services(chosen)
+            state: dict[str, Any] = {"ports": chosen, "procs": {}, "started_at": time.time()}
+            try:
+                for service in services:
+                    service.prepare()
+                    proc = spawn(service.argv(), service.log_path, cwd=service.dir)
+                    state["procs"][service.name] = proc.to_json()
+                    self._write_state(state)
+                deadline = time.monotonic() + timeout
+                procs = self._procs(state)
+                for service in services:
+                    wait_healthy(service, procs[service.name], deadline)
+                for service in services:
+                    service.after_start()
+            except BaseException:
+                self._stop_all(state)
+                self._clear()
+                raise
+            return {**self.status(), "already_running": False}
+
+    def status(self) -> dict[str, Any]:
+        """Each service's pid, liveness, health and endpoints."""
+        state = self.read_state()
+        if state is None:
+            return {"state_dir": str(self.state_dir), "running": False, "services": {}}
+        procs = self._procs(state)
+        services: dict[str, Any] = {}
+        for service in self.services(state["ports"]):
+            proc = procs.get(service.name)
+            row: dict[str, Any] = {"pid": proc.pid if proc else None, "running": bool(proc and proc.alive())}
+            error = None
+            if row["running"]:
+                try:
+                    service.probe()
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            else:
+                error = "not running"
+            row.update(healthy=error is None, error=error, log=str(service.log_path), **service.endpoints())
+            services[service.name] = row
+        healthy = all(s["healthy"] for s in services.values())
+        return {"state_dir": str(self.state_dir), "running": healthy, "services": services}
+
+    def env(self) -> dict[str, str]:
+        """Variables that point clients at the running cluster."""
+        state = self.read_state()
+        if state is None:
+            raise Failure(f"no dev cluster in {self.state_dir} (run `wharf dev up`)")
+        merged: dict[str, str] = {}
+        for service in self.services(state["ports"]):
+            merged.update(service.env())
+        return merged
+
+    def down(self) -> list[str]:
+        """Stop every process of the cluster; harmless when nothing runs. Returns what was stopped."""
+        with self._locked():
+            state = self.read_state()
+            if state is None:
+                return []
+            stopped = self._stop_all(state)
+            left = [name for name, proc in self._procs(state).items() if proc.alive()]
+            if left:
+                raise Failure(f"{', '.join(left)} still running after SIGKILL; state kept in {self.state_file}")
+            self._clear()
+            return stopped
+
+    def _stop_all(self, state: dict[str, Any]) -> list[str]:
+        procs = self._procs(state)
+        stopped = []
+        for service in reversed(self.services(state["ports"])):
+            proc = procs.get(service.name)
+            if proc and proc.alive():
+                stop(proc)
+                stopped.append(service.name)
+            if not (proc and proc.alive()):
+                service.clean_up()
+        return stopped
+
+    def _clear(self) -> None:
+        self.state_file.unlink(missing_ok=True)

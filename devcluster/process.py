@@ -1,0 +1,134 @@
+"""Start, identify and stop the dev cluster's processes by pid; free ports; leftover mounts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from wharf.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Proc:
+    """A process the dev cluster started: its pid and kernel start time (guards against pid reuse)."""
+
+    pid: int
+    start_time: int
+
+    def alive(self) -> bool:
+        """True while this very process runs (a zombie or a reused pid counts as gone)."""
+        stat = _stat(self.pid)
+        return stat is not None and stat[0] != "Z" and int(stat[19]) == self.start_time
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat from the state field on (index 0 is the state)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+# Processes this Python process started, so that stopping them also reaps them (no zombies).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def spawn(argv: list[str], log_path: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Proc:
+    """Start `argv` in its own session, detached from the caller, logging to `log_path`."""
+    with open(log_path, "ab") as out:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=cwd, env=env, start_new_session=True,
+        )
+    _CHILDREN[child.pid] = child
+    stat = _stat(child.pid)
+    return Proc(child.pid, int(stat[19]) if stat else 0)
+
+
+def stop(proc: Proc, timeout: float = 20.0) -> None:
+    """SIGTERM the process, wait up to `timeout`, then SIGKILL. Harmless if gone."""
+    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if not proc.alive():
+            break
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while proc.alive() and time.monotonic() < deadline:
+            child = _CHILDREN.get(proc.pid)
+            if child is not None:
+                try:
+                    child.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                time.sleep(0.05)
+    child = _CHILDREN.pop(proc.pid, None)
+    if child is not None:
+        child.poll()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if nothing listens on (or holds) `host:port`."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def claim_ports(wanted: dict[str, int | None], host: str = "127.0.0.1") -> dict[str, int]:
+    """Resolve each named port: check the ones given (bad input if taken), pick free ones for the rest."""
+    for flag, port in wanted.items():
+        if port is not None and not (0 < port < 65536):
+            raise BadInput(f"{flag}: {port} is not a TCP port")
+        if port is not None and not port_is_free(port, host):
+            raise BadInput(f"{flag}: {host}:{port} is already in use")
+    chosen: dict[str, int] = {}
+    for flag, port in wanted.items():
+        if port is None:
+            port = free_port(host)
+            while port in chosen.values() or port in wanted.values():
+                port = free_port(host)
+        chosen[flag] = port
+    return chosen
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below `path`, deepest first."""
+    root = str(path.resolve())
+    found = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        point = line.split()[1].replace("\\040", " ")
+        if point == root or point.startswith(root + "/"):
+            found.append(point)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def unmount_below(path: Path) -> None:
+    """Unmount whatever a stopped service left mounted under `path` (dockerd leaves its netns)."""
+    for _ in range(5):
+        points = mounts_below(path)
+        if not points:
+            return
+        for point in points:
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)

@@ -1,0 +1,86 @@
+"""The shared daemon skeleton: survives failing cycles, serves metrics, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from devcluster.process import free_port
+
+pytestmark = pytest.mark.integration
+
+DAEMON = '''
+import sys
+from wharf import log
+from wharf.daemon import Daemon
+from wharf.retry import Retry
+
+class Counter(Daemon):
+    interval = 0.01
+    backoff = Retry(delay=0.01, max_delay=0.02, jitter=0)
+
+    def __init__(self, path, port):
+        super().__init__("counter", metrics_port=port)
+        self.path, self.n = path, 0
+
+    def run_cycle(self):
+        self.n += 1
+        open(self.path, "w").write(str(self.n))
+        if self.n % 3 == 0:
+            raise ConnectionError("every third cycle fails")
+
+    def close(self):
+        open(self.path + ".closed", "w").write("closed")
+
+log.setup("json")
+sys.exit(Counter(sys.argv[1], int(sys.argv[2])).run())
+'''
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_daemon_survives_failures_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
+    script = tmp_path / "counter.py"
+    script.write_text(DAEMON)
+    state, port = tmp_path / "count", free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(state), str(port)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        def enough_cycles() -> bool:
+            try:
+                return metric(port, 'wharf_daemon_cycles_total{daemon="counter",outcome="error"}') >= 2
+            except OSError:
+                return False
+
+        wait_for(enough_cycles)
+        assert metric(port, 'wharf_daemon_cycles_total{daemon="counter",outcome="ok"}') >= 4
+        assert metric(port, 'wharf_daemon_up{daemon="counter"}') == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert '"msg": "cycle failed"' in err and "every third cycle fails" in err
+    assert err.rstrip().splitlines()[-1].find('"msg": "stopped"') > 0
+    assert (tmp_path / "count.closed").read_text() == "closed"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)

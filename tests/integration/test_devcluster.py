@@ -1,0 +1,170 @@
+"""`wharf dev up/status/env/down` start and stop real ZooKeeper, HAProxy, nginx and Docker."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcluster.haproxy import runtime_command
+from devcluster.process import Proc, mounts_below
+from devcluster.zookeeper import four_letter
+from tests.conftest import wharf
+
+pytestmark = pytest.mark.integration
+
+
+def up(state_dir: Path, *flags: str) -> dict[str, Any]:
+    result = wharf("dev", "up", "--json", *flags, env={"WHARF_STATE_DIR": str(state_dir)})
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def dev_env(state_dir: Path) -> dict[str, str]:
+    result = wharf("dev", "env", env={"WHARF_STATE_DIR": str(state_dir)})
+    assert result.returncode == 0, result.stderr
+    pairs = [shlex.split(line.removeprefix("export "))[0] for line in result.stdout.splitlines()]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def procs_of(state_dir: Path) -> list[Proc]:
+    state = json.loads((state_dir / "cluster.json").read_text())
+    return [Proc(**p) for p in state["procs"].values()]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    state_dir = tmp_path_factory.mktemp("cluster")
+    up(state_dir)
+    yield state_dir
+    wharf("dev", "down", env={"WHARF_STATE_DIR": str(state_dir)})
+
+
+def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> None:
+    result = wharf("dev", "status", "--json", env={"WHARF_STATE_DIR": str(cluster)})
+    assert result.returncode == 0, result.stdout
+    status = json.loads(result.stdout)
+    assert status["running"] is True
+    services = status["services"]
+    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker"}
+    assert all(s["healthy"] and s["running"] and s["pid"] for s in services.values())
+    assert services["zookeeper"]["address"].startswith("127.0.0.1:")
+    assert services["haproxy"]["http"].startswith("127.0.0.1:")
+    assert services["nginx"]["http"].startswith("http://127.0.0.1:")
+    assert services["docker"]["host"] == f"unix://{cluster}/docker/docker.sock"
+
+
+def test_status_table_for_people(cluster: Path) -> None:
+    result = wharf("dev", "status", env={"WHARF_STATE_DIR": str(cluster), "COLUMNS": "200"})
+    assert result.returncode == 0
+    for name in ("zookeeper", "haproxy", "nginx", "docker"):
+        assert any(line.split()[:2] == [name, "healthy"] for line in result.stdout.splitlines())
+
+
+def test_zookeeper_answers_ruok_and_kazoo_creates_an_ephemeral_node(cluster: Path) -> None:
+    from kazoo.client import KazooClient
+
+    hosts = dev_env(cluster)["WHARF_ZK"]
+    host, port = hosts.split(":")
+    assert four_letter(host, int(port), "ruok") == "imok"
+    zk = KazooClient(hosts=hosts)
+    zk.start(timeout=10)
+    try:
+        zk.create("/wharf-test/member", b"me", ephemeral=True, makepath=True)
+        assert zk.get("/wharf-test/member")[0] == b"me"
+        assert zk.get("/wharf-test/member")[1].ephemeralOwner == zk.client_id[0]
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def test_haproxy_stats_socket_answers_show_info(cluster: Path) -> None:
+    env = dev_env(cluster)
+    info = runtime_command(env["WHARF_HAPROXY_SOCKET"], "show info")
+    assert "Name: HAProxy" in info and "Version: 2." in info
+    assert "master" in runtime_command(env["WHARF_HAPROXY_MASTER_SOCKET"], "show proc")
+
+
+def test_nginx_answers_http(cluster: Path) -> None:
+    with urllib.request.urlopen(f"http://{dev_env(cluster)['WHARF_NGINX_HTTP']}/", timeout=5) as resp:
+        assert resp.status == 200 and resp.read() == b"wharf dev nginx\n"
+
+
+def test_docker_runs_the_base_image_and_streams_its_events(cluster: Path) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=dev_env(cluster)["DOCKER_HOST"])
+    try:
+        since = client.api.time() if hasattr(client.api, "time") else None
+        events = client.events(decode=True, filters={"type": "container"}, since=since)
+        out = client.containers.run("wharf/busybox:latest", ["echo", "hello from wharf"],
+                                    network_mode="host", remove=True, name="wharf-events-test")
+        assert out == b"hello from wharf\n"
+        seen = []
+        for event in events:
+            if event.get("Actor", {}).get("Attributes", {}).get("name") == "wharf-events-test":
+                seen.append(event["status"])
+            if "destroy" in seen:
+                break
+        events.close()
+        assert seen[:2] == ["create", "start"] and "die" in seen
+    finally:
+        client.close()
+
+
+def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
+    before = procs_of(cluster)
+    status = up(cluster)
+    assert status["already_running"] is True and status["running"] is True
+    assert procs_of(cluster) == before
+
+
+def test_down_leaves_no_process_and_no_mount_and_a_second_down_is_harmless(tmp_path: Path) -> None:
+    up(tmp_path)
+    procs = procs_of(tmp_path)
+    assert len(procs) == 4 and all(p.alive() for p in procs)
+    assert mounts_below(tmp_path)  # dockerd mounts its data root and netns
+    result = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
+    assert result.returncode == 0 and "stopped docker, nginx, haproxy, zookeeper" in result.stdout
+    assert not any(p.alive() for p in procs)
+    assert mounts_below(tmp_path) == []
+    again = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
+    assert again.returncode == 0 and "no dev cluster was running" in again.stdout
+    status = wharf("dev", "status", "--json", env={"WHARF_STATE_DIR": str(tmp_path)})
+    assert status.returncode == 1 and json.loads(status.stdout)["running"] is False
+
+
+def test_taken_port_is_bad_input_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = wharf("dev", "up", "--zk-port", str(port), env={"WHARF_STATE_DIR": str(tmp_path / "s")})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"Error: --zk-port: 127.0.0.1:{port} is already in use"
+    assert not (tmp_path / "s" / "cluster.json").exists()
+    assert not (tmp_path / "s" / "zookeeper").exists()
+
+
+@pytest.mark.parametrize(("setup", "expected"), [
+    ({"file": "marathon_url: http://m:8080\nzk_hosts: z:2181\n"}, "unknown setting 'zk_hosts'"),
+    ({"MARATHON_URL": "marathon.local:8080"}, "MARATHON_URL: 'marathon.local:8080' is not"),
+])
+def test_bad_settings_are_bad_input_and_start_nothing(tmp_path: Path, setup: dict[str, str],
+                                                     expected: str) -> None:
+    env = {"WHARF_STATE_DIR": str(tmp_path / "s")}
+    if "file" in setup:
+        (tmp_path / "wharf.yaml").write_text(setup["file"])
+    else:
+        env.update(setup)
+    result = wharf("dev", "up", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+    assert not (tmp_path / "s").exists()

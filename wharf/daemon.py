@@ -1,0 +1,113 @@
+"""The skeleton every wharf daemon shares: run cycles until SIGTERM, survive failures, serve metrics.
+
+A daemon subclasses `Daemon` and implements `run_cycle()` (one pass of its work) and, if it holds
+resources, `close()`. Signal handlers only set a flag and wake the loop; the loop does the rest:
+
+    while not stopping:
+        run_cycle()          # an exception is logged and counted, then retried with backoff
+        wait(interval)       # returns at once when SIGTERM/SIGINT arrives
+    close()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from wharf.retry import Retry
+
+CYCLES = Counter("wharf_daemon_cycles_total", "Cycles run, by outcome", ["daemon", "outcome"])
+CYCLE_SECONDS = Histogram("wharf_daemon_cycle_seconds", "Time one cycle took", ["daemon"])
+LAST_SUCCESS = Gauge("wharf_daemon_last_success_timestamp_seconds", "When a cycle last succeeded",
+                     ["daemon"])
+UP = Gauge("wharf_daemon_up", "1 while the daemon's loop runs", ["daemon"])
+
+
+class Daemon:
+    """Base class of wharf's long-running processes."""
+
+    #: how long to wait between successful cycles, in seconds
+    interval: float = 5.0
+    #: how to back off after failed cycles (only its delays are used)
+    backoff: Retry = Retry(delay=1.0, max_delay=60.0, jitter=0.2)
+
+    def __init__(self, name: str, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
+        self.name = name
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        self.stopping = False
+        self.log = logging.getLogger(f"wharf.{name}")
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._metrics_server: Any = None
+
+    def run_cycle(self) -> None:
+        """Do one pass of the daemon's work. Raise to report a failed cycle."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the daemon holds; called once, after the loop ends."""
+
+    def stop(self, *_: object) -> None:
+        """Ask the loop to end after the current cycle. Safe to call from a signal handler."""
+        self.stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is being woken already
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, returning early when `stop()` is called."""
+        if not self.stopping:
+            select.select([self._wake_r], [], [], max(0.0, seconds))
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 after a clean stop)."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        if self.metrics_port is not None:
+            self._metrics_server, _ = start_http_server(self.metrics_port, addr=self.metrics_host)
+            self.log.info("metrics", extra={"address": f"{self.metrics_host}:{self.metrics_port}"})
+        UP.labels(self.name).set(1)
+        self.log.info("started")
+        backoff: Iterator[float] | None = None
+        try:
+            while not self.stopping:
+                started = time.monotonic()
+                try:
+                    self.run_cycle()
+                except Exception as exc:  # a cycle's failure must not end the daemon
+                    CYCLES.labels(self.name, "error").inc()
+                    backoff = backoff or self.backoff.delays()
+                    delay = next(backoff)
+                    self.log.warning("cycle failed", extra={"error": f"{type(exc).__name__}: {exc}",
+                                                            "retry_in": round(delay, 2)})
+                else:
+                    CYCLES.labels(self.name, "ok").inc()
+                    LAST_SUCCESS.labels(self.name).set_to_current_time()
+                    backoff, delay = None, self.interval
+                CYCLE_SECONDS.labels(self.name).observe(time.monotonic() - started)
+                self.wait(delay)
+        finally:
+            UP.labels(self.name).set(0)
+            self._shutdown()
+        self.log.info("stopped")
+        return 0
+
+    def _shutdown(self) -> None:
+        try:
+            self.close()
+        except Exception as exc:
+            self.log.warning("close failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
