@@ -19,19 +19,16 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     if not status["services"]:
         click.echo(f"no dev cluster in {status['state_dir']}")
         return
-    table = Table("service", "state", "pid", "endpoints", box=None)
     hidden = {"pid", "running", "healthy", "error", "log"}
     for name, row in status["services"].items():
-        state = "healthy" if row["healthy"] else f"[red]{row['error']}[/red]"
-        endpoints = "  ".join(f"{k}={v}" for k, v in row.items() if k not in hidden)
-        table.add_row(name, state, str(row["pid"] or "-"), endpoints)
-    Console(soft_wrap=True).print(table)
+        state = "healthy" if row["healthy"] else click.style(f"unhealthy: {row['error']}", fg="red")
+        click.echo(f"{name:<10} {state}  pid {row['pid'] or '-'}")
+        for key, value in row.items():
+            if key not in hidden:
+                click.echo(f"    {key:<14} {value}")
 
 
 @click.group()
