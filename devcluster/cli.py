@@ -72,6 +72,16 @@ def env(ctx: click.Context) -> None:
 
 
 @dev.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+@click.pass_context
+def restart(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Restart one service on the same ports, dropping what it held in memory (fault injection)."""
+    row = _cluster(ctx).restart(name)
+    _print_status({"state_dir": "", "running": row["healthy"], "services": {name: row}}, as_json)
+
+
+@dev.command()
 @click.pass_context
 def down(ctx: click.Context) -> None:
     """Stop every process the cluster started; harmless when none runs."""

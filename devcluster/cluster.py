@@ -16,7 +16,7 @@ from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
 from devcluster.service import Service
 from devcluster.zookeeper import ZooKeeper
-from wharf.errors import Failure
+from wharf.errors import BadInput, Failure
 
 #: in start order; stopped in reverse
 SERVICE_TYPES: tuple[type[Service], ...] = (ZooKeeper, HAProxy, Nginx, DockerEngine)
@@ -131,6 +131,26 @@ class Cluster:
                 self._clear()
                 raise
             return {**self.status(), "already_running": False}
+
+    def restart(self, name: str, timeout: float = 90.0) -> dict[str, Any]:
+        """Stop one service and start it again on the same ports (fault injection for tests)."""
+        with self._locked():
+            state = self.read_state()
+            if state is None or not self.running():
+                raise Failure(f"no dev cluster running in {self.state_dir} (run `wharf dev up`)")
+            services = {s.name: s for s in self.services(state["ports"])}
+            if name not in services:
+                raise BadInput(f"{name}: not a dev cluster service (one of {', '.join(services)})")
+            service, old = services[name], self._procs(state).get(name)
+            if old:
+                stop(old)
+            service.clean_up()
+            proc = spawn(service.argv(), service.log_path, cwd=service.dir)
+            state["procs"][name] = proc.to_json()
+            self._write_state(state)
+            wait_healthy(service, proc, time.monotonic() + timeout)
+            service.after_start()
+            return self.status()["services"][name]
 
     def status(self) -> dict[str, Any]:
         """Each service's pid, liveness, health and endpoints."""

@@ -168,3 +168,33 @@ def test_bad_settings_are_bad_input_and_start_nothing(tmp_path: Path, setup: dic
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_restart_one_service_keeps_its_port_and_clients_reconnect(cluster: Path) -> None:
+    from kazoo.client import KazooClient
+    from kazoo.protocol.states import KazooState
+
+    env = {"WHARF_STATE_DIR": str(cluster)}
+    hosts = dev_env(cluster)["WHARF_ZK"]
+    zk = KazooClient(hosts=hosts, connection_retry={"max_tries": -1, "max_delay": 0.5})
+    zk.start(timeout=10)
+    states: list[str] = []
+    zk.add_listener(states.append)
+    try:
+        zk.create("/restart-test", b"kept on disk")
+        old_pid = json.loads(wharf("dev", "status", "--json", env=env).stdout)["services"]["zookeeper"]["pid"]
+        result = wharf("dev", "restart", "zookeeper", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        row = json.loads(result.stdout)["services"]["zookeeper"]
+        assert row["healthy"] and row["pid"] != old_pid and row["address"] == hosts
+        assert zk.retry(zk.get, "/restart-test")[0] == b"kept on disk"
+        assert KazooState.SUSPENDED in states
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def test_restart_of_an_unknown_service_is_bad_input(cluster: Path) -> None:
+    result = wharf("dev", "restart", "postgres", env={"WHARF_STATE_DIR": str(cluster)})
+    assert result.returncode == 2
+    assert "postgres: not a dev cluster service" in result.stderr
