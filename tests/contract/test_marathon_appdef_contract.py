@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devcluster.marathon_appdef import APP_FIELDS, normalize_app, validate_app
+from devcluster.marathon.appdef import APP_FIELDS, normalize_app, validate_app
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devcluster.marathon_appdef import (
+from devcluster.marathon.appdef import (
     InvalidAppId,
     Violation,
     error_body,

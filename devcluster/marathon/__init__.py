@@ -1,0 +1,1 @@
+"""The pure decision core of the Marathon stand-in: placement constraints, deployment plans, rolling restarts."""
