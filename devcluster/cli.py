@@ -33,7 +33,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
 
 @click.group()
 def dev() -> None:
-    """The embedded single-machine dev cluster (real ZooKeeper, HAProxy, nginx, Docker)."""
+    """The embedded single-machine dev cluster: real ZooKeeper, HAProxy, nginx, Docker; stand-ins for the rest."""
 
 
 @dev.command()
@@ -41,6 +41,7 @@ def dev() -> None:
 @click.option("--haproxy-port", type=int, help="HAProxy HTTP frontend port [default: a free one]")
 @click.option("--haproxy-stats-port", type=int, help="HAProxy stats page port [default: a free one]")
 @click.option("--nginx-port", type=int, help="nginx HTTP port [default: a free one]")
+@click.option("--consul-port", type=int, help="Consul stand-in HTTP port [default: a free one]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
 @click.pass_context
 def up(ctx: click.Context, as_json: bool, **ports: int | None) -> None:

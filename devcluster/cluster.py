@@ -15,11 +15,12 @@ from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
 from devcluster.service import Service
+from devcluster.standins import ConsulStandIn
 from devcluster.zookeeper import ZooKeeper
 from wharf.errors import BadInput, Failure
 
 #: in start order; stopped in reverse
-SERVICE_TYPES: tuple[type[Service], ...] = (ZooKeeper, HAProxy, Nginx, DockerEngine)
+SERVICE_TYPES: tuple[type[Service], ...] = (ZooKeeper, HAProxy, Nginx, DockerEngine, ConsulStandIn)
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
 
 

@@ -52,7 +52,7 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
     status = json.loads(result.stdout)
     assert status["running"] is True
     services = status["services"]
-    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker"}
+    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker", "consul"}
     assert all(s["healthy"] and s["running"] and s["pid"] for s in services.values())
     assert services["zookeeper"]["address"].startswith("127.0.0.1:")
     assert services["haproxy"]["http"].startswith("127.0.0.1:")
@@ -63,7 +63,7 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
 def test_status_table_for_people(cluster: Path) -> None:
     result = wharf("dev", "status", env={"WHARF_STATE_DIR": str(cluster), "COLUMNS": "200"})
     assert result.returncode == 0
-    for name in ("zookeeper", "haproxy", "nginx", "docker"):
+    for name in ("zookeeper", "haproxy", "nginx", "docker", "consul"):
         assert any(line.split()[:2] == [name, "healthy"] for line in result.stdout.splitlines())
 
 
@@ -118,6 +118,18 @@ def test_docker_runs_the_base_image_and_streams_its_events(cluster: Path) -> Non
         client.close()
 
 
+def test_consul_stand_in_serves_py_consul_and_a_restart_drops_its_state(cluster: Path) -> None:
+    import consul
+
+    host, port = dev_env(cluster)["CONSUL_HTTP_ADDR"].split(":")
+    client = consul.Consul(host=host, port=int(port))
+    assert client.kv.put("wharf/restart-test", "before")
+    assert client.kv.get("wharf/restart-test")[1]["Value"] == b"before"
+    result = wharf("dev", "restart", "consul", env={"WHARF_STATE_DIR": str(cluster)})
+    assert result.returncode == 0, result.stderr
+    assert client.kv.get("wharf/restart-test")[1] is None
+
+
 def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
     before = procs_of(cluster)
     status = up(cluster)
@@ -128,10 +140,10 @@ def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
 def test_down_leaves_no_process_and_no_mount_and_a_second_down_is_harmless(tmp_path: Path) -> None:
     up(tmp_path)
     procs = procs_of(tmp_path)
-    assert len(procs) == 4 and all(p.alive() for p in procs)
+    assert len(procs) == 5 and all(p.alive() for p in procs)
     assert mounts_below(tmp_path)  # dockerd mounts its data root and netns
     result = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
-    assert result.returncode == 0 and "stopped docker, nginx, haproxy, zookeeper" in result.stdout
+    assert result.returncode == 0 and "stopped consul, docker, nginx, haproxy, zookeeper" in result.stdout
     assert not any(p.alive() for p in procs)
     assert mounts_below(tmp_path) == []
     again = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
