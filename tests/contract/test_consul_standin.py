@@ -29,11 +29,11 @@ import pytest
 import requests
 
 from devcluster.consul import ConsulStandin
+from tests.upstream import upstream
 
 pytestmark = pytest.mark.contract
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO.parent / "shared" / "upstream" / "consul" / "docs-samples"
 REAL_ADDR = os.environ.get("CONSUL_HTTP_ADDR")
 TOKEN = os.environ.get("CONSUL_HTTP_TOKEN") if REAL_ADDR else None
 
@@ -186,7 +186,7 @@ def shape_diff(
 
 
 def sample(name: str) -> Any:
-    return json.loads((SAMPLES / name).read_text())
+    return json.loads(upstream("consul", "docs-samples", name).read_text())
 
 
 # Namespace is Consul Enterprise only (OSS omits it). Connect proxy fields became

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devcluster.marathon.appdef import APP_FIELDS, normalize_app, validate_app
+from tests.upstream import UPSTREAM
 
 jsonschema = pytest.importorskip("jsonschema")
 
 pytestmark = pytest.mark.contract
 
-API = (Path(__file__).resolve().parents[2].parent / "shared" / "upstream" / "marathon"
-       / "docs" / "docs" / "rest-api" / "public" / "api" / "v2")
+API = UPSTREAM / "marathon" / "docs" / "docs" / "rest-api" / "public" / "api" / "v2"
 if not (API / "schema" / "AppDefinition.json").is_file():
     pytest.skip(f"upstream Marathon artifacts not found at {API}", allow_module_level=True)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,10 +28,11 @@ from devcluster.marathon.plan import (
     restart_situation,
     restart_step,
 )
+from tests.upstream import upstream
 
 pytestmark = pytest.mark.unit
 
-RAML_TYPES = Path(__file__).resolve().parents[3] / "shared/upstream/marathon/docs/docs/rest-api/public/api/v2/types"
+RAML_TYPES = ("marathon", "docs", "docs", "rest-api", "public", "api", "v2", "types")
 VERSION = "2024-05-01T12:00:00.000Z"
 
 
@@ -60,7 +60,7 @@ def changed(definitions: dict[str, dict[str, Any]], **fields: Any) -> dict[str, 
 # --- the plan's JSON against Marathon's RAML -----------------------------------------------------
 
 def raml_types(name: str) -> dict[str, Any]:
-    types: dict[str, Any] = yaml.safe_load((RAML_TYPES / name).read_text())["types"]
+    types: dict[str, Any] = yaml.safe_load(upstream(*RAML_TYPES, name).read_text())["types"]
     return types
 
 
