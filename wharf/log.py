@@ -30,8 +30,8 @@ class TextFormatter(logging.Formatter):
         parts = [_timestamp(record), record.levelname.lower(), record.name, record.getMessage()]
         parts += [f"{k}={_text(v)}" for k, v in fields_of(record).items()]
         line = " ".join(parts)
-        if record.exc_info:
-            line += " error=" + _text(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
+        if record.exc_info and record.exc_info[1]:
+            line += " error=" + _text(_describe(record.exc_info[1]))
         return line
 
 
@@ -46,9 +46,13 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         data.update(fields_of(record))
-        if record.exc_info:
-            data["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        if record.exc_info and record.exc_info[1]:
+            data["error"] = _describe(record.exc_info[1])
         return json.dumps(data, default=str)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _text(value: Any) -> str:
