@@ -6,14 +6,11 @@ SIGTERM/SIGINT stop it (exit 0); SIGHUP drops all state (see the package docstri
 from __future__ import annotations
 
 import argparse
-import signal
 import socket
 import sys
-import threading
-from types import FrameType
 
+from devcluster import foreground
 from devcluster.consul.server import ConsulStandin
-from wharf import log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,32 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datacenter", default="dc1")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
-    log.setup("text", args.log_level.lower())
-
-    wake = threading.Event()
-    flags = {"stop": False, "reset": False}
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        flags["reset" if signum == signal.SIGHUP else "stop"] = True
-        wake.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
 
     token = open(args.acl_token_file).read().strip() if args.acl_token_file else None
     standin = ConsulStandin(args.host, args.port, acl_token=token, node=args.node, datacenter=args.datacenter)
-    standin.start()
-    print(standin.url, flush=True)
-    try:
-        while not flags["stop"]:
-            wake.wait()
-            wake.clear()
-            if flags["reset"] and not flags["stop"]:
-                flags["reset"] = False
-                standin.reset()
-    finally:
-        standin.stop()
-    return 0
+    return foreground.run(standin, args.log_level, on_hangup=standin.reset)
 
 
 if __name__ == "__main__":
