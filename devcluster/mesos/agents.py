@@ -1,0 +1,309 @@
+"""The dev cluster's agent pool: tasks really run, as Docker containers or host processes.
+
+Every task gets a thread that launches it, waits for it to end and reports each state change
+(TASK_STARTING, TASK_RUNNING, then FINISHED/FAILED/KILLED) to the master through ``report``.
+Containers are named ``mesos-<container id>`` like Mesos names them, use host networking, and
+carry the TaskInfo's labels plus :data:`OWNER_LABEL`, so leftovers of an earlier run can be
+found and removed. Host processes run in their own session, in a sandbox under the state dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devcluster.mesos.model import Kill, Launch, StatusReport
+
+log = logging.getLogger("wharf.devcluster.mesos.agents")
+
+OWNER_LABEL = "wharf.devcluster.mesos.owner"
+DOCKER_SANDBOX = "/mnt/mesos/sandbox"  # where Mesos mounts the sandbox in a Docker container
+DEFAULT_GRACE = 3.0  # the command executor's default kill grace period
+
+
+@dataclass
+class _Running:
+    launch: Launch
+    sandbox: Path
+    killed: threading.Event = field(default_factory=threading.Event)
+    grace: float = DEFAULT_GRACE
+    process: subprocess.Popen[bytes] | None = None
+    container: str | None = None  # set once the container is started
+    started: bool = False  # TASK_RUNNING was reported
+
+    @property
+    def name(self) -> str:
+        return f"mesos-{self.launch.container_id}"
+
+
+def task_environment(launch: Launch, sandbox: str) -> dict[str, str]:
+    """The command's environment plus the variables Mesos gives every task."""
+    env = dict(launch.task.command.environment) if launch.task.command else {}
+    env.update({
+        "MESOS_TASK_ID": launch.task.task_id,
+        "MESOS_FRAMEWORK_ID": launch.framework_id,
+        "MESOS_AGENT_ID": launch.agent.id,
+        "MESOS_SLAVE_ID": launch.agent.id,
+        "MESOS_SANDBOX": sandbox,
+        "MESOS_CONTAINER_NAME": f"mesos-{launch.container_id}",
+    })
+    return env
+
+
+def docker_command(launch: Launch) -> tuple[list[str] | None, list[str] | None]:
+    """(entrypoint, command) as Mesos's Docker containerizer builds them from CommandInfo."""
+    command = launch.task.command
+    if command is None:
+        return None, None
+    if command.shell:
+        return (["/bin/sh", "-c"], [command.value]) if command.value else (None, None)
+    argv = ([command.value] if command.value else []) + list(command.arguments)
+    return None, argv or None
+
+
+def host_argv(launch: Launch) -> tuple[list[str], str | None]:
+    """(argv, executable) for a host process: ``sh -c value``, or ``value`` run with ``arguments``."""
+    command = launch.task.command
+    assert command is not None and command.value is not None
+    if command.shell:
+        return ["/bin/sh", "-c", command.value], None
+    return list(command.arguments) or [command.value], command.value
+
+
+class AgentPool:
+    """Runs and kills tasks for the master; ``shutdown()`` leaves nothing running."""
+
+    def __init__(self, state_dir: Path, owner: str, docker_host: str | None,
+                 report: Callable[[StatusReport], None]) -> None:
+        self.state_dir = state_dir
+        self.owner = owner
+        self.docker_host = docker_host
+        self._report = report
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, str], _Running] = {}
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+
+    def _docker(self, timeout: float | None = 60) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=self.docker_host, timeout=timeout)
+
+    def purge(self) -> int:
+        """Force-remove every container this stand-in (same state dir) left behind; returns how many."""
+        if not self.docker_host:
+            return 0
+        client = self._docker()
+        try:
+            leftovers = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={self.owner}"})
+            for container in leftovers:
+                container.remove(force=True)
+            return len(leftovers)
+        finally:
+            client.close()
+
+    def launch(self, launch: Launch) -> None:
+        """Start the task's thread; never blocks and never reports from the caller's thread."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", launch.task.task_id)
+        sandbox = self.state_dir / "sandboxes" / launch.agent.id / launch.framework_id / safe / launch.container_id
+        record = _Running(launch, sandbox)
+        thread = threading.Thread(target=self._run, args=(record,), name=f"task {launch.task.task_id}", daemon=True)
+        with self._lock:
+            if self._closing:
+                log.warning("not launching %s: the agents are shutting down", launch.task.task_id)
+                return
+            self._running[(launch.framework_id, launch.task.task_id)] = record
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def kill(self, kill: Kill) -> None:
+        """Stop a task (SIGTERM, SIGKILL after its grace); reports come from another thread."""
+        with self._lock:
+            record = self._running.get((kill.framework_id, kill.task_id))
+        if record is None or record.killed.is_set():
+            return
+        if kill.grace is not None:
+            record.grace = kill.grace
+        record.killed.set()
+        threading.Thread(target=self._kill, args=(record,), daemon=True).start()
+
+    def _kill(self, record: _Running) -> None:
+        self._status(record, "TASK_KILLING")
+        self._stop(record)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Kill every task (short grace), wait for their threads, then remove any container left."""
+        with self._lock:
+            self._closing = True
+            records = list(self._running.values())
+            threads = list(self._threads)
+        stoppers = []
+        for record in records:
+            record.grace = min(record.grace, 2.0)
+            record.killed.set()
+            stoppers.append(threading.Thread(target=self._stop, args=(record,), daemon=True))
+            stoppers[-1].start()
+        for thread in stoppers + threads:
+            thread.join(timeout)
+        self.purge()
+
+    # --- one task ---------------------------------------------------------------------------
+
+    def _status(self, record: _Running, state: str, message: str | None = None, reason: str | None = None,
+                source: str = "SOURCE_EXECUTOR", container_status: dict[str, Any] | None = None) -> None:
+        launch = record.launch
+        self._report(StatusReport(launch.framework_id, launch.task.task_id, state, message, reason, source,
+                                  container_status))
+
+    def _run(self, record: _Running) -> None:
+        launch = record.launch
+        try:
+            record.sandbox.mkdir(parents=True, exist_ok=True)
+            self._status(record, "TASK_STARTING")
+            if record.killed.is_set():
+                self._status(record, "TASK_KILLED", "Task killed before it started",
+                             "REASON_TASK_KILLED_DURING_LAUNCH")
+                return
+            container = launch.task.container
+            if container is not None and container.type == "DOCKER":
+                self._run_container(record)
+            else:
+                self._run_process(record)
+        except Exception as err:  # noqa: BLE001 - whatever broke, the framework must hear about it
+            if record.started:
+                log.exception("lost track of task %s", launch.task.task_id)
+                self._status(record, "TASK_FAILED", f"Lost track of the task: {err}",
+                             "REASON_EXECUTOR_TERMINATED", "SOURCE_AGENT")
+            else:
+                log.warning("task %s failed to launch: %s", launch.task.task_id, err)
+                self._status(record, "TASK_FAILED", f"Failed to launch container: {err}",
+                             "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT")
+        finally:
+            with self._lock:
+                self._running.pop((launch.framework_id, launch.task.task_id), None)
+
+    def _container_status(self, record: _Running) -> dict[str, Any]:
+        ip = record.launch.agent.hostname
+        return {"container_id": {"value": record.launch.container_id},
+                "network_infos": [{"ip_addresses": [{"protocol": "IPv4", "ip_address": ip}]}]}
+
+    def _finish(self, record: _Running, code: int, what: str) -> None:
+        if record.killed.is_set():
+            self._status(record, "TASK_KILLED", f"{what} terminated (killed)")
+        elif code == 0:
+            self._status(record, "TASK_FINISHED", f"{what} exited with status 0")
+        else:
+            self._status(record, "TASK_FAILED", f"{what} exited with status {code}",
+                         "REASON_COMMAND_EXECUTOR_FAILED")
+
+    def _run_process(self, record: _Running) -> None:
+        launch = record.launch
+        argv, executable = host_argv(launch)
+        env = {**os.environ, **task_environment(launch, str(record.sandbox))}
+        with open(record.sandbox / "stdout", "ab") as out, open(record.sandbox / "stderr", "ab") as err:
+            record.process = subprocess.Popen(argv, executable=executable, cwd=record.sandbox, env=env,
+                                              stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                              start_new_session=True)
+        if record.killed.is_set():
+            self._stop(record)
+        record.started = True
+        self._status(record, "TASK_RUNNING", container_status=self._container_status(record))
+        code = record.process.wait()
+        self._finish(record, code, "Command")
+
+    def _run_container(self, record: _Running) -> None:
+        import docker.errors
+
+        launch = record.launch
+        spec = launch.task.container
+        assert spec is not None and spec.image is not None
+        if not self.docker_host:
+            raise RuntimeError("this stand-in was started without a Docker engine (--docker-host)")
+        if spec.network not in ("HOST", "NONE"):
+            raise RuntimeError(f"network {spec.network} is not available on the dev cluster's Docker engine "
+                               "(it runs with --bridge=none); use HOST networking")
+        entrypoint, command = docker_command(launch)
+        binds = {str(record.sandbox): {"bind": DOCKER_SANDBOX, "mode": "rw"}}
+        for volume in spec.volumes:
+            host = Path(volume.host_path)
+            binds[str(host if host.is_absolute() else record.sandbox / host)] = {
+                "bind": volume.container_path, "mode": "ro" if volume.read_only else "rw"}
+        resources = launch.task.resources
+        client = self._docker()
+        try:
+            try:
+                client.images.get(spec.image)
+            except docker.errors.ImageNotFound:
+                raise RuntimeError(f"image {spec.image} is not on the Docker engine "
+                                   "(the dev cluster cannot pull; build or load it first)") from None
+            created = client.containers.create(
+                spec.image, command=command, entrypoint=entrypoint, name=record.name, detach=True,
+                environment=task_environment(launch, DOCKER_SANDBOX), working_dir=DOCKER_SANDBOX,
+                labels={**dict(launch.task.labels), OWNER_LABEL: self.owner}, network_mode=spec.network.lower(),
+                volumes=binds, privileged=spec.privileged,
+                cpu_shares=max(2, int(resources.scalar("cpus") * 1024)) if resources.scalar("cpus") else None,
+                mem_limit=f"{max(32, int(resources.scalar('mem')))}m" if resources.scalar("mem") else None,
+            )
+            created.start()
+            record.container = record.name
+            if record.killed.is_set():
+                self._stop(record)
+            record.started = True
+            self._status(record, "TASK_RUNNING", container_status=self._container_status(record))
+            waiter = self._docker(timeout=None)
+            try:
+                code = int(waiter.api.wait(record.name)["StatusCode"])
+            finally:
+                waiter.close()
+            self._save_logs(created, record.sandbox)
+            created.remove(force=True)
+        finally:
+            client.close()
+        self._finish(record, code, "Container")
+
+    @staticmethod
+    def _save_logs(container: Any, sandbox: Path) -> None:
+        """Keep the container's output in the sandbox, as Mesos's executors do."""
+        try:
+            (sandbox / "stdout").write_bytes(container.logs(stdout=True, stderr=False))
+            (sandbox / "stderr").write_bytes(container.logs(stdout=False, stderr=True))
+        except Exception:  # noqa: BLE001 - logs are a courtesy
+            log.debug("could not save logs of %s", container.name, exc_info=True)
+
+    def _stop(self, record: _Running) -> None:
+        """SIGTERM, then SIGKILL after the grace period (``docker stop`` does the same)."""
+        if record.process is not None:
+            self._stop_process(record.process, record.grace)
+        elif record.container is not None:
+            client = self._docker(timeout=record.grace + 30)
+            try:
+                client.api.stop(record.container, timeout=max(0, int(round(record.grace))))
+            except Exception:  # noqa: BLE001 - already gone is fine
+                log.debug("stopping %s", record.container, exc_info=True)
+            finally:
+                client.close()
+
+    @staticmethod
+    def _stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(timeout=wait)
+                os.killpg(process.pid, signal.SIGKILL)  # the group may outlive its leader
+                return
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
+

@@ -1,0 +1,121 @@
+"""The HTTP face of the Mesos stand-in: the v1 scheduler API and the read-only operator endpoints.
+
+``POST /api/v1/scheduler`` answers SUBSCRIBE with a chunked RecordIO stream and every other
+call with ``202 Accepted``, checking content type, body and ``Mesos-Stream-Id`` as Mesos does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from devcluster.httpapi import HTTPError, Request, Response, Router, json_response, text_response
+from devcluster.mesos import views
+from devcluster.mesos.master import Master
+from devcluster.mesos.model import VERSION, Effects, Framework, FrameworkRemoved
+from devcluster.mesos.protocol import BadCall, Call, event, parse_call, record
+
+if TYPE_CHECKING:
+    from devcluster.mesos.standin import MesosStandin
+
+log = logging.getLogger("wharf.devcluster.mesos")
+
+Handler = Callable[[Master, Framework, dict[str, Any], float], Effects]
+NOT_IMPLEMENTED = {"SHUTDOWN", "MESSAGE", "UPDATE_FRAMEWORK", "ACKNOWLEDGE_OPERATION_STATUS", "RECONCILE_OPERATIONS"}
+NO_OPS = {"ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS", "REQUEST"}  # nothing to act on: no inverse offers
+HANDLERS: dict[str, Handler] = {
+    "ACCEPT": lambda m, f, b, now: m.accept(f, b, now),
+    "DECLINE": lambda m, f, b, now: m.decline(f, b, now),
+    "REVIVE": lambda m, f, b, now: m.revive(f),
+    "SUPPRESS": lambda m, f, b, now: m.suppress(f),
+    "KILL": lambda m, f, b, now: m.kill(f, b, now),
+    "ACKNOWLEDGE": lambda m, f, b, now: m.acknowledge(f, b, now),
+    "RECONCILE": lambda m, f, b, now: m.reconcile(f, b, now),
+    "TEARDOWN": lambda m, f, b, now: m.teardown(f, now),
+}
+
+
+def _content_type(request: Request) -> str:
+    return (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+def build_router(standin: MesosStandin) -> Router:
+    router = Router()
+
+    def scheduler(request: Request) -> Response:
+        response, what = answer(request)
+        log.debug("scheduler call %s -> %d", what, response.status)
+        return response
+
+    def answer(request: Request) -> tuple[Response, str]:
+        kind = _content_type(request)
+        if kind == "application/x-protobuf":
+            return text_response("This stand-in speaks JSON only: use 'Content-Type: application/json'", 415), "?"
+        if kind != "application/json":
+            return text_response("Expecting 'Content-Type' of application/json or application/x-protobuf", 415), "?"
+        what = "?"
+        try:
+            call = parse_call(request.body)
+            what = f"{call.type} framework={call.framework_id}"
+            if call.type == "SUBSCRIBE":
+                return subscribe(call, request.headers.get("Accept") or ""), what
+            if call.type in NOT_IMPLEMENTED:
+                raise BadCall(f"Call type {call.type} is not implemented by the wharf dev-cluster stand-in", 501)
+            standin.call(call, request.headers.get("Mesos-Stream-Id"),
+                         None if call.type in NO_OPS else HANDLERS[call.type])
+        except BadCall as err:
+            return text_response(err.message, err.status), f"{what} ({err.message})"
+        return Response(202, content_type="text/plain"), what
+
+    def subscribe(call: Call, accept: str) -> Response:
+        if "protobuf" in accept:
+            raise BadCall("This stand-in streams JSON only: use 'Accept: application/json'", 406)
+        try:
+            stream = standin.subscribe(call)
+        except FrameworkRemoved as err:  # Mesos answers on the stream with an ERROR event
+            return Response(200, stream=iter([record(event("ERROR", {"message": str(err)}))]))
+        return Response(200, headers=(("Mesos-Stream-Id", stream.id),), stream=standin.events(stream))
+
+    def state(request: Request) -> Response:
+        return json_response(standin.view(lambda m: views.state_json(m, standin.flags())))
+
+    def frameworks(request: Request) -> Response:
+        full = standin.view(lambda m: views.state_json(m, {}))
+        return json_response({k: full[k] for k in ("frameworks", "completed_frameworks", "unregistered_frameworks")})
+
+    def slaves(request: Request) -> Response:
+        return json_response({"slaves": standin.view(lambda m: views.state_json(m, {}))["slaves"]})
+
+    def metrics(request: Request) -> Response:
+        return json_response(standin.view(lambda m: views.metrics_json(m, time.time())))
+
+    def redirect(request: Request) -> Response:
+        return Response(307, content_type="text/plain",
+                        headers=(("Location", f"//{standin.host}:{standin.port}"),))
+
+    def version(request: Request) -> Response:
+        return json_response({"version": VERSION, "build_user": "wharf", "build_date": "", "build_time": 0})
+
+    router.add("POST", "/api/v1/scheduler", scheduler)
+    router.add("GET", r"(/master)?/state(\.json)?", state)
+    router.add("GET", r"(/master)?/frameworks(\.json)?", frameworks)
+    router.add("GET", r"(/master)?/(slaves|agents)(\.json)?", slaves)
+    router.add("GET", r"/metrics/snapshot", metrics)
+    router.add("GET", r"(/master)?/redirect", redirect)
+    router.add("GET", "/health", lambda request: Response(200, content_type="text/plain"))
+    router.add("GET", "/version", version)
+    return router
+
+
+def ready_guard(standin: MesosStandin, router: Router) -> Callable[[Request], Response]:
+    """Answer 503 (pymesos retries on it) until the stand-in has finished starting."""
+
+    def app(request: Request) -> Response:
+        if not standin.ready:
+            raise HTTPError(503, "the Mesos stand-in is starting")
+        return router(request)
+
+    return app
+
