@@ -42,6 +42,8 @@ def dev() -> None:
 @click.option("--haproxy-stats-port", type=int, help="HAProxy stats page port [default: a free one]")
 @click.option("--nginx-port", type=int, help="nginx HTTP port [default: a free one]")
 @click.option("--consul-port", type=int, help="Consul stand-in HTTP port [default: a free one]")
+@click.option("--mesos-port", type=int, help="Mesos master stand-in HTTP port [default: a free one]")
+@click.option("--chronos-port", type=int, help="Chronos stand-in HTTP port [default: a free one]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
 @click.pass_context
 def up(ctx: click.Context, as_json: bool, **ports: int | None) -> None:

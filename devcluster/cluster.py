@@ -15,12 +15,14 @@ from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
 from devcluster.service import Service
-from devcluster.standins import ConsulStandIn
+from devcluster.standins import ChronosStandIn, ConsulStandIn, MesosStandIn
 from devcluster.zookeeper import ZooKeeper
 from wharf.errors import BadInput, Failure
 
-#: in start order; stopped in reverse
-SERVICE_TYPES: tuple[type[Service], ...] = (ZooKeeper, HAProxy, Nginx, DockerEngine, ConsulStandIn)
+#: in start order (a service starts once the ones it `needs` are healthy); stopped in reverse
+SERVICE_TYPES: tuple[type[Service], ...] = (
+    ZooKeeper, HAProxy, Nginx, DockerEngine, ConsulStandIn, MesosStandIn, ChronosStandIn,
+)
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
 
 
@@ -109,24 +111,31 @@ class Cluster:
                 self._stop_all(stale)
             self._clear()
             wanted = {flag: (ports or {}).get(flag) for flag in PORT_FLAGS}
-            services = self.services({})
-            for service in services:
+            for service in self.services({}):
                 service.check_installed()
             chosen = claim_ports(wanted)
             services = self.services(chosen)
             state: dict[str, Any] = {"ports": chosen, "procs": {}, "started_at": time.time()}
+            by_name = {s.name: s for s in services}
+            healthy: set[str] = set()
+            deadline = time.monotonic() + timeout
+
+            def ensure_healthy(name: str) -> None:
+                if name not in healthy:
+                    wait_healthy(by_name[name], self._procs(state)[name], deadline)
+                    by_name[name].after_start()
+                    healthy.add(name)
+
             try:
                 for service in services:
+                    for need in service.needs:
+                        ensure_healthy(need)
                     service.prepare()
                     proc = spawn(service.argv(), service.log_path, cwd=service.dir)
                     state["procs"][service.name] = proc.to_json()
                     self._write_state(state)
-                deadline = time.monotonic() + timeout
-                procs = self._procs(state)
                 for service in services:
-                    wait_healthy(service, procs[service.name], deadline)
-                for service in services:
-                    service.after_start()
+                    ensure_healthy(service.name)
             except BaseException:
                 self._stop_all(state)
                 self._clear()

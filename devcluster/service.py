@@ -19,6 +19,8 @@ class Service(ABC):
     port_flags: ClassVar[tuple[str, ...]] = ()
     #: programs that must be installed (Debian packages, installed by `make bootstrap`)
     binaries: ClassVar[tuple[str, ...]] = ()
+    #: services that must be healthy before this one starts
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, directory: Path, ports: dict[str, int]) -> None:
         self.dir = directory

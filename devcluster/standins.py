@@ -5,35 +5,103 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
-from typing import Any
+from typing import Any, ClassVar
 
+from devcluster.docker_engine import DockerEngine
 from devcluster.service import Service
 
 
-class ConsulStandIn(Service):
-    """`python -m devcluster.consul`: Consul's agent, catalog, health, KV and session APIs."""
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=1.0) as response:
+        return json.load(response)
 
-    name = "consul"
-    port_flags = ("--consul-port",)
+
+class PythonStandIn(Service):
+    """A stand-in run as `python -m devcluster.<module> --port N ...` on one loopback port."""
+
+    module: ClassVar[str]
 
     @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.ports['--consul-port']}"
+    def port(self) -> int:
+        return self.ports[self.port_flags[0]]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mesos_zk(self) -> str:
+        """Where the Mesos stand-in registers, as real masters do (`MESOS_MASTER`)."""
+        return f"zk://127.0.0.1:{self.ports['--zk-port']}/mesos"
 
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "devcluster.consul", "--port", str(self.ports["--consul-port"]),
-                "--node", "wharf-dev"]
+        return [sys.executable, "-m", f"devcluster.{self.module}", "--port", str(self.port), *self.options()]
 
-    def probe(self) -> None:
-        with urllib.request.urlopen(f"http://{self.address}/v1/status/leader", timeout=1.0) as response:
-            if not json.load(response):
-                raise RuntimeError("no leader")
+    def options(self) -> list[str]:
+        """The command-line options after `--port`."""
+        return []
 
     def endpoints(self) -> dict[str, Any]:
-        return {"http": f"http://{self.address}"}
+        return {"http": self.url}
+
+
+class ConsulStandIn(PythonStandIn):
+    """Consul's agent, catalog, health, KV and session APIs."""
+
+    name = "consul"
+    module = "consul"
+    port_flags = ("--consul-port",)
+
+    def options(self) -> list[str]:
+        return ["--node", "wharf-dev"]
+
+    def probe(self) -> None:
+        if not _get(f"{self.url}/v1/status/leader"):
+            raise RuntimeError("no leader")
 
     def env(self) -> dict[str, str]:
-        return {"CONSUL_HTTP_ADDR": self.address}
+        return {"CONSUL_HTTP_ADDR": f"127.0.0.1:{self.port}"}
+
+
+class MesosStandIn(PythonStandIn):
+    """A Mesos master with its agents; tasks run as containers on the dev cluster's Docker engine."""
+
+    name = "mesos"
+    module = "mesos"
+    port_flags = ("--mesos-port",)
+    needs = ("zookeeper", "docker")
+
+    def options(self) -> list[str]:
+        docker = DockerEngine(self.dir.parent / DockerEngine.name, self.ports)
+        return ["--zk", self.mesos_zk, "--docker-host", docker.host, "--state-dir", str(self.dir / "work")]
+
+    def probe(self) -> None:
+        if not _get(f"{self.url}/master/state")["slaves"]:
+            raise RuntimeError("no agents")
+
+    def endpoints(self) -> dict[str, Any]:
+        return {"http": self.url, "zk": self.mesos_zk}
+
+    def env(self) -> dict[str, str]:
+        return {"MESOS_MASTER": self.mesos_zk}
+
+
+class ChronosStandIn(PythonStandIn):
+    """Chronos's scheduler API; a framework of the Mesos stand-in, found through ZooKeeper."""
+
+    name = "chronos"
+    module = "chronos"
+    port_flags = ("--chronos-port",)
+    needs = ("mesos",)
+
+    def options(self) -> list[str]:
+        return ["--master", self.mesos_zk]
+
+    def probe(self) -> None:
+        _get(f"{self.url}/v1/scheduler/jobs")
+
+    def env(self) -> dict[str, str]:
+        return {"CHRONOS_URL": self.url}

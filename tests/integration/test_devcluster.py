@@ -52,7 +52,7 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
     status = json.loads(result.stdout)
     assert status["running"] is True
     services = status["services"]
-    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker", "consul"}
+    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "chronos"}
     assert all(s["healthy"] and s["running"] and s["pid"] for s in services.values())
     assert services["zookeeper"]["address"].startswith("127.0.0.1:")
     assert services["haproxy"]["http"].startswith("127.0.0.1:")
@@ -63,7 +63,7 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
 def test_status_table_for_people(cluster: Path) -> None:
     result = wharf("dev", "status", env={"WHARF_STATE_DIR": str(cluster), "COLUMNS": "200"})
     assert result.returncode == 0
-    for name in ("zookeeper", "haproxy", "nginx", "docker", "consul"):
+    for name in ("zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "chronos"):
         assert any(line.split()[:2] == [name, "healthy"] for line in result.stdout.splitlines())
 
 
@@ -130,6 +130,32 @@ def test_consul_stand_in_serves_py_consul_and_a_restart_drops_its_state(cluster:
     assert client.kv.get("wharf/restart-test")[1] is None
 
 
+def test_chronos_runs_a_job_on_the_mesos_stand_in_found_through_zookeeper(cluster: Path) -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import requests
+
+    env = dev_env(cluster)
+    assert env["MESOS_MASTER"] == f"zk://{env['WHARF_ZK']}/mesos"
+    start = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = {"name": "devcluster-hello", "command": "echo hello", "schedule": f"R1/{start}/PT1M",
+           "owner": "ops@example.com"}
+    chronos = env["CHRONOS_URL"]
+    assert requests.post(f"{chronos}/v1/scheduler/iso8601", json=job, timeout=10).status_code == 204
+    deadline = time.monotonic() + 60
+    while True:
+        (listed,) = [j for j in requests.get(f"{chronos}/v1/scheduler/jobs", timeout=10).json()
+                     if j["name"] == "devcluster-hello"]
+        if listed["successCount"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert listed["successCount"] == 1 and listed["errorCount"] == 0
+    mesos = json.loads(wharf("dev", "status", "--json", env={"WHARF_STATE_DIR": str(cluster)}).stdout)
+    state = requests.get(mesos["services"]["mesos"]["http"] + "/master/state", timeout=10).json()
+    assert "chronos" in [f["name"] for f in state["frameworks"]] and len(state["slaves"]) == 3
+
+
 def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
     before = procs_of(cluster)
     status = up(cluster)
@@ -140,10 +166,11 @@ def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
 def test_down_leaves_no_process_and_no_mount_and_a_second_down_is_harmless(tmp_path: Path) -> None:
     up(tmp_path)
     procs = procs_of(tmp_path)
-    assert len(procs) == 5 and all(p.alive() for p in procs)
+    assert len(procs) == 7 and all(p.alive() for p in procs)
     assert mounts_below(tmp_path)  # dockerd mounts its data root and netns
     result = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
-    assert result.returncode == 0 and "stopped consul, docker, nginx, haproxy, zookeeper" in result.stdout
+    assert result.returncode == 0
+    assert "stopped chronos, mesos, consul, docker, nginx, haproxy, zookeeper" in result.stdout
     assert not any(p.alive() for p in procs)
     assert mounts_below(tmp_path) == []
     again = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
