@@ -11,11 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from tests.contract.test_chronos_examples import (
     load,
     merged,
 )
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.contract
 
@@ -59,14 +59,6 @@ def jobs_by_name(base: str) -> dict[str, dict[str, Any]]:
     return {job["name"]: job for job in json.loads(text)}
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def iso(moment: datetime) -> str:

@@ -27,6 +27,7 @@ from devcluster.mesos import MesosStandin
 from devcluster.mesos.agents import OWNER_LABEL
 from devcluster.mesos.client import SchedulerClient
 from devcluster.mesos.protocol import parse_call
+from tests.polling import wait_for
 from tests.upstream import UPSTREAM
 
 pytestmark = pytest.mark.contract
@@ -192,14 +193,6 @@ def clients(url: str) -> Iterator[SchedulerClient]:
             client.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def get_json(url: str) -> Any:

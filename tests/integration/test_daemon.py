@@ -5,13 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from devcluster.process import free_port
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +51,6 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_daemon_survives_failures_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -71,7 +66,7 @@ def test_daemon_survives_failures_serves_metrics_and_stops_on_sigterm(tmp_path: 
             except OSError:
                 return False
 
-        wait_for(enough_cycles)
+        wait_for(enough_cycles, timeout=10, what="two failed cycles")
         assert metric(port, 'wharf_daemon_cycles_total{daemon="counter",outcome="ok"}') >= 4
         assert metric(port, 'wharf_daemon_up{daemon="counter"}') == 1
         proc.send_signal(signal.SIGTERM)
