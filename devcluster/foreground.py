@@ -12,7 +12,8 @@ from wharf import log
 
 
 class StandIn(Protocol):
-    url: str
+    @property
+    def url(self) -> str: ...
 
     def start(self) -> Any: ...
 
@@ -25,7 +26,8 @@ def run(standin: StandIn, log_level: str = "info", on_hangup: Callable[[], None]
     The signal handlers only set flags and wake the main thread, which does the work.
     """
     log.setup("text", log_level.lower())
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    for noisy in ("kazoo", "pymesos"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     wake = threading.Event()
     flags = {"stop": False, "hangup": False}
 

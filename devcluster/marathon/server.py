@@ -1,0 +1,350 @@
+"""The Marathon REST API (`/v2/apps`, `/v2/tasks`, `/v2/deployments`, `/v2/events`, `/v2/info`, `/ping`).
+
+Handlers validate with ``appdef``, stamp versions and service ports with ``apps``, and hand the
+change to :class:`~devcluster.marathon.scheduler.Marathon`, which runs the deployment. Errors use
+Marathon's bodies: 400 `Invalid JSON`, 422 `Object is not valid` with details, 404 and 409 with
+a `message` (a locked app also lists the `deployments` holding it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from devcluster.httpapi import Request, Response, Router, json_response, text_response
+from devcluster.marathon import apps as appstore
+from devcluster.marathon.appdef import InvalidAppId, error_body, normalize_app, parse_app_id, validate_app
+from devcluster.marathon.deploy import AppLocked
+from devcluster.marathon.plan import diff_apps, format_version
+from devcluster.marathon.scheduler import Marathon
+
+MARATHON_VERSION = "1.10.17"
+STAGED = ("TASK_STAGING", "TASK_STARTING")
+
+
+class ApiError(Exception):
+    """Answer with ``body`` (JSON) and ``status``."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message"))
+        self.status, self.body = status, body
+
+
+def _message(status: int, text: str) -> ApiError:
+    return ApiError(status, {"message": text})
+
+
+def _locked(deployments: list[str]) -> ApiError:
+    return ApiError(409, {
+        "message": "App is locked by one or more deployments. Override with the option '?force=true'. "
+                   "View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
+        "deployments": [{"id": d} for d in deployments]})
+
+
+def _body(request: Request) -> Any:
+    try:
+        return json.loads(request.body or b"null")
+    except ValueError as err:
+        raise ApiError(400, {"message": "Invalid JSON", "details": [{"path": "/", "errors": [str(err)]}]}) from None
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.has(name) and (request.arg(name) or "true").lower() in ("true", "1")
+
+
+def _app_id(request: Request) -> str:
+    try:
+        return parse_app_id(request.params["id"])
+    except InvalidAppId as err:
+        raise ApiError(400, {"message": f"Invalid app id: {err}"}) from None
+
+
+def _labels_match(labels: Mapping[str, str], selector: str) -> bool:
+    """A small subset of Marathon's label selectors: `key`, `key==value`, `key!=value`, comma-joined."""
+    for term in (t.strip() for t in selector.split(",") if t.strip()):
+        if "!=" in term:
+            key, value = (s.strip() for s in term.split("!=", 1))
+            if key not in labels or labels[key] == value:
+                return False
+        elif "==" in term:
+            key, value = (s.strip() for s in term.split("==", 1))
+            if labels.get(key) != value:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+class MarathonApi:
+    """The HTTP layer over one :class:`Marathon`; ``address()`` gives this server's host:port."""
+
+    def __init__(self, marathon: Marathon, address: Callable[[], str]) -> None:
+        self.marathon = marathon
+        self.address = address
+
+    def router(self) -> Router:
+        r = Router()
+        routes: list[tuple[str, str, Callable[[Request], Response]]] = [
+            ("GET", r"/ping", lambda _: text_response("pong\n")),
+            ("GET", r"/v2/info", self.info),
+            ("GET", r"/v2/leader", lambda _: json_response({"leader": self.address()})),
+            ("GET", r"/v2/apps/?", self.list_apps),
+            ("POST", r"/v2/apps/?", self.create_app),
+            ("PUT", r"/v2/apps/?", self.put_apps),
+            ("GET", r"/v2/apps/(?P<id>.+)/tasks/?", self.app_tasks),
+            ("POST", r"/v2/apps/(?P<id>.+)/restart/?", self.restart_app),
+            ("GET", r"/v2/apps/(?P<id>.+)/versions/(?P<version>[^/]+)", self.app_version),
+            ("GET", r"/v2/apps/(?P<id>.+)/versions/?", self.app_versions),
+            ("DELETE", r"/v2/apps/(?P<id>.+)/tasks/(?P<task>[^/]+)", self.kill_task),
+            ("GET", r"/v2/apps/(?P<id>.+)", self.get_app),
+            ("PUT", r"/v2/apps/(?P<id>.+)", self.put_app),
+            ("PATCH", r"/v2/apps/(?P<id>.+)", self.put_app),
+            ("DELETE", r"/v2/apps/(?P<id>.+)", self.delete_app),
+            ("GET", r"/v2/tasks/?", self.list_tasks),
+            ("GET", r"/v2/deployments/?", self.list_deployments),
+            ("DELETE", r"/v2/deployments/(?P<id>[^/]+)", self.delete_deployment),
+            ("GET", r"/v2/events/?", self.events),
+        ]
+        for method, pattern, handler in routes:
+            r.add(method, pattern, self._guard(handler))
+        return r
+
+    @staticmethod
+    def _guard(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def run(request: Request) -> Response:
+            try:
+                return handler(request)
+            except ApiError as err:
+                return json_response(err.body, err.status)
+
+        return run
+
+    # --- views -------------------------------------------------------------------------------
+
+    def _app_json(self, app: dict[str, Any], embed: set[str]) -> dict[str, Any]:
+        m = self.marathon
+        tasks = m.tasks_of(app["id"])
+        checks = len(app.get("healthChecks") or [])
+        out = dict(app)
+        out.update(tasksStaged=sum(1 for t in tasks if t.state in STAGED),
+                   tasksRunning=sum(1 for t in tasks if t.running),
+                   tasksHealthy=sum(1 for t in tasks if checks and t.healthy(checks)),
+                   tasksUnhealthy=sum(1 for t in tasks if t.unhealthy()),
+                   deployments=[{"id": d} for d in m.deployments_of(app["id"])])
+        if embed & {"tasks", "failures"}:
+            out["tasks"] = [t.to_json(format_version) for t in tasks]
+        if embed & {"lastTaskFailure", "failures"} and app["id"] in m.last_failure:
+            out["lastTaskFailure"] = m.last_failure[app["id"]]
+        return out
+
+    @staticmethod
+    def _embeds(request: Request) -> set[str]:
+        return {e.split(".", 1)[-1] for e in request.query.get("embed", [])}
+
+    def _stored(self, app_id: str) -> dict[str, Any]:
+        with self.marathon.lock:
+            app = self.marathon.apps.get(app_id)
+        if app is None:
+            raise _message(404, f"App '{app_id}' does not exist")
+        return app
+
+    def info(self, _: Request) -> Response:
+        m = self.marathon
+        return json_response({
+            "name": "marathon", "version": MARATHON_VERSION, "buildref": "wharf-devcluster", "elected": True,
+            "leader": self.address(), "frameworkId": m.framework_id,
+            "marathon_config": {"master": m.master, "framework_name": m.name, "failover_timeout": m.failover_timeout,
+                                "features": [], "ha": False, "hostname": self.address().split(":")[0],
+                                "mesos_role": "*", "mesos_user": "root"},
+            "http_config": {"http_port": int(self.address().rsplit(":", 1)[1])},
+            "zookeeper_config": {}, "event_subscriber": None})
+
+    def list_apps(self, request: Request) -> Response:
+        embed = self._embeds(request)
+        with self.marathon.lock:
+            stored = sorted(self.marathon.apps.values(), key=lambda a: a["id"])
+        wanted_id, cmd, label = request.arg("id"), request.arg("cmd"), request.arg("label")
+        chosen = [a for a in stored if (not wanted_id or wanted_id in a["id"])
+                  and (not cmd or cmd in (a.get("cmd") or "")) and (not label or _labels_match(a["labels"], label))]
+        return json_response({"apps": [self._app_json(a, embed) for a in chosen]})
+
+    def get_app(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        embed = self._embeds(request) | {"tasks", "lastTaskFailure"}  # a single app always shows both
+        return json_response({"app": self._app_json(self._stored(app_id), embed)})
+
+    def app_tasks(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        self._stored(app_id)
+        return json_response({"tasks": [t.to_json(format_version) for t in self.marathon.tasks_of(app_id)]})
+
+    def list_tasks(self, request: Request) -> Response:
+        status = request.arg("status")
+        with self.marathon.lock:
+            tasks = sorted(self.marathon.instances.values(), key=lambda t: (t.app_id, t.staged_at))
+        if status == "running":
+            tasks = [t for t in tasks if t.running]
+        elif status == "staging":
+            tasks = [t for t in tasks if t.state in STAGED]
+        return json_response({"tasks": [t.to_json(format_version) for t in tasks]})
+
+    def app_versions(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        with self.marathon.lock:
+            versions = self.marathon.versions.get(app_id)
+        if not versions:
+            raise _message(404, f"App '{app_id}' does not exist")
+        return json_response({"versions": sorted(versions, reverse=True)})
+
+    def app_version(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        with self.marathon.lock:
+            app = self.marathon.versions.get(app_id, {}).get(request.params["version"])
+        if app is None:
+            raise _message(404, f"App '{app_id}' does not exist in version {request.params['version']}")
+        return json_response(app)
+
+    def list_deployments(self, _: Request) -> Response:
+        with self.marathon.lock:
+            plans = [d.json() for d in self.marathon.deployments.values()]
+        return json_response(plans)
+
+    def events(self, request: Request) -> Response:
+        types = [t for t in request.query.get("event_type", []) if t]
+        stream = self.marathon.events.stream("127.0.0.1", types)
+        return Response(200, content_type="text/event-stream", headers=(("Cache-Control", "no-cache"),),
+                        stream=stream)
+
+    # --- changes -----------------------------------------------------------------------------
+
+    def _prepare(self, given: Any, previous: dict[str, Any] | None, version: str,
+                 restart: bool = False) -> dict[str, Any]:
+        """Validate ``given``, normalize it, give it service ports and a version."""
+        violations = validate_app(given)
+        if violations:
+            raise ApiError(422, error_body(violations))
+        app = normalize_app(given)
+        with self.marathon.lock:
+            taken = [p for a in self.marathon.apps.values() if a["id"] != app["id"]
+                     for p in appstore.service_ports(a)]
+        appstore.assign_service_ports(app, taken, previous)
+        changed = restart or previous is None or bool(diff_apps({"a": previous}, {"a": app}).restarted)
+        appstore.stamp(app, version, previous, changed)
+        return app
+
+    def _deploy(self, target: dict[str, dict[str, Any] | None], version: str, force: bool,
+                force_restart: tuple[str, ...] = ()) -> str:
+        try:
+            dep_id = self.marathon.deploy(target, version, force=force, force_restart=force_restart)
+        except AppLocked as err:
+            raise _locked(err.deployments) from None
+        return dep_id or self.marathon.new_version().replace(":", "")  # an id for a change with no steps
+
+    def create_app(self, request: Request) -> Response:
+        given = _body(request)
+        if isinstance(given, dict) and isinstance(given.get("id"), str):
+            try:
+                existing = parse_app_id(given["id"])
+            except InvalidAppId:
+                existing = None
+            with self.marathon.lock:
+                if existing in self.marathon.apps:
+                    raise _message(409, f"An app with id [{existing}] already exists.")
+        app = self._prepare(given, None, self.marathon.new_version())
+        dep_id = self._deploy({app["id"]: app}, app["version"], force=False)
+        self.marathon.events.publish("api_post_event", clientIp="127.0.0.1", uri=f"/v2/apps{app['id']}",
+                                     appDefinition=app)
+        body = self._app_json(app, {"tasks"})
+        body["deployments"] = [{"id": dep_id}]
+        return json_response(body, 201, {"Location": f"http://{self.address()}/v2/apps{app['id']}"})
+
+    def put_app(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        given = _body(request)
+        if not isinstance(given, dict):
+            raise ApiError(422, error_body(validate_app(given)))
+        with self.marathon.lock:
+            previous = self.marathon.apps.get(app_id)
+            versions = dict(self.marathon.versions.get(app_id, {}))
+        if request.method == "PATCH" and previous is None:
+            raise _message(404, f"App '{app_id}' does not exist")
+        version = self.marathon.new_version()
+        if set(given) == {"version"} and previous is not None:
+            if given["version"] not in versions:
+                raise _message(404, f"App '{app_id}' does not exist in version {given['version']}")
+            merged = appstore.strip_read_only(versions[given["version"]])
+        elif previous is not None:
+            merged = appstore.merge_update(previous, given)
+        else:
+            merged = appstore.strip_read_only(given)
+        merged["id"] = app_id
+        app = self._prepare(merged, previous, version)
+        dep_id = self._deploy({app_id: app}, version, force=_flag(request, "force"))
+        self.marathon.events.publish("api_post_event", clientIp="127.0.0.1", uri=f"/v2/apps{app_id}",
+                                     appDefinition=app)
+        return json_response({"deploymentId": dep_id, "version": version}, 200 if previous else 201)
+
+    def put_apps(self, request: Request) -> Response:
+        """Create or update several apps in one deployment (so their dependencies order it)."""
+        given = _body(request)
+        if not isinstance(given, list) or not all(isinstance(a, dict) for a in given):
+            raise ApiError(422, {"message": "Object is not valid",
+                                 "details": [{"path": "/", "errors": ["error.expected.jsarray of apps"]}]})
+        version = self.marathon.new_version()
+        target: dict[str, dict[str, Any] | None] = {}
+        for item in given:
+            try:
+                app_id = parse_app_id(item.get("id", ""))
+            except InvalidAppId:
+                raise ApiError(422, error_body(validate_app(item))) from None
+            with self.marathon.lock:
+                previous = self.marathon.apps.get(app_id)
+            merged = appstore.merge_update(previous, item) if previous else appstore.strip_read_only(item)
+            merged["id"] = app_id
+            target[app_id] = self._prepare(merged, previous, version)
+        dep_id = self._deploy(target, version, force=_flag(request, "force"))
+        return json_response({"deploymentId": dep_id, "version": version})
+
+    def delete_app(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        self._stored(app_id)
+        version = self.marathon.new_version()
+        dep_id = self._deploy({app_id: None}, version, force=_flag(request, "force"))
+        return json_response({"deploymentId": dep_id, "version": version})
+
+    def restart_app(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        previous = self._stored(app_id)
+        version = self.marathon.new_version()
+        app = self._prepare(appstore.strip_read_only(previous), previous, version, restart=True)
+        dep_id = self._deploy({app_id: app}, version, force=_flag(request, "force"), force_restart=(app_id,))
+        return json_response({"deploymentId": dep_id, "version": version})
+
+    def kill_task(self, request: Request) -> Response:
+        app_id = _app_id(request)
+        self._stored(app_id)
+        task = next((t for t in self.marathon.tasks_of(app_id) if t.task_id == request.params["task"]), None)
+        if task is None:
+            raise _message(404, f"Task '{request.params['task']}' does not exist")
+        if _flag(request, "scale"):
+            previous = self._stored(app_id)
+            version = self.marathon.new_version()
+            scaled = dict(previous, instances=max(0, int(previous["instances"]) - 1))
+            self.marathon.kill_tasks([task.task_id])
+            app = self._prepare(appstore.strip_read_only(scaled), previous, version)
+            dep_id = self._deploy({app_id: app}, version, force=True)
+            return json_response({"deploymentId": dep_id, "version": version})
+        self.marathon.kill_tasks([task.task_id])
+        return json_response({"task": task.to_json(format_version)})
+
+    def delete_deployment(self, request: Request) -> Response:
+        dep_id = request.params["id"]
+        force = _flag(request, "force")
+        result = self.marathon.cancel(dep_id, rollback=not force)
+        if result is None:
+            raise _message(404, f"DeploymentPlan {dep_id} does not exist")
+        if force:
+            return Response(202)
+        new_id, version = result
+        return json_response({"deploymentId": new_id or version, "version": version})
