@@ -43,6 +43,7 @@ def dev() -> None:
 @click.option("--nginx-port", type=int, help="nginx HTTP port [default: a free one]")
 @click.option("--consul-port", type=int, help="Consul stand-in HTTP port [default: a free one]")
 @click.option("--mesos-port", type=int, help="Mesos master stand-in HTTP port [default: a free one]")
+@click.option("--marathon-port", type=int, help="Marathon stand-in HTTP port [default: a free one]")
 @click.option("--chronos-port", type=int, help="Chronos stand-in HTTP port [default: a free one]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
 @click.pass_context

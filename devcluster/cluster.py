@@ -15,13 +15,13 @@ from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
 from devcluster.service import Service
-from devcluster.standins import ChronosStandIn, ConsulStandIn, MesosStandIn
+from devcluster.standins import ChronosStandIn, ConsulStandIn, MarathonStandIn, MesosStandIn
 from devcluster.zookeeper import ZooKeeper
 from wharf.errors import BadInput, Failure
 
 #: in start order (a service starts once the ones it `needs` are healthy); stopped in reverse
 SERVICE_TYPES: tuple[type[Service], ...] = (
-    ZooKeeper, HAProxy, Nginx, DockerEngine, ConsulStandIn, MesosStandIn, ChronosStandIn,
+    ZooKeeper, HAProxy, Nginx, DockerEngine, ConsulStandIn, MesosStandIn, MarathonStandIn, ChronosStandIn,
 )
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
 

@@ -105,3 +105,23 @@ class ChronosStandIn(PythonStandIn):
 
     def env(self) -> dict[str, str]:
         return {"CHRONOS_URL": self.url}
+
+
+class MarathonStandIn(PythonStandIn):
+    """Marathon's REST API and event stream; a framework of the Mesos stand-in, state in ZooKeeper."""
+
+    name = "marathon"
+    module = "marathon"
+    port_flags = ("--marathon-port",)
+    needs = ("mesos",)
+
+    def options(self) -> list[str]:
+        return ["--master", self.mesos_zk, "--zk", f"zk://127.0.0.1:{self.ports['--zk-port']}/marathon"]
+
+    def probe(self) -> None:
+        with urllib.request.urlopen(f"{self.url}/ping", timeout=1.0) as response:
+            if response.read().strip() != b"pong":
+                raise RuntimeError("/ping did not answer pong")
+
+    def env(self) -> dict[str, str]:
+        return {"MARATHON_URL": self.url}

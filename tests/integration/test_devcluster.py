@@ -52,7 +52,7 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
     status = json.loads(result.stdout)
     assert status["running"] is True
     services = status["services"]
-    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "chronos"}
+    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "marathon", "chronos"}
     assert all(s["healthy"] and s["running"] and s["pid"] for s in services.values())
     assert services["zookeeper"]["address"].startswith("127.0.0.1:")
     assert services["haproxy"]["http"].startswith("127.0.0.1:")
@@ -63,7 +63,7 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
 def test_status_table_for_people(cluster: Path) -> None:
     result = wharf("dev", "status", env={"WHARF_STATE_DIR": str(cluster), "COLUMNS": "200"})
     assert result.returncode == 0
-    for name in ("zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "chronos"):
+    for name in ("zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "marathon", "chronos"):
         assert any(line.split()[:2] == [name, "healthy"] for line in result.stdout.splitlines())
 
 
@@ -156,6 +156,42 @@ def test_chronos_runs_a_job_on_the_mesos_stand_in_found_through_zookeeper(cluste
     assert "chronos" in [f["name"] for f in state["frameworks"]] and len(state["slaves"]) == 3
 
 
+def test_marathon_runs_a_healthy_container_app_with_its_labels_on_docker(cluster: Path) -> None:
+    import docker
+    import requests
+    from marathon import MarathonApp, MarathonClient
+    from marathon.models.app import MarathonHealthCheck
+
+    import wharf.compat  # noqa: F401 - lets the marathon client run on Python 3.11
+    from tests.polling import wait_for
+
+    env = dev_env(cluster)
+    client = MarathonClient(env["MARATHON_URL"])
+    app = MarathonApp(
+        cmd="mkdir -p www && echo hello > www/index.html && exec httpd -f -p $HOST:$PORT0 -h www",
+        container={"type": "DOCKER", "docker": {"image": "wharf/busybox:latest", "network": "HOST"}},
+        instances=1, cpus=0.1, mem=32, labels={"HAPROXY_GROUP": "external"},
+        health_checks=[MarathonHealthCheck(protocol="HTTP", path="/", port_index=0, grace_period_seconds=30,
+                                           interval_seconds=1, timeout_seconds=1, max_consecutive_failures=3)],
+    )
+    client.create_app("devcluster-web", app)
+    try:
+        healthy = wait_for(lambda: client.get_app("devcluster-web").tasks_healthy == 1, timeout=60,
+                           what="the app to be healthy")
+        assert healthy
+        (task,) = client.list_tasks("devcluster-web")
+        assert requests.get(f"http://{task.host}:{task.ports[0]}/", timeout=5).text == "hello\n"
+        engine = docker.DockerClient(base_url=env["DOCKER_HOST"])
+        try:
+            (container,) = [c for c in engine.containers.list()
+                            if c.labels.get("HAPROXY_GROUP") == "external"]
+            assert any(v == "MARATHON_APP_ID=/devcluster-web" for v in container.attrs["Config"]["Env"])
+        finally:
+            engine.close()
+    finally:
+        client.delete_app("devcluster-web", force=True)
+
+
 def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
     before = procs_of(cluster)
     status = up(cluster)
@@ -166,11 +202,11 @@ def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
 def test_down_leaves_no_process_and_no_mount_and_a_second_down_is_harmless(tmp_path: Path) -> None:
     up(tmp_path)
     procs = procs_of(tmp_path)
-    assert len(procs) == 7 and all(p.alive() for p in procs)
+    assert len(procs) == 8 and all(p.alive() for p in procs)
     assert mounts_below(tmp_path)  # dockerd mounts its data root and netns
     result = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
     assert result.returncode == 0
-    assert "stopped chronos, mesos, consul, docker, nginx, haproxy, zookeeper" in result.stdout
+    assert "stopped chronos, marathon, mesos, consul, docker, nginx, haproxy, zookeeper" in result.stdout
     assert not any(p.alive() for p in procs)
     assert mounts_below(tmp_path) == []
     again = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
