@@ -158,12 +158,14 @@ def test_chronos_runs_a_job_on_the_mesos_stand_in_found_through_zookeeper(cluste
 
 def test_marathon_runs_a_healthy_container_app_with_its_labels_on_docker(cluster: Path) -> None:
     import docker
+    import jsonschema
     import requests
     from marathon import MarathonApp, MarathonClient
     from marathon.models.app import MarathonHealthCheck
 
     import wharf.compat  # noqa: F401 - lets the marathon client run on Python 3.11
     from tests.polling import wait_for
+    from tests.upstream import upstream
 
     env = dev_env(cluster)
     client = MarathonClient(env["MARATHON_URL"])
@@ -174,6 +176,9 @@ def test_marathon_runs_a_healthy_container_app_with_its_labels_on_docker(cluster
         health_checks=[MarathonHealthCheck(protocol="HTTP", path="/", port_index=0, grace_period_seconds=30,
                                            interval_seconds=1, timeout_seconds=1, max_consecutive_failures=3)],
     )
+    app_schema = json.loads(upstream("marathon", "docs", "docs", "rest-api", "public", "api", "v2", "schema",
+                                     "AppDefinition.json").read_text())
+    jsonschema.Draft4Validator(app_schema).validate({"id": "/devcluster-web", **json.loads(app.to_json())})
     client.create_app("devcluster-web", app)
     try:
         healthy = wait_for(lambda: client.get_app("devcluster-web").tasks_healthy == 1, timeout=60,
