@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import tempfile
 import threading
 import time
 import uuid
@@ -44,15 +43,15 @@ class Stream:
 class MesosStandin:
     """A Mesos master with its agents, on 127.0.0.1; ``start()`` returns self, ``stop()`` undoes all."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, agents: int = 3, zk: str | None = None,
-                 docker_host: str | None = None, state_dir: Path | None = None,
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, state_dir: Path, agents: int = 3,
+                 zk: str | None = None, docker_host: str | None = None,
                  heartbeat_interval: float = 15.0, update_retry: float = 10.0,
                  offer_timeout: float | None = None, agent_cpus: float = 4, agent_mem: float = 4096,
                  agent_disk: float = 10240) -> None:
         self.host, self.port = host, port
         self.zk_url = zk
         self.docker_host = docker_host
-        self.state_dir = (state_dir or Path(tempfile.mkdtemp(prefix="wharf-mesos-"))).resolve()
+        self.state_dir = Path(state_dir).resolve()
         self.master_id = str(uuid.uuid4())
         self.agent_infos = make_agents(self.master_id, agents, agent_cpus, agent_mem, agent_disk)
         self.heartbeat_interval, self.update_retry, self.offer_timeout = heartbeat_interval, update_retry, offer_timeout
