@@ -1,18 +1,34 @@
-"""Fixtures that give tests real ZooKeeper, HAProxy, nginx and Docker, built on the dev cluster's code."""
+"""Fixtures that give tests real ZooKeeper, HAProxy, nginx and Docker, built on the dev cluster's code,
+and the Mesos master, Marathon and Chronos under test.
+
+Those three follow the standard variables (see DESIGN.md, "Where each outside system comes from"):
+with `MESOS_MASTER`, `MARATHON_URL` or `CHRONOS_URL` set, the tests run against those real endpoints
+and start nothing; otherwise the fixtures start the stand-ins. Tests of what only a stand-in on this
+machine can show are marked `@stand_in_only(...)`: skipped, saying why, against a real endpoint.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 
+from devcluster.chronos.server import ChronosStandin
 from devcluster.cluster import running
 from devcluster.docker_engine import DockerEngine
 from devcluster.haproxy import HAProxy
+from devcluster.marathon.standin import MarathonStandin
+from devcluster.mesos import MesosStandin
+from devcluster.mesos.zk import NODE_PREFIX, ZkUrl
 from devcluster.nginx import Nginx
 from devcluster.process import claim_ports
 from devcluster.zookeeper import ZooKeeper
@@ -56,3 +72,138 @@ def wharf(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "wharf", *args], env=full_env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# --- the Mesos master, Marathon and Chronos under test: real when the standard variables say so ----
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A system under test: its base URL, and the stand-in serving it (None for a real endpoint)."""
+
+    url: str
+    standin: Any = None
+    master: str | None = None  # Mesos: what frameworks are given (zk://host:port/path or host:port)
+    mesos: Endpoint | None = None  # Marathon, Chronos: the Mesos master they run on, if known
+    auth: tuple[str, str] | None = field(default=None, repr=False)  # basic auth; never shown
+
+    @property
+    def real(self) -> bool:
+        return self.standin is None
+
+
+def stand_in_only(*variables: str, why: str) -> pytest.MarkDecorator:
+    """Mark a test that only a stand-in started here can pass: skipped, saying why, when any of the
+    standard `variables` names a real endpoint, before any fixture starts a thing."""
+    given = [name for name in variables if os.environ.get(name, "").strip()]
+    return pytest.mark.skipif(bool(given), reason=f"{', '.join(given)} set (real endpoint): {why}")
+
+
+def _leading_master(master: str) -> str:
+    """The HTTP URL of the leading Mesos master named by `MESOS_MASTER` (read from ZooKeeper if zk://)."""
+    if not master.startswith("zk://"):
+        return master.rstrip("/") if "://" in master else f"http://{master}"
+    from kazoo.client import KazooClient
+
+    where = ZkUrl.parse(master)
+    zk = KazooClient(hosts=where.hosts, timeout=10.0)
+    zk.start(timeout=15)
+    try:
+        contenders = sorted(c for c in zk.get_children(where.path) if c.startswith(NODE_PREFIX))
+        if not contenders:
+            raise RuntimeError(f"no Mesos master has registered under {master}")
+        info = json.loads(zk.get(f"{where.path}/{contenders[0]}")[0])  # the lowest sequence leads
+    finally:
+        zk.stop()
+        zk.close()
+    address = info.get("address") or {}
+    return f"http://{address.get('ip') or address.get('hostname')}:{address.get('port') or info['port']}"
+
+
+def real_mesos_master() -> Endpoint | None:
+    """The Mesos master `MESOS_MASTER` names (`zk://host:port/mesos` or `host:port`), or None if unset."""
+    master = os.environ.get("MESOS_MASTER", "").strip()
+    return Endpoint(_leading_master(master), master=master) if master else None
+
+
+def real_marathon() -> Endpoint | None:
+    """The first Marathon of `MARATHON_URL` (comma-separated masters), credentials split off; None if unset."""
+    first = os.environ.get("MARATHON_URL", "").split(",")[0].strip()
+    if not first:
+        return None
+    parts = urlsplit(first)
+    auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return Endpoint(urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")), auth=auth)
+
+
+def real_chronos() -> Endpoint | None:
+    """The Chronos `CHRONOS_URL` names (its Mesos master from `MESOS_MASTER`, if set), or None if unset."""
+    url = os.environ.get("CHRONOS_URL", "").strip()
+    return Endpoint(url.rstrip("/"), mesos=real_mesos_master()) if url else None
+
+
+def start_mesos_standin(request: pytest.FixtureRequest, state_dir: Path, **options: Any) -> MesosStandin:
+    """A Mesos stand-in registered in the test ZooKeeper, its agents on the test Docker engine."""
+    zookeeper = request.getfixturevalue("zookeeper")
+    docker_engine = request.getfixturevalue("docker_engine")
+    zk = f"zk://{zookeeper.endpoints()['address']}/mesos-{uuid.uuid4().hex[:8]}"
+    return MesosStandin(zk=zk, docker_host=docker_engine.host, state_dir=state_dir, **options).start()
+
+
+def _mesos_endpoint(standin: MesosStandin) -> Endpoint:
+    return Endpoint(standin.url, standin, master=standin.zk_url)
+
+
+@pytest.fixture(scope="module")
+def mesos_master(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """The Mesos master under test: `MESOS_MASTER`'s leader, or a stand-in this module shares."""
+    real = real_mesos_master()
+    if real is not None:
+        yield real
+        return
+    standin = start_mesos_standin(request, tmp_path_factory.mktemp("mesos"), heartbeat_interval=1.0)
+    try:
+        yield _mesos_endpoint(standin)
+    finally:
+        standin.stop()
+
+
+@pytest.fixture(scope="module")
+def marathon(request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+    """The Marathon under test: `MARATHON_URL`'s first, or a stand-in (module-shared) on `mesos_master`."""
+    real = real_marathon()
+    if real is not None:
+        yield real
+        return
+    mesos: Endpoint = request.getfixturevalue("mesos_master")
+    assert mesos.master
+    standin = MarathonStandin(mesos.master).start()
+    try:
+        yield Endpoint(standin.url, standin, mesos=mesos)
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def chronos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Endpoint]:
+    """The Chronos under test: `CHRONOS_URL`, or a fresh stand-in per test, the framework of a fresh
+    two-agent Mesos stand-in (of `MESOS_MASTER`'s master, if that is set) found through ZooKeeper."""
+    real = real_chronos()
+    if real is not None:
+        yield real
+        return
+    mesos_standin = None
+    mesos = real_mesos_master()
+    if mesos is None:
+        mesos_standin = start_mesos_standin(request, tmp_path / "mesos", agents=2, heartbeat_interval=1.0)
+        mesos = _mesos_endpoint(mesos_standin)
+    standin = ChronosStandin(master=mesos.master)
+    try:
+        standin.start()
+        assert standin.framework is not None and standin.framework.registered_event.wait(20), "never registered"
+        yield Endpoint(standin.url, standin, mesos=mesos)
+    finally:
+        standin.stop()
+        if mesos_standin is not None:
+            mesos_standin.stop()

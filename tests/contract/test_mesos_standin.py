@@ -1,4 +1,8 @@
-"""The Mesos stand-in against Mesos's v1 protos, pymesos, a real ZooKeeper and a real Docker engine."""
+"""The Mesos stand-in against Mesos's v1 protos, pymesos, a real ZooKeeper and a real Docker engine.
+
+With MESOS_MASTER set (zk://host:port/mesos or host:port) the tests of the scheduler API run against
+that real master; tests of what only a stand-in on this machine shows are then skipped.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from devcluster.mesos import MesosStandin
 from devcluster.mesos.agents import OWNER_LABEL
 from devcluster.mesos.client import SchedulerClient
 from devcluster.mesos.protocol import parse_call
+from tests.conftest import Endpoint, real_mesos_master, stand_in_only
 from tests.polling import wait_for
 from tests.upstream import UPSTREAM
 
@@ -166,6 +171,26 @@ def make_standin(tmp_path: Path) -> Iterator[Callable[..., MesosStandin]]:
     yield make
     for standin in started:
         standin.stop()
+
+
+@pytest.fixture
+def master(request: pytest.FixtureRequest, make_standin: Callable[..., MesosStandin]) -> Endpoint:
+    """The master under test, per test: `MESOS_MASTER`'s leader, or a fresh stand-in registered in ZooKeeper."""
+    real = real_mesos_master()
+    if real is not None:
+        return real
+    standin = make_standin(zk=request.getfixturevalue("zk_url"))
+    return Endpoint(standin.url, standin, master=standin.zk_url)
+
+
+def teardown(url: str, framework_id: str, framework: dict[str, Any]) -> None:
+    """Re-subscribe a disconnected framework (within its failover timeout) and tear it down."""
+    client = SchedulerClient(url)
+    try:
+        client.subscribe(framework, framework_id)
+        client.call("TEARDOWN")
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -313,6 +338,8 @@ def start_driver(recorder: RecordingScheduler, zk_url: str, **framework: Any) ->
     return driver
 
 
+@stand_in_only("MESOS_MASTER", why="inspects the stand-in's containers on the local Docker engine, "
+                                   "bind-mounts a local directory, records the calls the stand-in parses")
 def test_pymesos_finds_the_master_in_zookeeper_and_runs_containers(
         make_standin: Callable[..., MesosStandin], zk_url: str, docker_engine: Any, tmp_path: Path,
         calls_seen: list[dict[str, Any]], protos: Protos) -> None:
@@ -389,6 +416,7 @@ def _fetch(url: str) -> str | None:
         return None
 
 
+@stand_in_only("MESOS_MASTER", why="reads, then stops, the stand-in's own ZooKeeper registration")
 def test_zookeeper_holds_master_info_as_real_masters_write_it(
         make_standin: Callable[..., MesosStandin], zk_url: str, zookeeper: Any, protos: Protos) -> None:
     from kazoo.client import KazooClient
@@ -413,11 +441,11 @@ def test_zookeeper_holds_master_info_as_real_masters_write_it(
         zk.close()
 
 
-def test_pymesos_failover_within_timeout_gets_its_running_task_back(
-        make_standin: Callable[..., MesosStandin], zk_url: str) -> None:
-    make_standin(zk=zk_url)
+def test_pymesos_failover_within_timeout_gets_its_running_task_back(master: Endpoint) -> None:
+    assert master.master
+    name = f"wharf-contract-{uuid.uuid4().hex[:8]}"
     first = RecordingScheduler()
-    driver = start_driver(first, zk_url, failover_timeout=60)
+    driver = start_driver(first, master.master, failover_timeout=60, name=name)
     second_driver = None
     try:
         assert first.registered_event.wait(20)
@@ -429,7 +457,8 @@ def test_pymesos_failover_within_timeout_gets_its_running_task_back(
         driver = None
 
         second = RecordingScheduler()
-        second_driver = start_driver(second, zk_url, failover_timeout=60, id={"value": framework_id})
+        second_driver = start_driver(second, master.master, failover_timeout=60, name=name,
+                                     id={"value": framework_id})
         assert second.reregistered_event.wait(20), "the framework did not re-register"
         assert second_driver.framework_id == framework_id
         second_driver.reconcileTasks([{"task_id": {"value": "long"}}])
@@ -447,6 +476,8 @@ def test_pymesos_failover_within_timeout_gets_its_running_task_back(
 FRAMEWORK = {"user": "root", "name": "raw", "capabilities": [{"type": "TASK_KILLING_STATE"}]}
 
 
+@stand_in_only("MESOS_MASTER", why="needs the stand-in's offer_timeout (for RESCIND) "
+                                   "and records the calls the stand-in parses")
 def test_every_event_uses_the_protos_names(make_standin: Callable[..., MesosStandin], docker_engine: Any,
                                            protos: Protos, calls_seen: list[dict[str, Any]]) -> None:
     standin = make_standin(docker_host=docker_engine.host, offer_timeout=1.0)
@@ -477,12 +508,21 @@ def test_every_event_uses_the_protos_names(make_standin: Callable[..., MesosStan
     assert errors == []
 
 
-def test_bad_requests_get_mesos_errors(make_standin: Callable[..., MesosStandin]) -> None:
-    standin = make_standin()
-    make = clients(standin.url)
+def test_bad_requests_get_mesos_errors(master: Endpoint) -> None:
+    framework = {**FRAMEWORK, "name": f"raw-{uuid.uuid4().hex[:8]}", "failover_timeout": 30}
+    make = clients(master.url)
     client = next(make)
-    client.subscribe({**FRAMEWORK, "failover_timeout": 30})
+    client.subscribe(framework)
     fid = {"value": client.framework_id}
+    try:
+        _bad_requests(master, make, client, fid)
+    finally:
+        if master.real:  # leave nothing behind: re-subscribe (within the failover timeout) and tear down
+            teardown(master.url, fid["value"], framework)
+
+
+def _bad_requests(master: Endpoint, make: Iterator[SchedulerClient], client: SchedulerClient,
+                  fid: dict[str, str]) -> None:
     assert client.post(b"{not json")[0] == 400
     assert client.post({"type": "NOT_A_CALL", "framework_id": fid})[0] == 400
     assert client.post({"framework_id": fid})[0] == 400
@@ -491,16 +531,17 @@ def test_bad_requests_get_mesos_errors(make_standin: Callable[..., MesosStandin]
     status, text = client.post({"type": "REVIVE", "framework_id": fid}, {"Mesos-Stream-Id": "someone-else"})
     assert status == 400 and "didn't match" in text
     assert client.post({"type": "REVIVE", "framework_id": fid}, {"Content-Type": "text/plain"})[0] == 415
-    assert client.post({"type": "SUBSCRIBE", "subscribe": {"framework_info": FRAMEWORK}},
-                       {"Accept": "application/x-protobuf"})[0] == 406
-    assert client.post({"type": "UPDATE_FRAMEWORK", "framework_id": fid, "update_framework": {}})[0] == 501
+    if not master.real:  # what the stand-in honestly refuses (it speaks no protobuf; it lacks UPDATE_FRAMEWORK)
+        assert client.post({"type": "SUBSCRIBE", "subscribe": {"framework_info": FRAMEWORK}},
+                           {"Accept": "application/x-protobuf"})[0] == 406
+        assert client.post({"type": "UPDATE_FRAMEWORK", "framework_id": fid, "update_framework": {}})[0] == 501
     stream_id, client.stream_id = client.stream_id, None
     status, text = client.post({"type": "REVIVE", "framework_id": fid})
     assert status == 400 and "Mesos-Stream-Id" in text
     client.stream_id = stream_id
     assert client.post({"type": "REVIVE", "framework_id": fid})[0] == 202
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(standin.url + "/api/v1/scheduler", timeout=5)
+        urllib.request.urlopen(master.url + "/api/v1/scheduler", timeout=5)
     assert err.value.code == 405
 
     offers = next_offers(client)
@@ -511,12 +552,14 @@ def test_bad_requests_get_mesos_errors(make_standin: Callable[..., MesosStandin]
     launch(client, offers[0], command_task("stale", offers[0], {"value": "true"}))  # offer already used
     status_ = client.next_event("UPDATE")["update"]["status"]
     assert (status_["state"], status_["reason"]) == ("TASK_LOST", "REASON_INVALID_OFFERS")
-    status, text = client.post({"type": "ACCEPT", "framework_id": fid, "accept": {
-        "offer_ids": [offers[1]["id"]], "operations": [{"type": "LAUNCH_GROUP", "launch_group": {}}]}})
-    assert status == 400 and "LAUNCH_GROUP is not supported" in text
+    if not master.real:  # the stand-in does not implement LAUNCH_GROUP, and says so
+        status, text = client.post({"type": "ACCEPT", "framework_id": fid, "accept": {
+            "offer_ids": [offers[1]["id"]], "operations": [{"type": "LAUNCH_GROUP", "launch_group": {}}]}})
+        assert status == 400 and "LAUNCH_GROUP is not supported" in text
 
     client.close()  # the stream goes: the framework is disconnected, within its failover timeout
-    wait_for(lambda: not get_json(standin.url + "/master/state")["frameworks"][0]["connected"],
+    # a master started elsewhere may see the stream go only when a heartbeat (15 s by default) finds it closed
+    wait_for(lambda: not framework_state(master.url, fid["value"])["connected"], 60 if master.real else 30,
              what="the disconnection")
     late = next(make)
     late.stream_id = stream_id
@@ -524,6 +567,13 @@ def test_bad_requests_get_mesos_errors(make_standin: Callable[..., MesosStandin]
     assert late.post({"type": "REVIVE", "framework_id": fid})[0] == 403
 
 
+def framework_state(url: str, framework_id: str) -> dict[str, Any]:
+    """The framework's entry in the master's `/master/state`."""
+    (framework,) = [f for f in get_json(url + "/master/state")["frameworks"] if f["id"] == framework_id]
+    return dict(framework)
+
+
+@stand_in_only("MESOS_MASTER", why="assumes the stand-in's three agents")
 def test_declined_agent_stays_out_for_refuse_seconds_and_others_come_back(
         make_standin: Callable[..., MesosStandin]) -> None:
     standin = make_standin()
@@ -543,6 +593,7 @@ def test_declined_agent_stays_out_for_refuse_seconds_and_others_come_back(
     assert seen[held] >= 1.5 > max(seen[a] for a in others)
 
 
+@stand_in_only("MESOS_MASTER", why="assumes the stand-in's three agents")
 def test_suppress_stops_offers_and_revive_brings_them_back(make_standin: Callable[..., MesosStandin]) -> None:
     standin = make_standin()
     client = next(clients(standin.url))
@@ -556,6 +607,7 @@ def test_suppress_stops_offers_and_revive_brings_them_back(make_standin: Callabl
     assert len(next_offers(client)) == 3
 
 
+@stand_in_only("MESOS_MASTER", why="assumes one stand-in agent with known resources")
 def test_offers_never_hold_what_running_tasks_use(make_standin: Callable[..., MesosStandin]) -> None:
     standin = make_standin(agents=1)
     client = next(clients(standin.url))
@@ -582,6 +634,7 @@ def test_offers_never_hold_what_running_tasks_use(make_standin: Callable[..., Me
     assert {r["name"]: r for r in whole["resources"]}["cpus"]["scalar"]["value"] == 4
 
 
+@stand_in_only("MESOS_MASTER", why="reads host-process sandboxes and pids on this machine")
 def test_command_tasks_run_as_host_processes_with_mesos_environment(
         make_standin: Callable[..., MesosStandin]) -> None:
     standin = make_standin()
@@ -622,6 +675,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@stand_in_only("MESOS_MASTER", why="watches the task's host process on this machine")
 def test_failover_timeout_expiry_kills_the_tasks(make_standin: Callable[..., MesosStandin]) -> None:
     standin = make_standin()
     make = clients(standin.url)
@@ -642,6 +696,7 @@ def test_failover_timeout_expiry_kills_the_tasks(make_standin: Callable[..., Mes
         next(make).subscribe(FRAMEWORK, framework_id)
 
 
+@stand_in_only("MESOS_MASTER", why="assumes the stand-in's agents, resources and attributes")
 def test_state_metrics_redirect_health(make_standin: Callable[..., MesosStandin]) -> None:
     standin = make_standin()
     client = next(clients(standin.url))
@@ -673,6 +728,7 @@ def test_state_metrics_redirect_health(make_standin: Callable[..., MesosStandin]
     assert get_json(standin.url + "/version")["version"].count(".") == 2
 
 
+@stand_in_only("MESOS_MASTER", why="plants containers on the local Docker engine and starts a stand-in")
 def test_leftover_containers_are_removed_on_start(make_standin: Callable[..., MesosStandin],
                                                   docker_engine: Any, tmp_path: Path) -> None:
     state_dir = (tmp_path / "mesos0").resolve()
@@ -689,6 +745,7 @@ def test_leftover_containers_are_removed_on_start(make_standin: Callable[..., Me
         client.close()
 
 
+@stand_in_only("MESOS_MASTER", why="runs `python -m devcluster.mesos` here")
 def test_python_m_runs_in_the_foreground_and_cleans_up_on_sigterm(
         tmp_path: Path, zookeeper: Any, zk_url: str, docker_engine: Any) -> None:
     from kazoo.client import KazooClient
