@@ -86,8 +86,9 @@ def restart(ctx: click.Context, name: str, as_json: bool) -> None:
 
 
 @dev.command()
+@click.option("--purge", is_flag=True, help="Also delete the services' data (ZooKeeper, Marathon's apps, images, logs)")
 @click.pass_context
-def down(ctx: click.Context) -> None:
+def down(ctx: click.Context, purge: bool) -> None:
     """Stop every process the cluster started; harmless when none runs."""
-    stopped = _cluster(ctx).down()
+    stopped = _cluster(ctx).down(purge=purge)
     click.echo(f"stopped {', '.join(stopped)}" if stopped else "no dev cluster was running")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,17 +196,22 @@ class Cluster:
             merged.update(service.env())
         return merged
 
-    def down(self) -> list[str]:
-        """Stop every process of the cluster; harmless when nothing runs. Returns what was stopped."""
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop every process of the cluster; harmless when nothing runs. Returns what was stopped.
+
+        With `purge`, also delete what the services kept (ZooKeeper's data, hence Marathon's apps;
+        images; logs), so the next `up` starts empty. Only the services' own directories go.
+        """
         with self._locked():
             state = self.read_state()
-            if state is None:
-                return []
-            stopped = self._stop_all(state)
-            left = [name for name, proc in self._procs(state).items() if proc.alive()]
+            stopped = self._stop_all(state) if state else []
+            left = [name for name, proc in self._procs(state or {}).items() if proc.alive()]
             if left:
                 raise Failure(f"{', '.join(left)} still running after SIGKILL; state kept in {self.state_file}")
             self._clear()
+            if purge:
+                for service_type in SERVICE_TYPES:
+                    shutil.rmtree(self.state_dir / service_type.name, ignore_errors=True)
             return stopped
 
     def _stop_all(self, state: dict[str, Any]) -> list[str]:

@@ -218,6 +218,11 @@ def test_down_leaves_no_process_and_no_mount_and_a_second_down_is_harmless(tmp_p
     assert again.returncode == 0 and "no dev cluster was running" in again.stdout
     status = wharf("dev", "status", "--json", env={"WHARF_STATE_DIR": str(tmp_path)})
     assert status.returncode == 1 and json.loads(status.stdout)["running"] is False
+    assert (tmp_path / "zookeeper" / "data").is_dir()  # kept for the next `up`
+    (tmp_path / "unrelated.txt").write_text("not the cluster's")
+    purged = wharf("dev", "down", "--purge", env={"WHARF_STATE_DIR": str(tmp_path)})
+    assert purged.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["unrelated.txt"]
 
 
 def test_taken_port_is_bad_input_and_starts_nothing(tmp_path: Path) -> None:
