@@ -159,6 +159,13 @@ class ConsulStandin:
                     index, data = query()
         return _meta(index), data
 
+    def _blocking_json(self, req: Request, query: Callable[[], tuple[int, Any]], filtered: Any = None) -> Response:
+        """A blocking read answered as JSON; `filtered` is the answer when `?node-meta` rules the node out."""
+        headers, data = self._blocking(req, query)
+        if filtered is not None and not self._node_meta_ok(req):
+            data = filtered
+        return json_response(data, headers=headers)
+
     def _app(self, req: Request) -> Response:
         found = self._router.resolve(req.method, req.path)
         if found is None:
@@ -355,45 +362,37 @@ class ConsulStandin:
         return True
 
     def _catalog_services(self, req: Request) -> Response:
-        headers, data = self._blocking(req, lambda: self.state.catalog.catalog_services())
-        return json_response(data if self._node_meta_ok(req) else {}, headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.catalog_services(), filtered={})
 
     def _catalog_service(self, req: Request) -> Response:
         name, tags = req.params["name"], req.query.get("tag", [])
-        headers, data = self._blocking(req, lambda: self.state.catalog.catalog_service(name, tags))
-        return json_response(data if self._node_meta_ok(req) else [], headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.catalog_service(name, tags), filtered=[])
 
     def _catalog_nodes(self, req: Request) -> Response:
-        headers, data = self._blocking(req, lambda: self.state.catalog.catalog_nodes())
-        return json_response(data if self._node_meta_ok(req) else [], headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.catalog_nodes(), filtered=[])
 
     def _catalog_node(self, req: Request) -> Response:
         node = req.params["node"]
-        headers, data = self._blocking(req, lambda: self.state.catalog.catalog_node(node))
-        return json_response(data, headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.catalog_node(node))
 
     def _health_service(self, req: Request) -> Response:
         name, tags = req.params["name"], req.query.get("tag", [])
         passing = req.has("passing") and _parse_bool(req.arg("passing") or "true") is True
-        headers, data = self._blocking(req, lambda: self.state.catalog.health_service(name, tags, passing))
-        return json_response(data if self._node_meta_ok(req) else [], headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.health_service(name, tags, passing), filtered=[])
 
     def _health_checks(self, req: Request) -> Response:
         name = req.params["name"]
-        headers, data = self._blocking(req, lambda: self.state.catalog.health_checks(name))
-        return json_response(data, headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.health_checks(name))
 
     def _health_state(self, req: Request) -> Response:
         state = req.params["state"]
         if state not in ("any", *STATUSES):
             return text_response(f'Invalid check state "{state}"', 400)
-        headers, data = self._blocking(req, lambda: self.state.catalog.health_state(state))
-        return json_response(data, headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.health_state(state))
 
     def _health_node(self, req: Request) -> Response:
         node = req.params["node"]
-        headers, data = self._blocking(req, lambda: self.state.catalog.health_node(node))
-        return json_response(data, headers=headers)
+        return self._blocking_json(req, lambda: self.state.catalog.health_node(node))
 
     # KV
 
@@ -475,17 +474,14 @@ class ConsulStandin:
 
     def _session_info(self, req: Request) -> Response:
         session_id = req.params["id"]
-        headers, data = self._blocking(req, lambda: self.state.session_info(session_id))
-        return json_response(data, headers=headers)
+        return self._blocking_json(req, lambda: self.state.session_info(session_id))
 
     def _session_list(self, req: Request) -> Response:
-        headers, data = self._blocking(req, lambda: self.state.session_list())
-        return json_response(data, headers=headers)
+        return self._blocking_json(req, lambda: self.state.session_list())
 
     def _session_node(self, req: Request) -> Response:
         node = req.params["node"]
-        headers, data = self._blocking(req, lambda: self.state.session_list(node))
-        return json_response(data, headers=headers)
+        return self._blocking_json(req, lambda: self.state.session_list(node))
 
     def _txn(self, req: Request) -> Response:
         ops = decode.txn_ops(req.body)
