@@ -29,10 +29,14 @@ class PythonStandIn(Service):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def zk(self, path: str) -> str:
+        """A `zk://` URL on the dev cluster's ZooKeeper."""
+        return f"zk://127.0.0.1:{self.ports['--zk-port']}/{path}"
+
     @property
     def mesos_zk(self) -> str:
         """Where the Mesos stand-in registers, as real masters do (`MESOS_MASTER`)."""
-        return f"zk://127.0.0.1:{self.ports['--zk-port']}/mesos"
+        return self.zk("mesos")
 
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +120,7 @@ class MarathonStandIn(PythonStandIn):
     needs = ("mesos",)
 
     def options(self) -> list[str]:
-        return ["--master", self.mesos_zk, "--zk", f"zk://127.0.0.1:{self.ports['--zk-port']}/marathon"]
+        return ["--master", self.mesos_zk, "--zk", self.zk("marathon")]
 
     def probe(self) -> None:
         with urllib.request.urlopen(f"{self.url}/ping", timeout=1.0) as response:
