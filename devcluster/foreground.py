@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -26,8 +25,6 @@ def run(standin: StandIn, log_level: str = "info", on_hangup: Callable[[], None]
     The signal handlers only set flags and wake the main thread, which does the work.
     """
     log.setup("text", log_level.lower())
-    for noisy in ("kazoo", "pymesos"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     wake = threading.Event()
     flags = {"stop": False, "hangup": False}
 
