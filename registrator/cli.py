@@ -12,6 +12,8 @@ import click
 
 from wharf.errors import BadInput, Failure
 
+DOCKER_API = "1.41"  # Docker 20.10; later engines still speak it
+
 
 def _host_ip(hostname: str) -> str:
     try:
@@ -68,9 +70,10 @@ def docker_client(host: str | None, timeout: float = 30) -> Any:
     """A low-level Docker API client for `host`, or as DOCKER_HOST and friends say."""
     import docker
 
-    if host:
-        return docker.APIClient(base_url=host, timeout=timeout)
-    return docker.APIClient(timeout=timeout, **docker.utils.kwargs_from_env())
+    # a fixed API version: the client then needs no engine to be built (it may be down at start)
+    kwargs: dict[str, Any] = {"base_url": host} if host else docker.utils.kwargs_from_env()
+    kwargs.pop("version", None)
+    return docker.APIClient(timeout=timeout, version=DOCKER_API, **kwargs)
 
 
 @click.group()

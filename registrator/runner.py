@@ -262,10 +262,10 @@ class Registrator:
             self.agent.maintenance(sid, False)
             self._mark(sid, False)
         for sid in plan.deregister:
+            with self.lock:  # forgotten first, so the Consul watcher never takes it for a lost one
+                self.written.pop(sid, None)
             self.agent.deregister(sid)
             DEREGISTRATIONS.inc()
-            with self.lock:
-                self.written.pop(sid, None)
             log.info("deregistered", extra={"service_id": sid})
 
     def _mark(self, sid: str, maintenance: bool) -> None:
