@@ -114,7 +114,12 @@ class Registrator:
         """Update the known containers for one Docker event (Docker calls only, never Consul)."""
         EVENTS.labels(event.action).inc()
         cid = event.id
-        if event.action in ("start", "unpause", "restart", "rename", "update"):
+        if event.action == "create":
+            self.inspect(cid)  # read ahead: a host-network container's start then needs no inspect
+        elif event.action == "start" and self._known_at_create(cid):
+            self.draining.pop(cid, None)
+            self.containers[cid] = replace(self.containers[cid], running=True, exit_code=0)
+        elif event.action in ("start", "unpause", "restart", "rename", "update"):
             self.draining.pop(cid, None)
             self.inspect(cid)
         elif event.action == "kill":
@@ -134,6 +139,13 @@ class Registrator:
         else:
             return
         self.touched.setdefault(cid, event.time)
+
+    def _known_at_create(self, cid: str) -> bool:
+        """Whether what was read at `create` still tells all: with host networking the ports come
+        from the image and the config, fixed at create; published ports and container addresses
+        are only known once the container runs."""
+        known = self.containers.get(cid)
+        return known is not None and known.network_mode == "host" and not self.options.internal
 
     def inspect(self, cid: str) -> Container | None:
         import docker.errors

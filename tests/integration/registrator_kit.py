@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from devcluster.cluster import wait_healthy
 from devcluster.docker_engine import BASE_IMAGE
-from devcluster.process import free_port
+from devcluster.process import Proc, free_port, spawn, stop
 
 TEST_LABEL = "wharf.test.registrator"
 
@@ -125,3 +127,32 @@ def consistent(consul_client: Any, docker_client: Any, reg: RunningRegistrator, 
     covered = {s["Meta"].get("container_id") for s in mine.values()}
     gaps = [cid for cid in running if cid not in covered]
     return not ghosts and not gaps
+
+
+class Restartable:
+    """One dev-cluster service run on its own and restarted on the same ports, as
+    `wharf dev restart NAME` does (stop, clean up, start, wait until healthy)."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self.proc: Proc | None = None
+
+    def start(self) -> float:
+        """Start it; returns when it answered (time.perf_counter())."""
+        self.service.check_installed()
+        self.service.prepare()
+        self.proc = spawn(self.service.argv(), self.service.log_path, cwd=self.service.dir)
+        wait_healthy(self.service, self.proc, time.monotonic() + 60)
+        answered = time.perf_counter()
+        self.service.after_start()
+        return answered
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+        self.service.clean_up()
+
+    def restart(self) -> float:
+        self.stop()
+        return self.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,53 +9,23 @@ from typing import Any
 
 import pytest
 
-from devcluster.cluster import wait_healthy
 from devcluster.docker_engine import DockerEngine
-from devcluster.process import Proc, spawn, stop
-from tests.integration.registrator_kit import consistent, owned, registrator, remove_all, web
+from tests.integration.registrator_kit import Restartable, consistent, owned, registrator, remove_all, web
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-class RestartableEngine:
-    """A Docker engine of this test's own, restarted as `wharf dev restart docker` does."""
-
-    def __init__(self, directory: Path) -> None:
-        self.engine = DockerEngine(directory, {})
-        self.proc: Proc | None = None
-
-    @property
-    def host(self) -> str:
-        return self.engine.host
-
-    def start(self) -> None:
-        self.engine.check_installed()
-        self.engine.prepare()
-        self.proc = spawn(self.engine.argv(), self.engine.log_path, cwd=self.engine.dir)
-        wait_healthy(self.engine, self.proc, time.monotonic() + 60)
-        self.engine.after_start()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-            self.proc = None
-        self.engine.clean_up()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[RestartableEngine]:
-    own = RestartableEngine(tmp_path / "docker")
+def engine(tmp_path: Path) -> Iterator[Restartable]:
+    """A Docker engine of this test's own, restarted as `wharf dev restart docker` does."""
+    own = Restartable(DockerEngine(tmp_path / "docker", {}))
     own.start()
     try:
         yield own
     finally:
         try:
-            client = own.engine.client()
+            client = own.service.client()
             for c in client.api.containers(all=True):
                 client.api.remove_container(c["Id"], force=True)
             client.close()
@@ -64,18 +33,18 @@ def engine(tmp_path: Path) -> Iterator[RestartableEngine]:
             own.stop()
 
 
-def test_no_ghost_and_no_gap_after_the_docker_daemon_restarts(consul: Any, engine: RestartableEngine,
+def test_no_ghost_and_no_gap_after_the_docker_daemon_restarts(consul: Any, engine: Restartable,
                                                                tmp_path: Path) -> None:
     c, tag = consul.client(), uuid.uuid4().hex[:8]
-    docker = engine.engine.client()
+    docker = engine.service.client()
     try:
-        with registrator(consul, engine.host, tmp_path, "--resync", "0") as reg:
+        with registrator(consul, engine.service.host, tmp_path, "--resync", "0") as reg:
             back = [web(docker, tag, restart=True, stops_on_term=True)[0] for _ in range(2)]
             gone = web(docker, tag, stops_on_term=True)[0]
             wait_for(lambda: len(owned(c, reg.owner)) == 3, 30, "three registered")
             engine.restart()
             docker.close()
-            docker = engine.engine.client()
+            docker = engine.service.client()
             wait_for(lambda: consistent(c, docker, reg, tag), 30, "no ghost and no gap after the restart")
             ids = {s["Meta"]["container_id"] for s in owned(c, reg.owner).values()}
             assert ids == set(back) and gone not in ids
