@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt test demo bench lint clean
+.PHONY: bootstrap apt test demo demo-registrator demo-registrator-stop bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -49,7 +49,38 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
+	$(MAKE) --no-print-directory demo-registrator || { $(MAKE) --no-print-directory demo-registrator-stop; \
+	  $(BIN)/wharf dev down --purge; exit 1; }
+	$(MAKE) --no-print-directory demo-registrator-stop
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# The registrator against the dev cluster's Docker engine and Consul, in the background until
+# demo-registrator-stop: every container the demo runs (Marathon's tasks included) appears in
+# Consul with its health. It also runs one web container of its own with SERVICE_* labels.
+REGISTRATOR_PID = $(WHARF_STATE_DIR)/registrator.pid
+demo-registrator:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-registrator: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@eval "$$($(BIN)/wharf dev env)"; \
+	if ! { test -f $(REGISTRATOR_PID) && kill -0 $$(cat $(REGISTRATOR_PID)) 2>/dev/null; }; then \
+	  $(BIN)/wharf registrator run --resync 30 --metrics-port $$($(BIN)/python -c 'from devcluster.process import free_port; print(free_port())') \
+	    >$(WHARF_STATE_DIR)/registrator.log 2>&1 & echo $$! > $(REGISTRATOR_PID); \
+	fi; \
+	port=$$($(BIN)/python -c 'from devcluster.process import free_port; print(free_port())'); \
+	docker rm -f demo-web >/dev/null 2>&1; \
+	docker run -d --name demo-web --network host --expose $$port -l SERVICE_NAME=demo-web -l SERVICE_TAGS=demo \
+	  -l SERVICE_CHECK_HTTP=/ -l SERVICE_CHECK_INTERVAL=1s wharf/busybox:latest \
+	  sh -c "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 127.0.0.1:$$port -h /www" >/dev/null && \
+	healthy='import json, sys; rows = json.load(sys.stdin); sys.exit(not any(r["name"] == "demo-web" and r["health"] == "passing" for r in rows))'; \
+	for i in $$(seq 150); do \
+	  $(BIN)/wharf registrator list --json | $(BIN)/python -c "$$healthy" && break; sleep 0.2; done; \
+	echo "services registered in Consul by the registrator:"; $(BIN)/wharf registrator list; \
+	$(BIN)/wharf registrator list --json | $(BIN)/python -c "$$healthy" || { echo "demo-web is not passing in Consul"; exit 1; }
+
+demo-registrator-stop:
+	@eval "$$($(BIN)/wharf dev env)"; \
+	echo "services in Consul at the end of the demo:"; $(BIN)/wharf registrator list; \
+	docker rm -f demo-web >/dev/null 2>&1; \
+	if test -f $(REGISTRATOR_PID); then kill $$(cat $(REGISTRATOR_PID)) 2>/dev/null; rm -f $(REGISTRATOR_PID); fi; true
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

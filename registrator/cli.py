@@ -136,3 +136,30 @@ def sync(settings: Any, once: bool, as_json: bool, **flags: Any) -> None:
         table.add_row(sid, "", "", "deregistered")
     Console().print(table)
     click.echo(f"{len(result['services'])} services; {plan.fixes()} changes")
+
+
+@registrator.command("list")
+@click.option("--owner", default=None, help="Only this registrator's services [default: every wharf registrator's]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+@click.pass_obj
+def list_services(settings: Any, owner: str | None, as_json: bool) -> None:
+    """The services wharf registrators wrote on the Consul agent, with their health."""
+    from registrator.consul_agent import client
+    from registrator.model import health_rows
+
+    c = client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
+    try:
+        rows = health_rows(c.agent.services(), c.agent.checks(), owner)
+    except Exception as exc:
+        raise Failure(f"consul at {settings.shown('consul_http_addr')}: {type(exc).__name__}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("service", "address", "health", "marathon app", "id", box=None)
+    for row in rows:
+        table.add_row(row["name"], f"{row['address']}:{row['port']}", row["health"], row["marathon_app_id"] or "",
+                      row["id"])
+    Console(width=200).print(table)

@@ -162,3 +162,30 @@ def listing(services: Mapping[str, Mapping[str, Any]], checks: Mapping[str, Any]
     """Every service of an agent listing, with its maintenance state read from the agent's checks."""
     in_maintenance = {cid[len(MAINTENANCE_PREFIX):] for cid in checks if cid.startswith(MAINTENANCE_PREFIX)}
     return {sid: Registered.from_consul(entry, sid in in_maintenance) for sid, entry in services.items()}
+
+
+_WORST = {"passing": 0, "warning": 1, "critical": 2}
+
+
+def health_rows(services: Mapping[str, Mapping[str, Any]], checks: Mapping[str, Mapping[str, Any]],
+                owner: str | None = None) -> list[dict[str, Any]]:
+    """One row per service a wharf registrator wrote (of `owner` only, if given), with its health:
+    `maintenance` when drained, else the worst of its checks (`passing` when it has none)."""
+    by_service: dict[str, list[Mapping[str, Any]]] = {}
+    for check in checks.values():
+        by_service.setdefault(str(check.get("ServiceID") or ""), []).append(check)
+    rows = []
+    for sid, entry in sorted(services.items()):
+        meta = entry.get("Meta") or {}
+        if OWNER_KEY not in meta or (owner is not None and meta[OWNER_KEY] != owner):
+            continue
+        own = by_service.get(sid, [])
+        if any(str(c.get("CheckID", "")).startswith(MAINTENANCE_PREFIX) for c in own):
+            health = "maintenance"
+        else:
+            health = max((str(c.get("Status", "critical")) for c in own), key=lambda s: _WORST.get(s, 2),
+                         default="passing")
+        rows.append({"id": sid, "name": entry.get("Service"), "address": entry.get("Address"),
+                     "port": entry.get("Port"), "health": health, "owner": meta[OWNER_KEY],
+                     "marathon_app_id": meta.get("marathon_app_id")})
+    return rows

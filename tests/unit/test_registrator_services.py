@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from registrator.model import DIGEST_KEY, Container, Options, Registered, listing
+from registrator.model import DIGEST_KEY, Container, Options, Registered, health_rows, listing
 from registrator.services import desired, image_name, marathon_name, split_tags
 from tests.upstream import upstream
 
@@ -174,3 +174,16 @@ def test_digest_changes_with_what_consul_would_hold() -> None:
                                                         OPTS)[0].digest
     held = listing({a.id: a.body()}, {f"_service_maintenance:{a.id}": {}})
     assert held[a.id] == Registered(a.id, "reg-a", a.container_id, a.digest, maintenance=True)
+
+
+def test_health_rows_show_drains_and_the_worst_check_of_wharf_services_only() -> None:
+    services = {"a": {"Service": "web", "Address": "127.0.0.1", "Port": 1, "Meta": {"wharf_owner": "r1"}},
+                "b": {"Service": "web", "Address": "127.0.0.1", "Port": 2, "Meta": {"wharf_owner": "r2"}},
+                "c": {"Service": "db", "Address": "127.0.0.1", "Port": 3, "Meta": {"wharf_owner": "r1"}},
+                "x": {"Service": "other", "Address": "127.0.0.1", "Port": 4, "Meta": {}}}
+    checks = {"service:a": {"CheckID": "service:a", "ServiceID": "a", "Status": "passing"},
+              "a2": {"CheckID": "a2", "ServiceID": "a", "Status": "warning"},
+              "_service_maintenance:b": {"CheckID": "_service_maintenance:b", "ServiceID": "b", "Status": "critical"}}
+    assert [(r["id"], r["health"]) for r in health_rows(services, checks)] == [
+        ("a", "warning"), ("b", "maintenance"), ("c", "passing")]
+    assert [r["id"] for r in health_rows(services, checks, owner="r2")] == ["b"]
