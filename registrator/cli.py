@@ -42,7 +42,7 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def build(settings: Any, flags: dict[str, Any], resync: float = 0.0) -> Any:
+def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeout: float = 120.0) -> Any:
     """The `Registrator` with its Docker client, Consul agent and Marathon lookup, from flags and settings."""
     from registrator.consul_agent import Agent, client
     from registrator.marathon import ServicePorts
@@ -63,7 +63,7 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0) -> Any:
         tags=tuple(t.strip() for t in flags["tags"].split(",") if t.strip()), deregister=flags["deregister"])
     agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"]))
     return Registrator(options, docker_client(flags["docker_host"]), agent,
-                       ServicePorts(settings["marathon_url"]), resync_every=resync)
+                       ServicePorts(settings["marathon_url"]), resync_every=resync, drain_limit=drain_timeout)
 
 
 def docker_client(host: str | None, timeout: float = 30) -> Any:
@@ -85,15 +85,18 @@ def registrator() -> None:
 @_common
 @click.option("--resync", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Seconds between full reconciles besides those on start and reconnects (0: none)")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, help="Serve Prometheus metrics")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="Seconds a container may keep running after a stop signal before its drain is lifted")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve Prometheus metrics on 127.0.0.1:PORT")
 @click.pass_obj
-def run(settings: Any, resync: float, metrics_port: int | None, **flags: Any) -> None:
+def run(settings: Any, resync: float, drain_timeout: float, metrics_port: int | None, **flags: Any) -> None:
     """Watch Docker events and keep Consul's services in step, until SIGTERM."""
     from registrator.consul_agent import Agent, client
     from registrator.daemon import RegistratorDaemon
     from registrator.watch import ConsulWatcher, DockerWatcher
 
-    reg = build(settings, flags, resync)
+    reg = build(settings, flags, resync, drain_timeout)
     watcher_agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"],
                                  settings["consul_cacert"], timeout=20))
     daemon = RegistratorDaemon(reg, DockerWatcher(reg, lambda: docker_client(flags["docker_host"])),

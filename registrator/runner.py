@@ -41,7 +41,7 @@ RECONNECTS = Counter("wharf_registrator_reconnects_total", "Reconnections", ["to
 
 #: signals that end a container: its `kill` event drains it (`docker kill -s HUP` does not)
 STOP_SIGNALS = {"15", "9", "2", "3", "SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "TERM", "KILL", "INT", "QUIT"}
-DRAIN_LIMIT = 120.0  # a container still running this long after a stop signal is served again
+DRAIN_LIMIT = 120.0  # default: a container still running this long after a stop signal is served again
 RECONNECT = Retry(delay=0.05, backoff=2.0, max_delay=0.5, jitter=0.2)
 
 
@@ -75,12 +75,14 @@ class Registrator:
 
     def __init__(self, options: Options, docker: Any, agent: Agent,
                  lookup: Callable[[Container], Mapping[int, int]] = lambda c: {},
-                 resync_every: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 resync_every: float = 0.0, drain_limit: float = DRAIN_LIMIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options
         self.docker = docker  # a docker.APIClient for inspect/list (the event stream has its own)
         self.agent = agent
         self.lookup = lookup
         self.resync_every = resync_every
+        self.drain_limit = drain_limit
         self.clock = clock
         self.queue: queue.Queue[Item] = queue.Queue()
         self.containers: dict[str, Container] = {}
@@ -102,9 +104,12 @@ class Registrator:
             regs = desired(container, self.options, self.lookup(container))
             return [replace(r, drained=True) for r in regs] if container.id in self.draining else regs
         if self.options.deregister == "on-success" and container.exit_code != 0:
-            # as registrator: a failed container keeps its services (not passing) until removed
-            return [replace(r, drained=True)
-                    for r in desired(replace(container, running=True), self.options, self.lookup(container))]
+            # as registrator: a failed container keeps the services it had (not passing) until it
+            # is removed; one that failed before it was ever registered gets none
+            regs = desired(replace(container, running=True), self.options, self.lookup(container))
+            with self.lock:
+                kept = [replace(r, drained=True) for r in regs if r.id in self.written]
+            return kept
         return []
 
     def all_wanted(self) -> list[Registration]:
@@ -124,7 +129,7 @@ class Registrator:
             self.inspect(cid)
         elif event.action == "kill":
             if str(event.attributes.get("signal", "")).upper() in STOP_SIGNALS and cid in self.containers:
-                self.draining[cid] = self.clock() + DRAIN_LIMIT
+                self.draining[cid] = self.clock() + self.drain_limit
         elif event.action == "die":
             known = self.containers.get(cid)
             if known is not None:

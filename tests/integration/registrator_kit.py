@@ -83,16 +83,16 @@ def registrator(consul: Any, docker_host: str, tmp_path: Path, *args: str, **kw:
 
 def web(client: Any, tag: str, labels: dict[str, str] | None = None, *, port: int | None = None,
         name: str | None = None, start: bool = True, restart: bool = False, www: bool = True,
-        stops_on_term: bool = False) -> tuple[str, str, int]:
+        stops_on_term: bool = False, term_exit: int = 0) -> tuple[str, str, int]:
     """A busybox httpd on 127.0.0.1:port with host networking, the port exposed; (id, name, port).
 
     httpd runs as PID 1 without a TERM handler, so `docker stop -t N` waits N seconds, then kills;
-    with `stops_on_term` a shell runs it and exits on TERM."""
+    with `stops_on_term` a shell runs it and exits on TERM with `term_exit`."""
     port = port or free_port()
     name = name or f"reg-{uuid.uuid4().hex[:10]}"
     serve = f"httpd -f -p 127.0.0.1:{port} -h {'/www' if www else '/'}"
     prepare = "mkdir -p /www && echo ok > /www/health && " if www else ""
-    script = (f"{prepare}trap 'exit 0' TERM; {serve} & wait" if stops_on_term else f"{prepare}exec {serve}")
+    script = (f"{prepare}trap 'exit {term_exit}' TERM; {serve} & wait" if stops_on_term else f"{prepare}exec {serve}")
     host_config = client.api.create_host_config(
         network_mode="host", restart_policy={"Name": "always"} if restart else None)
     created = client.api.create_container(BASE_IMAGE, ["sh", "-c", script], name=name, ports=[port],

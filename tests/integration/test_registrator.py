@@ -246,3 +246,32 @@ def _up(reg: Any) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_on_success_keeps_a_failed_containers_service_drained_and_a_survived_stop_signal_is_undone(
+        consul: Any, docker_engine: Any, docker: Any, tag: str, tmp_path: Path) -> None:
+    c = consul.client()
+    with registrator(consul, docker_engine.host, tmp_path, "--resync", "0", "--deregister", "on-success",
+                     "--drain-timeout", "2") as reg:
+        failed, f_name, f_port = web(docker, tag, stops_on_term=True, term_exit=3)
+        clean, c_name, c_port = web(docker, tag, stops_on_term=True)
+        stubborn, s_name, s_port = web(docker, tag)  # httpd as PID 1: a TERM does not stop it
+        ids = {cid: f"{reg.hostname}:{n}:{p}" for cid, n, p in
+               ((failed, f_name, f_port), (clean, c_name, c_port), (stubborn, s_name, s_port))}
+        wait_for(lambda: set(ids.values()) <= set(c.agent.services()), 20, "three registrations")
+
+        docker.api.stop(failed, timeout=5)
+        docker.api.stop(clean, timeout=5)
+        assert docker.api.inspect_container(failed)["State"]["ExitCode"] == 3
+        wait_for(lambda: ids[clean] not in c.agent.services(), 20, "exit 0 deregistered")
+        maintenance = f"_service_maintenance:{ids[failed]}"
+        assert ids[failed] in c.agent.services() and maintenance in c.agent.checks()  # kept, not passing
+        docker.api.remove_container(failed)
+        wait_for(lambda: ids[failed] not in c.agent.services(), 20, "the failed one gone with its container")
+
+        docker.api.kill(stubborn, signal="SIGTERM")
+        drained = f"_service_maintenance:{ids[stubborn]}"
+        wait_for(lambda: drained in c.agent.checks(), 10, "the drain on the stop signal")
+        wait_for(lambda: drained not in c.agent.checks(), 20, "the drain lifted: the container kept running")
+        assert docker.api.inspect_container(stubborn)["State"]["Running"]
+        assert ids[stubborn] in c.agent.services()
