@@ -156,8 +156,14 @@ class Registrator:
         import docker.errors
 
         try:
-            container = Container.from_inspect(self.docker.inspect_container(cid))
+            data = self.docker.inspect_container(cid)
         except docker.errors.NotFound:
+            self.containers.pop(cid, None)
+            return None
+        try:
+            container = Container.from_inspect(data)
+        except (KeyError, TypeError, ValueError) as exc:  # one odd container must not stop the rest
+            log.warning("container not understood; skipped", extra={"container": cid[:12], "error": repr(exc)})
             self.containers.pop(cid, None)
             return None
         self.containers[cid] = container

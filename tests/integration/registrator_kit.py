@@ -76,6 +76,9 @@ def registrator(consul: Any, docker_host: str, tmp_path: Path, *args: str, **kw:
                              **kw).start()
     try:
         yield reg
+    except BaseException:
+        print(f"--- the registrator's log (last lines) ---\n{reg.output()[-6000:]}")
+        raise
     finally:
         if reg.alive():
             reg.stop()
