@@ -43,6 +43,11 @@ class Agent:
     def maintenance(self, service_id: str, enable: bool, reason: str = "container stopping") -> None:
         self.c.agent.service.maintenance(service_id, "true" if enable else "false", reason if enable else None)
 
+    def has_leader(self) -> bool:
+        """Whether the agent's cluster has a leader: an agent that just started answers before it
+        has one, and what is registered with it before that can be dropped as it finishes starting."""
+        return bool(self.c.status.leader())
+
     def watch(self, content_hash: str | None, wait: str = "10s") -> tuple[str | None, dict[str, Any]]:
         """`GET /v1/agent/services`, blocking until its content hash differs from `content_hash`."""
         params = [("hash", content_hash), ("wait", wait)] if content_hash else []

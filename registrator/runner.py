@@ -88,6 +88,8 @@ class Registrator:
         self.containers: dict[str, Container] = {}
         self.draining: dict[str, float] = {}  # container id -> when the drain is lifted if still running
         self.written: dict[str, Registered] = {}  # ours in Consul, as we believe
+        self.stamps: dict[str, int] = {}  # service id -> which write of ours put it there
+        self._writes = 0
         self.foreign: set[str] = set()  # IDs someone else holds on the agent
         self.lock = threading.Lock()  # guards `written` against the Consul watcher's reads
         self.pending_full = True  # the first cycle reconciles everything
@@ -173,12 +175,15 @@ class Registrator:
 
     def cycle(self, block: float = 0.2) -> Plan | None:
         """Take what is queued, update the state, fix Consul. Raises on a failure (state kept)."""
+        why: set[str] = set()
         for item in self._take(block):
             if isinstance(item, Resync):
                 self.pending_full = True
                 self.pending_fresh |= item.fresh
             elif isinstance(item, ConsulCheck):
-                log.info("checking consul", extra={"why": item.why})
+                if item.why not in why:
+                    log.info("checking consul", extra={"why": item.why})
+                why.add(item.why)
                 self.consul_dirty = True
             else:
                 try:
@@ -241,6 +246,7 @@ class Registrator:
         self.foreign = {sid for sid, r in held.items() if r.owner != self.options.owner}
         with self.lock:
             self.written = {sid: r for sid, r in held.items() if r.owner == self.options.owner}
+            self.stamps = {sid: stamp for sid, stamp in self.stamps.items() if sid in self.written}
         plan = reconcile(self.all_wanted(), held, self.options.owner)
         if not plan.empty:
             for kind, items in (("register", plan.register), ("deregister", plan.deregister),
@@ -274,6 +280,8 @@ class Registrator:
             REGISTRATIONS.inc()
             with self.lock:
                 self.written[reg.id] = Registered.written(reg, self.options.owner, False)
+                self._writes += 1
+                self.stamps[reg.id] = self._writes
             log.info("registered", extra={"service_id": reg.id, "service": reg.name,
                                           "address": f"{reg.address}:{reg.port}"})
         for sid in plan.drain:
@@ -287,6 +295,7 @@ class Registrator:
         for sid in plan.deregister:
             with self.lock:  # forgotten first, so the Consul watcher never takes it for a lost one
                 self.written.pop(sid, None)
+                self.stamps.pop(sid, None)
             self.agent.deregister(sid)
             DEREGISTRATIONS.inc()
             log.info("deregistered", extra={"service_id": sid})
@@ -303,13 +312,15 @@ class Registrator:
                 LAG.observe(max(0.0, now - stamp))
         self.touched.clear()
 
-    def written_ids(self) -> set[str]:
+    def written_ids(self) -> dict[str, int]:
+        """The services we wrote, each with the stamp of the write (for `ours_missing`)."""
         with self.lock:
-            return set(self.written)
+            return {sid: self.stamps.get(sid, 0) for sid in self.written}
 
-    def ours_missing(self, before: Iterable[str], services: Iterable[str]) -> bool:
-        """True when a listing taken after we wrote `before` lacks one of them that we still hold
-        (for the Consul watcher: someone or something removed our registration)."""
+    def ours_missing(self, before: Mapping[str, int], services: Iterable[str]) -> str | None:
+        """A service we wrote before `before` was taken, and have not written or removed since,
+        that a listing asked for afterwards lacks (for the Consul watcher: something removed it)."""
         present = set(services)
         with self.lock:
-            return any(sid in self.written and sid not in present for sid in before)
+            return next((sid for sid, stamp in before.items() if sid not in present and sid in self.written
+                         and self.stamps.get(sid, 0) == stamp), None)

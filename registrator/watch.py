@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -105,9 +106,21 @@ class ConsulWatcher(threading.Thread):
             if failing:
                 failing = False
                 RECONNECTS.labels("consul").inc()
+                self._settle()
                 self.registrator.queue.put(ConsulCheck("consul agent answers again"))
-            elif self.registrator.ours_missing(before, services):
-                self.registrator.queue.put(ConsulCheck("services we registered are gone from the agent"))
+            elif (missing := self.registrator.ours_missing(before, services)) is not None:
+                self.registrator.queue.put(ConsulCheck(f"a service we registered is gone from the agent: {missing}"))
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _settle(self, limit: float = 5.0) -> None:
+        """Wait (up to `limit` seconds) for the restarted agent's cluster to have a leader."""
+        deadline = time.monotonic() + limit
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                if self.agent.has_leader():
+                    return
+            except Exception:  # noqa: BLE001 - still starting
+                pass
+            self.stopping.wait(0.02)
