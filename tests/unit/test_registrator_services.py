@@ -187,3 +187,12 @@ def test_health_rows_show_drains_and_the_worst_check_of_wharf_services_only() ->
     assert [(r["id"], r["health"]) for r in health_rows(services, checks)] == [
         ("a", "warning"), ("b", "maintenance"), ("c", "passing")]
     assert [r["id"] for r in health_rows(services, checks, owner="r2")] == ["b"]
+
+
+def test_service_ports_of_marathon_app_definitions() -> None:
+    from registrator.marathon import service_ports
+
+    assert service_ports({"portDefinitions": [{"port": 10001}, {"port": 0}, {"port": 10003}]}) == {0: 10001, 2: 10003}
+    assert service_ports({"container": {"portMappings": [{"containerPort": 80, "servicePort": 10080}]}}) == {0: 10080}
+    assert service_ports({"container": {"docker": {"portMappings": [{"servicePort": 10090}]}}}) == {0: 10090}
+    assert service_ports({}) == {}
