@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from registrator.marathon import service_ports
 from registrator.model import DIGEST_KEY, Container, Options, Registered, health_rows, listing
 from registrator.services import desired, image_name, marathon_name, split_tags
 from tests.upstream import upstream
@@ -190,8 +191,6 @@ def test_health_rows_show_drains_and_the_worst_check_of_wharf_services_only() ->
 
 
 def test_service_ports_of_marathon_app_definitions() -> None:
-    from registrator.marathon import service_ports
-
     assert service_ports({"portDefinitions": [{"port": 10001}, {"port": 0}, {"port": 10003}]}) == {0: 10001, 2: 10003}
     assert service_ports({"container": {"portMappings": [{"containerPort": 80, "servicePort": 10080}]}}) == {0: 10080}
     assert service_ports({"container": {"docker": {"portMappings": [{"servicePort": 10090}]}}}) == {0: 10090}
