@@ -258,7 +258,7 @@ def test_on_success_keeps_a_failed_containers_service_drained_and_a_survived_sto
         stubborn, s_name, s_port = web(docker, tag)  # httpd as PID 1: a TERM does not stop it
         ids = {cid: f"{reg.hostname}:{n}:{p}" for cid, n, p in
                ((failed, f_name, f_port), (clean, c_name, c_port), (stubborn, s_name, s_port))}
-        wait_for(lambda: set(ids.values()) <= set(c.agent.services()), 20, "three registrations")
+        wait_for(lambda: set(ids.values()) <= set(c.agent.services()), 30, "three registrations")
 
         docker.api.stop(failed, timeout=5)
         docker.api.stop(clean, timeout=5)
