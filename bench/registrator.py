@@ -10,6 +10,7 @@ Starts its own Docker engine and Consul agent (`consul agent -dev`), runs `wharf
 - the Docker daemon restarted under it: survives? time from the engine answering until every
   running container is registered and no ghost is left;
 - the Consul agent restarted empty: time from it answering until every service is back;
+- its own restart while containers were removed and started: ghosts and gaps left;
 - a full reconcile of --ports registrations (one container exposing that many ports), warm and
   after Consul lost a tenth of them.
 
@@ -41,6 +42,7 @@ GLIDERLABS = {
     "burst": "13 never registered, 27 ghosts (real Consul 1.8.7: 6 and 18; 0 and 0 only with -resync 5 -cleanup)",
     "docker": "exited (code 1, about 11 s in)",
     "consul": "0 of 5 back (with -resync 5: 5 of 5 after 2.6 s)",
+    "own": "a service whose container was removed while it was down stayed a ghost (unless -cleanup)",
 }
 
 
@@ -116,6 +118,31 @@ def burst(reg: RunningRegistrator, docker: Any, consul: Any, count: int) -> None
         time.sleep(0.1)
     row(f"burst of {count}", f"{never} never registered, {len(registered())} ghosts (no resync)",
         GLIDERLABS["burst"], "0 and 0 without resync")
+    remove_all(docker, tag)
+
+
+def own_restart(tmp: Path, docker_host: str, docker: Any, consul: Any) -> None:
+    c, tag = consul.client(), uuid.uuid4().hex[:8]
+    reg = RunningRegistrator(consul, docker_host, tmp / "reg-own.log", "--resync", "0").start()
+    ids = [web(docker, tag, www=False)[0] for _ in range(5)]
+    while len(owned(c, reg.owner)) < 5:
+        time.sleep(0.05)
+    reg.stop()
+    for cid in ids[:2]:
+        docker.api.remove_container(cid, force=True)
+    ids = ids[2:] + [web(docker, tag, www=False)[0] for _ in range(2)]
+    start = time.perf_counter()
+    reg.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if {s["Meta"]["container_id"] for s in owned(c, reg.owner).values()} == set(ids):
+            break
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    held = {s["Meta"]["container_id"] for s in owned(c, reg.owner).values()}
+    row("its own restart (no cleanup flag)", f"{len(held - set(ids))} ghosts, {len(set(ids) - held)} missing, "
+        f"{elapsed:.2f} s after it was started again", GLIDERLABS["own"], "no ghost")
+    reg.stop()
     remove_all(docker, tag)
 
 
@@ -242,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             latency(reg, docker, consul, args.runs)
             burst(reg, docker, consul, args.burst)
             reg.stop()
+            own_restart(tmp, engine.host, docker, consul)
             full_reconcile(docker, consul, args.ports)
             consul_restart(tmp, engine.host, docker)
             docker_restart(tmp, consul)
