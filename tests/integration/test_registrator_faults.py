@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from devcluster.consul import Consul
 from devcluster.docker_engine import DockerEngine
+from devcluster.process import claim_ports
+from tests.conftest import ConsulUnderTest
 from tests.integration.registrator_kit import Restartable, consistent, owned, registrator, remove_all, web
 from tests.polling import wait_for
 
@@ -85,3 +90,36 @@ def test_no_ghost_and_no_gap_after_consul_restarts_empty(consul_factory: Any, do
     finally:
         remove_all(docker, tag)
         docker.close()
+
+
+def test_a_frozen_consul_loses_no_event(docker_engine: Any, tmp_path: Path) -> None:
+    """Consul stops answering (SIGSTOP) while containers start and go: the events are still read
+    (counted as they arrive), and once it answers again Consul holds exactly the running ones."""
+    service = Consul(tmp_path / "consul", claim_ports({flag: None for flag in Consul.port_flags}))
+    agent = Restartable(service)
+    agent.start()
+    consul = ConsulUnderTest(service.addr, service.token, service)
+    c, tag = consul.client(), uuid.uuid4().hex[:8]
+    docker = docker_engine.client()
+    assert agent.proc is not None
+    try:
+        with registrator(consul, docker_engine.host, tmp_path, "--resync", "0") as reg:
+            old = [web(docker, tag, www=False)[0] for _ in range(3)]
+            wait_for(lambda: len(owned(c, reg.owner)) == 3, 30, "three registered")
+            starts = reg.metric('wharf_registrator_docker_events_total{action="start"}')
+            os.kill(agent.proc.pid, signal.SIGSTOP)
+            try:
+                new = [web(docker, tag, www=False)[0] for _ in range(4)]
+                for cid in old[:2]:
+                    docker.api.remove_container(cid, force=True)
+                wait_for(lambda: reg.metric('wharf_registrator_docker_events_total{action="start"}') >= starts + 4,
+                         20, "the events read while Consul is frozen")
+            finally:
+                os.kill(agent.proc.pid, signal.SIGCONT)
+            wait_for(lambda: {s["Meta"]["container_id"] for s in owned(c, reg.owner).values()} == {old[2], *new},
+                     40, "Consul to hold exactly the running containers")
+            assert consistent(c, docker, reg, tag) and reg.alive()
+    finally:
+        remove_all(docker, tag)
+        docker.close()
+        agent.stop()
