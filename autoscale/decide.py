@@ -106,7 +106,7 @@ def needed(rps: float, policy: Policy) -> int:
 
 
 def recommend(rps: float, current: int, policy: Policy, upper: float | None = None) -> int:
-    """The count this rate alone calls for, before stabilization; within the policy's bounds."""
+    """The count this rate alone calls for, before stabilization and bounds (at least 1 with traffic)."""
     upper = policy.upper_band if upper is None else upper
     need = needed(rps, policy)
     if current <= 0:
@@ -118,7 +118,6 @@ def recommend(rps: float, current: int, policy: Policy, upper: float | None = No
         count = min(need, current)
     else:
         count = current
-    count = policy.bounded(count)
     return max(count, 1) if rps > 0 else count
 
 
