@@ -71,7 +71,7 @@ class Autoscaler(Daemon):
         self.read_all()
         scaled, missing = select(self.marathon.apps(), self.names, self.policy)
         for name in set(missing) - self._missing_reported:
-            self.log.warning("no Marathon app for --apps name", extra={"name": name})
+            self.log.warning("no Marathon app for --apps name", extra={"backend": name})
         self._missing_reported = set(missing)
         now = self.clock()
         for item in scaled:

@@ -137,6 +137,10 @@ def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float
     if rps is None:
         return Decision(current, "no stats for the app's backends: no decision", current, history=history)
 
+    if not history.recommendations:
+        # nothing remembered (a fresh start): act as if the current count had been recommended,
+        # so a restarted autoscaler does not shrink an app before a window has passed
+        history = History(((now, current),), history.last_change)
     recent_down = (history.last_change is not None and history.last_change[1] < 0
                    and now - history.last_change[0] < policy.scale_down_stabilization)
     upper = policy.target_rps * (1 + 2 * policy.tolerance) if recent_down else None
