@@ -215,6 +215,9 @@ def plot(path: Path, load: Sequence[float], runs: dict[str, Result], target_rps:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         plt.close(fig)
