@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from wharf.errors import BadInput
+from wharf.errors import BadInput, Failure, WharfError
 
 # marathon-lb-autoscale's options keep their names and meanings; wharf's own come after.
 MLB_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
@@ -149,7 +149,12 @@ def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool,
     daemon = Autoscaler(marathon, sources, names, policy, opts["interval"], metrics_port, dry_run)
     daemon.interval = opts["interval"]
     if once:
-        daemon.run_cycle()
+        try:
+            daemon.run_cycle()
+        except WharfError:
+            raise
+        except Exception as exc:  # one cycle, as the daemon would log it, but as the exit code
+            raise Failure(f"autoscale: {type(exc).__name__}: {exc}") from None
         return
     ctx.exit(daemon.run())
 
@@ -184,9 +189,9 @@ def status(ctx: click.Context, window: float, as_json: bool, **opts: Any) -> Non
         reader.read_all()
     finally:
         reader._shutdown()
-    scaled, missing = select(marathon.apps(), names, policy)
+    selection = select(marathon.apps(), names, policy)
     rows = []
-    for item in scaled:
+    for item in selection.scaled:
         d = decide(reader.readings_for(item.backends), item.app.instances, item.policy, time.monotonic(),
                    deploying=item.app.deploying)
         rows.append({"app": item.app.id, "backends": ",".join(item.backends), "instances": item.app.instances,
@@ -196,12 +201,15 @@ def status(ctx: click.Context, window: float, as_json: bool, **opts: Any) -> Non
                      "max": item.policy.max_instances, "deploying": item.app.deploying,
                      "decision": action_of(d), "target": d.target, "reason": d.reason})
     if as_json:
-        click.echo(json.dumps({"apps": rows, "unmatched": missing}, indent=2))
+        click.echo(json.dumps({"apps": rows, "unmatched": selection.missing, "problems": selection.problems},
+                              indent=2))
         return
     _table(rows, ["app", "instances", "rps", "rps_per_instance", "target_rps", "min", "max", "decision",
                   "target", "reason"])
-    for name in missing:
+    for name in selection.missing:
         click.echo(f"no Marathon app for {name}")
+    for problem in selection.problems:
+        click.echo(f"not scaled: {problem}")
 
 
 @autoscale.command("simulate")

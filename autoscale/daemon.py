@@ -69,12 +69,14 @@ class Autoscaler(Daemon):
 
     def run_cycle(self) -> None:
         self.read_all()
-        scaled, missing = select(self.marathon.apps(), self.names, self.policy)
-        for name in set(missing) - self._missing_reported:
+        selection = select(self.marathon.apps(), self.names, self.policy)
+        for name in set(selection.missing) - self._missing_reported:
             self.log.warning("no Marathon app for --apps name", extra={"backend": name})
-        self._missing_reported = set(missing)
+        for problem in set(selection.problems) - self._missing_reported:
+            self.log.warning("app not scaled", extra={"problem": problem})
+        self._missing_reported = set(selection.missing) | set(selection.problems)
         now = self.clock()
-        for item in scaled:
+        for item in selection.scaled:
             app = item.app
             decision = decide(self.readings_for(item.backends), app.instances, item.policy, now,
                               self.history.get(app.id, History()), deploying=app.deploying)

@@ -70,12 +70,22 @@ class Scaled:
     backends: tuple[str, ...]
 
 
-def select(apps: Iterable[App], named: Sequence[str], base: Policy | None) -> tuple[list[Scaled], list[str]]:
-    """The apps to scale: those `--apps` names (marathon-lb backends `<app>_<servicePort>`) and
-    those carrying `wharf.autoscale.target_rps`. Returns them and the names that matched no app.
+@dataclass(frozen=True)
+class Selection:
+    """The apps to scale, the `--apps` names that matched no app, and apps left out for bad input."""
 
-    Labels override the command line's policy for their app. An app named by `--apps` without
-    labels needs `--target-rps` (BadInput otherwise).
+    scaled: list[Scaled]
+    missing: list[str]
+    problems: list[str]
+
+
+def select(apps: Iterable[App], named: Sequence[str], base: Policy | None) -> Selection:
+    """The apps to scale: those `--apps` names (marathon-lb backends `<app>_<servicePort>`) and
+    those carrying `wharf.autoscale.target_rps`.
+
+    Labels override the command line's policy for their app. An app whose labels are wrong, or
+    named by `--apps` without labels or `--target-rps`, is left out with a one-line problem
+    naming the app, the label and the reason; the others are still scaled.
     """
     apps = list(apps)
     chosen: dict[str, set[str]] = {}
@@ -92,12 +102,16 @@ def select(apps: Iterable[App], named: Sequence[str], base: Policy | None) -> tu
     for app in apps:
         if has_policy_labels(app.labels):
             chosen.setdefault(app.id, set()).update(app.backends())
-    result = []
+    result, problems = [], []
     for app in apps:
         if app.id in chosen:
-            policy = from_labels(app.labels, base, where=f"app {app.id}")
+            try:
+                policy = from_labels(app.labels, base, where=f"app {app.id}")
+            except BadInput as exc:
+                problems.append(str(exc.message))
+                continue
             result.append(Scaled(app, policy, tuple(sorted(chosen[app.id]))))
-    return result, missing
+    return Selection(result, missing, problems)
 
 
 class MarathonApi:

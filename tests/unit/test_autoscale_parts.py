@@ -61,13 +61,14 @@ def test_marathon_lb_names_and_service_ports() -> None:
 def test_select_by_marathon_lb_name_and_by_labels() -> None:
     apps = [App("/shop/web", 2, {}, (10000,)), App("/shop_web", 1, {}, (10002,)),
             App("/blog", 1, LABELS, (10001,)), App("/other", 1, {}, (10003,))]
-    chosen, missing = select(apps, ["shop_web_10000", "nothing_10009"], Policy(target_rps=100))
-    by_id = {s.app.id: s for s in chosen}
+    selection = select(apps, ["shop_web_10000", "nothing_10009"], Policy(target_rps=100))
+    by_id = {s.app.id: s for s in selection.scaled}
     assert set(by_id) == {"/shop/web", "/blog"}, "the exact backend name, not an underscore guess"
     assert by_id["/shop/web"].backends == ("shop_web_10000",) and by_id["/shop/web"].policy.target_rps == 100
-    assert by_id["/blog"].policy.target_rps == 250 and missing == ["nothing_10009"]
-    with pytest.raises(BadInput, match="app /shop/web: wharf.autoscale.target_rps: missing"):
-        select(apps, ["shop_web_10000"], None)
+    assert by_id["/blog"].policy.target_rps == 250 and selection.missing == ["nothing_10009"]
+    unscalable = select(apps, ["shop_web_10000"], None)
+    assert [s.app.id for s in unscalable.scaled] == ["/blog"], "one app's problem leaves the others scaled"
+    assert unscalable.problems == ["app /shop/web: wharf.autoscale.target_rps: missing (and no --target-rps given)"]
 
 
 SHOW_STAT = """\
