@@ -46,7 +46,7 @@ class Autoscaler(Daemon):
     def read_all(self) -> None:
         """Read every HAProxy; keep each backend's last two readings. Fails only if none answers."""
         now, answered, errors = self.clock(), set(), []
-        for source in self.sources:
+        for source in [address for given in self.sources for address in given.addresses()]:
             try:
                 text = source.read()
             except Failure as exc:

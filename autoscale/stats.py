@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+import ipaddress
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -84,6 +85,18 @@ def stats_url(base: str) -> str:
     return base.rstrip("/") + CSV_PATH
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str) -> list[str]:
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
+
+
 @dataclass(frozen=True)
 class StatsSource:
     """One HAProxy: a unix admin socket path, or an HTTP base URL (credentials kept apart)."""
@@ -104,6 +117,25 @@ class StatsSource:
             raise BadInput(f"--haproxy: {text!r}: expected an http(s) URL or an admin socket path")
         url, given = split_credentials(text)
         return cls(url, given or auth)
+
+    def addresses(self, resolve: Callable[[str], list[str]] | None = None) -> list[StatsSource]:
+        """One source per address of the URL's host, as marathon-lb-autoscale polls every HAProxy
+        behind a DNS name (a Mesos-DNS A record); an IP, a socket, or a name that does not
+        resolve stays as it is."""
+        parts = urlsplit(self.where)
+        host = parts.hostname
+        if self.where.startswith("/") or not host or _is_ip(host):
+            return [self]
+        try:
+            found = (resolve or _resolve)(host)
+        except OSError:
+            return [self]
+        sources = []
+        for address in found or [host]:
+            shown = f"[{address}]" if ":" in address else address
+            netloc = f"{shown}:{parts.port}" if parts.port else shown
+            sources.append(StatsSource(urlunsplit(parts._replace(netloc=netloc)), self.auth, self.timeout))
+        return sources
 
     @property
     def name(self) -> str:

@@ -100,6 +100,19 @@ def test_stats_sources_and_credentials() -> None:
         StatsSource.parse("lb:9090")
 
 
+def test_a_dns_name_is_every_haproxy_behind_it() -> None:
+    source = StatsSource.parse("http://ops:pw@marathon-lb.marathon.mesos:9090")
+    found = source.addresses(lambda host: ["10.0.0.2", "10.0.0.1", "fd00::3"])
+    assert [s.where for s in found] == ["http://10.0.0.2:9090", "http://10.0.0.1:9090", "http://[fd00::3]:9090"]
+    assert all(s.auth == ("ops", "pw") for s in found)
+    assert StatsSource.parse("http://127.0.0.1:9090").addresses(lambda host: ["x"]) == [StatsSource("http://127.0.0.1:9090")]
+
+    def unresolvable(host: str) -> list[str]:
+        raise OSError("no such name")
+
+    assert source.addresses(unresolvable) == [source]
+
+
 def _mlb(rates: list[float], current: int, options: MlbOptions) -> list[tuple[int, int | None]]:
     state, out = MlbState(), []
     for i, rate in enumerate(rates, start=1):
