@@ -147,7 +147,6 @@ def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool,
 
     marathon, sources, names, policy = _wire(ctx, opts)
     daemon = Autoscaler(marathon, sources, names, policy, opts["interval"], metrics_port, dry_run)
-    daemon.interval = opts["interval"]
     if once:
         try:
             daemon.run_cycle()

@@ -9,6 +9,7 @@ counters, which the autoscaler must read through.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,10 +90,12 @@ def test_load_through_haproxy_scales_the_app_up_and_back_down(marathon: Endpoint
     log_path = tmp_path / "autoscale.log"
     stats = routed_haproxy.endpoints()["stats"].rsplit("/haproxy", 1)[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHARF_", "MARATHON_"))}
+    metrics_port = claim_ports({"--metrics-port": None})["--metrics-port"]
     with log_path.open("w") as log:
         # marathon-lb-autoscale's own flags: --haproxy is a base URL whose /haproxy?stats;csv is read
         daemon = subprocess.Popen([sys.executable, "-m", "wharf", "autoscale", "run", "--marathon", marathon.url,
-                                   "--haproxy", stats, "--interval", "1", "--target-rps", "1000"],
+                                   "--haproxy", stats, "--interval", "1", "--target-rps", "1000",
+                                   "--metrics-port", str(metrics_port)],
                                   stdout=log, stderr=subprocess.STDOUT, env=env)
     load = None
     try:
@@ -116,6 +119,12 @@ def test_load_through_haproxy_scales_the_app_up_and_back_down(marathon: Endpoint
         wait_for(lambda: watcher.count() == MIN, 60, f"the app to come back to {MIN} without load")
         came_down = next(t for t, n in watcher.seen if t >= stopped and n < MAX)
         assert came_down - stopped >= 3, "shrank before the down window (4 s) had passed"
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        for line in (f'wharf_autoscale_decisions_total{{action="up",app="{app_id}"}}',
+                     f'wharf_autoscale_decisions_total{{action="down",app="{app_id}"}}',
+                     f'wharf_autoscale_target_instances{{app="{app_id}"}} {float(MIN)}'):
+            assert line in metrics, f"{line} not in the daemon's metrics"
+        assert f'wharf_autoscale_observed_rps{{app="{app_id}"}}' in metrics
     finally:
         if load is not None and load.poll() is None:
             load.kill()
@@ -129,6 +138,8 @@ def test_load_through_haproxy_scales_the_app_up_and_back_down(marathon: Endpoint
     counts = [n for _, n in watcher.seen]
     assert counts and all(MIN <= n <= MAX for n in counts), f"left [{MIN}, {MAX}]: {sorted(set(counts))}"
     assert "scaled" in output and "scale up to" in output and "scale down to" in output, output
+    targets = [int(m) for m in re.findall(r" scaled app=\S+ action=\w+ current=\d+ target=(\d+)", output)]
+    assert targets and all(MIN <= n <= MAX for n in targets), f"asked Marathon for {targets}"
     assert router.reloads >= 2, "scaling changed the servers, so HAProxy was reloaded"
 
 
