@@ -169,6 +169,9 @@ def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float
         target, why = current, f"{what}: {rec} now, held by the {window:g}s stabilization window"
     else:
         target, why = current, f"{what}: keep {current}"
+        if history.last_change is not None and upper is not None and current > 0 \
+                and rps / current > policy.upper_band:
+            why += f" (scaled down {now - history.last_change[0]:g}s ago: growing again needs over {upper:.0f})"
 
     if policy.max_step is not None and abs(target - current) > policy.max_step:
         target = current + policy.max_step * (1 if target > current else -1)

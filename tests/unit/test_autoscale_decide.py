@@ -186,3 +186,14 @@ def test_cooldown_holds_a_scale_down_after_a_change() -> None:
     counts = run([1000.0] + [200.0] * 8, policy, start=5)
     assert counts[0] == 10
     assert counts[1:5] == [10] * 4 and counts[-1] == 2
+
+
+def test_right_after_a_scale_down_noise_just_over_the_band_does_not_turn_the_count_around() -> None:
+    policy = Policy(target_rps=100, scale_down_stabilization=300)
+    history = History(((0.0, 6), (60.0, 5)), (60.0, -1))
+    noisy = [Reading(60, "h", 0, 0.0), Reading(120, "h", 60 * 575, 575.0)]  # 115 per instance
+    decision = decide(noisy, 5, policy, 120, history)
+    assert decision.target == 5 and "growing again needs over 120" in decision.reason
+    surge = [Reading(60, "h", 0, 0.0), Reading(120, "h", 60 * 650, 650.0)]  # 130: a real rise
+    assert decide(surge, 5, policy, 120, history).target == 7
+    assert decide(noisy, 5, policy, 400, history).target == 6, "after the window the band is the usual one"
