@@ -138,3 +138,27 @@ def test_mlb_rule_holds_back_a_plus_one_until_fifty_percent_off() -> None:
 def test_mlb_rule_with_zero_instances_does_not_divide_by_zero() -> None:
     decisions = [t for _, t in _mlb([300.0] * 15, 0, MlbOptions(target_rps=100)) if t is not None]
     assert decisions == [math.ceil(300 / 100)]
+
+
+def test_marathon_lb_autoscale_flags_keep_their_intent_in_the_policy() -> None:
+    from autoscale.cli import _base_policy
+
+    opts = {"target_rps": 1000.0, "interval": 10.0, "samples": 5, "cooldown": 3, "threshold_percent": 0.3,
+            "threshold_instances": 2, "min_instances": 2, "max_instances": 9}
+    assert _base_policy(opts) == Policy(target_rps=1000, min_instances=2, max_instances=9, down_tolerance=0.3,
+                                        down_threshold_instances=2, scale_down_stabilization=50, cooldown=30)
+    assert _base_policy({"interval": 60.0}) is None, "without --target-rps only labelled apps are scaled"
+
+
+def test_bad_flags_exit_2_and_change_nothing() -> None:
+    from click.testing import CliRunner
+
+    from wharf.cli import cli
+
+    result = CliRunner().invoke(cli, ["autoscale", "run", "--once", "--marathon", "http://127.0.0.1:9",
+                                      "--haproxy", "http://127.0.0.1:9", "--target-rps", "100",
+                                      "--min-instances", "5", "--max-instances", "2"])
+    assert result.exit_code == 2 and "max must be >= min" in result.output
+    result = CliRunner().invoke(cli, ["autoscale", "run", "--once", "--marathon", "http://127.0.0.1:9",
+                                      "--haproxy", "http://127.0.0.1:9", "--marathonCredentials", "nopass"])
+    assert result.exit_code == 2 and "--marathonCredentials: expected USER:PASS" in result.output
