@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                                  *(["-H", f"Host: {vhost}"] if vhost else []), f"http://{http}/"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(lambda: _instances(marathon, app_id) >= args.max, args.seconds, f"{app_id} to reach {args.max}")
-        print(f"demo-autoscale: {app_id} scaled up to {_instances(marathon, app_id)}; stopping the load")
+        print(f"demo-autoscale: {app_id} scaled up to {_instances(marathon, app_id)}; under load, status says:")
+        status = [a for a in flags if a != "--scale-down-stabilization" and a != "10"]
+        subprocess.run([sys.executable, "-m", "wharf", "autoscale", "status", "--marathon", marathon,
+                        "--haproxy", stats_base, "--window", "2", *status], check=False)
+        print("demo-autoscale: stopping the load")
         load.terminate()
         load.wait(10)
         _wait(lambda: _instances(marathon, app_id) <= 1, args.seconds, f"{app_id} to come back down")
