@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt test demo bench lint clean
+.PHONY: bootstrap apt test demo demo-autoscale bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -49,7 +49,12 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
+	$(MAKE) --no-print-directory demo-autoscale || { $(BIN)/wharf dev down --purge; exit 1; }
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# wrk load through HAProxy scales the demo's web up, and down again once the load stops.
+demo-autoscale:
+	$(BIN)/python -m autoscale.demo
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
