@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ import devcluster.mesos.api
 from devcluster.mesos import MesosStandin
 from devcluster.mesos.agents import OWNER_LABEL
 from devcluster.mesos.client import SchedulerClient
+from devcluster.mesos.ports import BLOCK, PortClaim, port_is_free
 from devcluster.mesos.protocol import parse_call
 from tests.conftest import Endpoint, real_mesos_master, stand_in_only
 from tests.polling import wait_for
@@ -726,6 +728,45 @@ def test_state_metrics_redirect_health(make_standin: Callable[..., MesosStandin]
     with urllib.request.urlopen(standin.url + "/health", timeout=5) as resp:
         assert resp.status == 200
     assert get_json(standin.url + "/version")["version"].count(".") == 2
+
+
+def agent_ports(standin: MesosStandin) -> set[int]:
+    ports: set[int] = set()
+    for slave in get_json(standin.url + "/master/state")["slaves"]:
+        for lo, hi in re.findall(r"(\d+)-(\d+)", slave["resources"]["ports"]):
+            ports |= set(range(int(lo), int(hi) + 1))
+    return ports
+
+
+@stand_in_only("MESOS_MASTER", why="starts two stand-ins on this machine")
+def test_two_stand_ins_at_once_offer_disjoint_ports_that_are_free(make_standin: Callable[..., MesosStandin]) -> None:
+    first, second = make_standin(), make_standin()
+    a, b = agent_ports(first), agent_ports(second)
+    assert len(a) == len(b) == 3 * (BLOCK - 1) and not a & b  # a dev cluster and a test run never share a port
+    assert all(port_is_free(p) for p in a | b)
+    first.stop()
+    assert all(port_is_free(p) for p in a)
+
+
+def test_a_port_claim_skips_blocks_in_use_or_held_and_gives_them_back() -> None:
+    probe = PortClaim()
+    starts = [lo - 1 for lo, _ in probe.claim(3)]  # three blocks free right now
+    probe.release()
+    busy = socket.socket()
+    busy.bind(("127.0.0.2", starts[0] + 5))  # an agent task's port, say, in the first block
+    busy.listen()
+    one, two = PortClaim(), PortClaim()
+    try:
+        assert one.claim(1, starts) == [(starts[1] + 1, starts[1] + BLOCK - 1)]
+        assert two.claim(1, starts) == [(starts[2] + 1, starts[2] + BLOCK - 1)]  # the second is held by `one`
+        with pytest.raises(RuntimeError, match="only 0 of 1 agent port ranges"):
+            PortClaim().claim(1, starts)
+        one.release()
+        assert one.claim(1, starts[1:2]) == [(starts[1] + 1, starts[1] + BLOCK - 1)]  # given back
+    finally:
+        busy.close()
+        one.release()
+        two.release()
 
 
 @stand_in_only("MESOS_MASTER", why="plants containers on the local Docker engine and starts a stand-in")
