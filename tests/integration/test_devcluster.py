@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,8 +102,9 @@ def test_docker_runs_the_base_image_and_streams_its_events(cluster: Path) -> Non
 
     client = docker.DockerClient(base_url=dev_env(cluster)["DOCKER_HOST"])
     try:
-        since = client.api.time() if hasattr(client.api, "time") else None
-        events = client.events(decode=True, filters={"type": "container"}, since=since)
+        since = int(time.time()) - 1
+        # `until` ends the stream (and the loop below) after a minute even if an event never comes
+        events = client.events(decode=True, filters={"type": "container"}, since=since, until=since + 61)
         out = client.containers.run("wharf/busybox:latest", ["echo", "hello from wharf"],
                                     network_mode="host", remove=True, name="wharf-events-test")
         assert out == b"hello from wharf\n"
