@@ -350,16 +350,17 @@ def test_locked_app_conflicts_and_deployments_roll_back_or_stop(marathon: Endpoi
     forced = api.call("PUT", f"/v2/apps{app_id}", {"instances": 2}, force="true")
     assert forced.status_code == 200 and set(forced.json()) == {"deploymentId", "version"}
     (plan,) = deployments(marathon, api, app_id)
-    assert plan["id"] == forced.json()["deploymentId"]
+    assert plan["id"] == started(forced)
 
     rollback = api.call("DELETE", f"/v2/deployments/{plan['id']}")
     assert rollback.status_code == 200 and set(rollback.json()) == {"deploymentId", "version"}
     (plan,) = deployments(marathon, api, app_id)
-    assert plan["id"] == rollback.json()["deploymentId"]
+    assert plan["id"] == started(rollback)
     assert api.app(app_id)["instances"] == 1  # scaled back to what it was before the forced change
 
     stopped = api.call("DELETE", f"/v2/deployments/{plan['id']}", force="true")
     assert stopped.status_code == 202 and deployments(marathon, api, app_id) == []
+    assert "Marathon-Deployment-Id" not in stopped.headers  # no deployment started
 
 
 def test_failing_health_checks_kill_and_replace_the_task(marathon: Endpoint, api: Api) -> None:
@@ -457,6 +458,62 @@ def test_bulk_update_deploys_dependencies_in_order(marathon: Endpoint, api: Api)
         assert len(events.of("deployment_step_success")) == 3
     finally:
         events.close()
+
+
+def started(response: requests.Response) -> str:
+    """The deployment a change started: Marathon names it in the body and in `Marathon-Deployment-Id`."""
+    assert response.status_code in (200, 201), response.text
+    body = response.json()
+    dep_id = str(body["deployments"][0]["id"] if "deployments" in body else body["deploymentId"])
+    assert response.headers.get("Marathon-Deployment-Id") == dep_id, dict(response.headers)
+    return dep_id
+
+
+def test_every_change_names_its_deployment_in_marathons_header(api: Api) -> None:
+    app_id, other = unique("named"), unique("named-put")
+    started(api.post_app(sleeper(app_id)))
+    (task,) = api.deployed(app_id)["tasks"]
+    started(api.call("PUT", f"/v2/apps{app_id}", {"instances": 2}))  # a scale
+    started(api.call("PUT", f"/v2/apps{app_id}", {"instances": 1}, force="true"))  # overriding that deployment
+    api.deployed(app_id)
+    started(api.call("PATCH", f"/v2/apps{app_id}", {"instances": 2}))
+    api.deployed(app_id)
+    started(api.call("PUT", f"/v2/apps{other}", api.checked(sleeper(other))))  # a PUT that creates
+    started(api.call("PUT", "/v2/apps", [{"id": app_id, "instances": 3}]))
+    api.deployed(app_id)
+    started(api.call("POST", f"/v2/apps{app_id}/restart"))
+    tasks = api.deployed(app_id)["tasks"]
+    assert task["id"] not in {t["id"] for t in tasks}
+    started(api.call("DELETE", f"/v2/apps{app_id}/tasks/{tasks[0]['id']}", scale="true"))
+    assert api.deployed(app_id)["instances"] == 2
+    started(api.call("DELETE", f"/v2/apps{app_id}"))
+    started(api.call("DELETE", f"/v2/apps{other}"))
+
+
+def bridged(app_id: str, *mappings: dict[str, Any]) -> dict[str, Any]:
+    """A Docker app behind the bridge (never started here: no instances)."""
+    return {"id": app_id, "cmd": "sleep 3600", "cpus": 0.01, "mem": 8, "instances": 0,
+            "networks": [{"mode": "container/bridge"}],
+            "container": {"type": "DOCKER", "docker": {"image": IMAGE}, "portMappings": list(mappings)}}
+
+
+def test_port_mappings_get_service_ports_of_their_own_that_updates_keep(api: Api) -> None:
+    first, second = unique("lb-a"), unique("lb-b")
+    for app_id in (first, second):
+        started(api.post_app(bridged(app_id, {"containerPort": 80, "servicePort": 0}, {"containerPort": 81})))
+
+    def service_ports(app_id: str) -> list[int]:
+        app = api.deployed(app_id)
+        assert [t["servicePorts"] for t in app["tasks"]] == []
+        return [int(m["servicePort"]) for m in app["container"]["portMappings"]]
+
+    a, b = service_ports(first), service_ports(second)
+    assert 0 not in a + b and len(set(a + b)) == 4  # marathon-lb binds each of them
+    started(api.call("PUT", f"/v2/apps{first}", {"cmd": "sleep 3601"}))
+    assert service_ports(first) == a
+    resent = bridged(first, {"containerPort": 80, "servicePort": 0}, {"containerPort": 81, "servicePort": 0})
+    started(api.call("PUT", f"/v2/apps{first}", api.checked(resent)))
+    assert service_ports(first) == a  # all zeros again: Marathon hands back the same ports
 
 
 # --- events and the small endpoints -----------------------------------------------------------
