@@ -47,6 +47,7 @@ BEHAVIOUR = [  # tests of what the stand-ins do that also check their traffic ag
     "tests/contract/test_mesos_standin.py::test_zookeeper_holds_master_info_as_real_masters_write_it",
     "tests/contract/test_marathon_standin.py::test_bad_input_gets_marathons_errors",
     "tests/contract/test_chronos_standin.py::test_graph_csv_shows_nodes_and_links",
+    "tests/integration/test_devcluster.py::test_marathon_runs_a_healthy_container_app_with_its_labels_on_docker",
 ]
 CHECKS = [  # tests made only of checks against an artifact
     "tests/contract/test_mesos_standin.py::test_the_proto_reader_knows_the_messages",
