@@ -11,7 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-STANDARD = ("MARATHON_URL", "MESOS_MASTER", "CHRONOS_URL", "CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN")
+# The nested runs start their own services, whatever the caller's shell points at.
+CALLERS = ("WHARF_", "MARATHON_", "MESOS_", "CHRONOS_", "CONSUL_", "DOCKER_")
 # What `wharf dev env` prints for a running cluster, in the same forms.
 DEV_ENV = {
     "WHARF_ZK": "127.0.0.1:2181", "MESOS_MASTER": "zk://127.0.0.1:2181/mesos",
@@ -26,7 +27,7 @@ DEV_ENV = {
 
 def pytest_run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
                timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k not in STANDARD}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(CALLERS)}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
