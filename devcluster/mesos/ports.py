@@ -16,6 +16,8 @@ import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from devcluster.process import port_is_free
+
 Range = tuple[int, int]
 PORTS_FROM, PORTS_TO = 31000, 65535
 BLOCK = 100  # ports per agent: the first marks the claim, the other 99 are offered
@@ -43,21 +45,15 @@ def candidate_blocks(ephemeral: Range, rng: random.Random, first: int = PORTS_FR
     return clear + rest
 
 
-def port_is_free(port: int) -> bool:
-    """True if no socket on any address listens on or holds ``port`` (TIME_WAIT does not count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))  # noqa: S104 - a probe, closed at once; it never listens
-        except OSError:
-            return False
-    return True
+def free_everywhere(port: int) -> bool:
+    """True if ``port`` is free on every address: tasks bind 0.0.0.0 or their agent's own address."""
+    return port_is_free(port, "0.0.0.0")  # noqa: S104 - a bind probe, closed at once; it never listens
 
 
 class PortClaim:
     """The blocks one stand-in holds; :meth:`release` (or process exit) gives them back."""
 
-    def __init__(self, is_free: Callable[[int], bool] = port_is_free) -> None:
+    def __init__(self, is_free: Callable[[int], bool] = free_everywhere) -> None:
         self._is_free = is_free
         self._markers: list[socket.socket] = []
 

@@ -31,7 +31,7 @@ import devcluster.mesos.api
 from devcluster.mesos import MesosStandin
 from devcluster.mesos.agents import OWNER_LABEL
 from devcluster.mesos.client import SchedulerClient
-from devcluster.mesos.ports import BLOCK, PortClaim, port_is_free
+from devcluster.mesos.ports import BLOCK, PortClaim, free_everywhere
 from devcluster.mesos.protocol import parse_call
 from tests.conftest import Endpoint, real_mesos_master, stand_in_only
 from tests.polling import wait_for
@@ -750,9 +750,9 @@ def test_two_stand_ins_at_once_offer_disjoint_ports_that_are_free(make_standin: 
     first, second = make_standin(), make_standin()
     a, b = agent_ports(first), agent_ports(second)
     assert len(a) == len(b) == 3 * (BLOCK - 1) and not a & b  # a dev cluster and a test run never share a port
-    assert all(port_is_free(p) for p in a | b)
+    assert all(free_everywhere(p) for p in a | b)
     first.stop()
-    assert all(port_is_free(p) for p in a)
+    assert all(free_everywhere(p) for p in a)
 
 
 def test_a_port_claim_skips_blocks_in_use_or_held_and_gives_them_back() -> None:

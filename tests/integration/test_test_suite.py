@@ -17,7 +17,8 @@ CALLERS = ("WHARF_", "MARATHON_", "MESOS_", "CHRONOS_", "CONSUL_", "DOCKER_")
 DEV_ENV = {
     "WHARF_ZK": "127.0.0.1:2181", "MESOS_MASTER": "zk://127.0.0.1:2181/mesos",
     "MARATHON_URL": "http://127.0.0.1:8080", "CHRONOS_URL": "http://127.0.0.1:4400",
-    "CONSUL_HTTP_ADDR": "127.0.0.1:8500", "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+    "CONSUL_HTTP_ADDR": "127.0.0.1:8500", "CONSUL_HTTP_TOKEN": "0123456789abcdef0123456789abcdef",
+    "DOCKER_HOST": "unix:///nonexistent/docker.sock",
     "WHARF_HAPROXY_HTTP": "127.0.0.1:1", "WHARF_HAPROXY_SOCKET": "/nonexistent/admin.sock",
     "WHARF_HAPROXY_MASTER_SOCKET": "/nonexistent/master.sock", "WHARF_HAPROXY_CONFIG": "/nonexistent/haproxy.cfg",
     "WHARF_NGINX_HTTP": "127.0.0.1:1", "WHARF_NGINX_PREFIX": "/nonexistent", "WHARF_NGINX_CONF": "/nonexistent.conf",
