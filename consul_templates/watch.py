@@ -34,10 +34,9 @@ def next_index(last: int, returned: int) -> tuple[int, bool]:
     Equal: a timeout, nothing new. Backwards (Consul restarted, or a snapshot restore): start again
     from 0, which answers at once. Below 1: treat as 1, so the next query still blocks.
     """
+    returned = max(returned, 1)
     if returned < last:
         return 0, True
-    if returned < 1:
-        return 1, last < 1
     return returned, returned != last
 
 
@@ -98,7 +97,7 @@ class Watch(threading.Thread):
             except (TypeError, ValueError):
                 returned = 0
             index, news = next_index(self.state.index, returned)
-            went_back = returned < self.state.index
+            went_back = max(returned, 1) < self.state.index
             self.state.index = index
             if not self.state.healthy:
                 self.state.healthy = True
