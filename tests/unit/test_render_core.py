@@ -61,8 +61,9 @@ def test_snapshot_from_catalog_takes_worst_of_service_and_node_checks_and_node_a
 
 
 def test_snapshot_from_health_reads_consuls_documented_entry() -> None:
-    from tests.upstream import upstream
     import json
+
+    from tests.upstream import upstream
 
     entries = json.loads(upstream("consul", "docs-samples", "health_service_my-service.json").read_text())
     snap = Snapshot.from_health(entries)
@@ -87,7 +88,8 @@ def test_an_instance_with_an_unsafe_value_is_dropped_with_a_reason(field: str, v
 
 def test_unsafe_service_names_tags_meta_and_kv_never_reach_the_snapshot() -> None:
     insts = [Instance("a", "web;evil", "n1", "10.0.0.1", 80),
-             Instance("b", "web", "n1", "10.0.0.1", 81, ("ok", "bad tag", "x}"), {"k": "v", "HAPROXY_0_BACKEND_HEAD": "a\nb"})]
+             Instance("b", "web", "n1", "10.0.0.1", 81, ("ok", "bad tag", "x}"),
+                      {"k": "v", "HAPROXY_0_BACKEND_HEAD": "a\nb"})]
     clean, drops = safe.clean(Snapshot.of(insts, {"cfg/ok": "1", "cfg/bad": "x; y"}))
     assert [s.name for s in clean.services] == ["web"]
     inst = clean.instances[0]
