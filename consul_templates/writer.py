@@ -33,7 +33,7 @@ def _first_error(output: str, marker: str, line_pattern: str) -> tuple[str, int 
 def haproxy_validator(binary: str = "haproxy") -> Validator:
     """`haproxy -c -f FILE`; a failure carries HAProxy's first alert and its line."""
     def validate(path: Path) -> None:
-        result = subprocess.run([binary, "-c", "-q", "-f", str(path)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             first, line = _first_error(result.stderr + result.stdout, "ALERT", r":(\d+)\]")
             raise ValidationFailed(f"haproxy -c: {first}", line)
