@@ -81,6 +81,9 @@ class Watch(threading.Thread):
                 returned, _ = self.fetch(self.state.index)
             except Exception as exc:  # Consul away or erroring: keep trying, forever
                 BLOCKING.dec()
+                # start over with a query that answers at once, so Consul's return is seen within
+                # one backoff step (an old index could hold the query open on a restarted agent)
+                self.state.index = 0
                 if self.state.healthy:
                     self.state.healthy = False
                     error = f"{type(exc).__name__}: {exc}"
