@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from consul_templates.routes import Route, Server
 
@@ -51,12 +52,11 @@ def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str,
     return layout
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):
     """One server slot as the templates see it."""
 
     name: str
-    index: int
+    number: int
     server: Server | None
 
 
@@ -81,10 +81,10 @@ class Backend:
         ranges: list[tuple[int, int]] = []
         for slot in self.slots:
             if slot.server is None:
-                if ranges and ranges[-1][1] == slot.index - 1:
-                    ranges[-1] = (ranges[-1][0], slot.index)
+                if ranges and ranges[-1][1] == slot.number - 1:
+                    ranges[-1] = (ranges[-1][0], slot.number)
                 else:
-                    ranges.append((slot.index, slot.index))
+                    ranges.append((slot.number, slot.number))
         return tuple(ranges)
 
 

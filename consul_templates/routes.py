@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from consul_templates import safe
 from consul_templates.snapshot import Instance, Snapshot
@@ -95,9 +96,11 @@ LABELS: tuple[Label, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Server:
-    """One healthy instance as a backend server."""
+BY_NAME = {label.name: label for label in LABELS}
+
+
+class Server(NamedTuple):
+    """One healthy instance as a backend server (a named tuple: thousands are made per render)."""
 
     address: str
     port: int
@@ -160,25 +163,30 @@ def sanitise(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]", "_", name)
 
 
-def _key(inst: Instance) -> tuple[str, str, int | None]:
-    app_id = inst.meta.get("marathon_app_id", "")
-    port_text = inst.meta.get("service_port", "")
+@lru_cache(maxsize=65536)
+def _app_key(app_id: str, port_text: str) -> tuple[str, int] | None:
     if app_id and APP_ID.fullmatch(app_id) and port_text.isdigit() and safe.is_port(int(port_text)):
-        return ("app", app_id, int(port_text))
-    return ("service", inst.service, None)
+        return app_id, int(port_text)
+    return None
+
+
+def _key(inst: Instance) -> tuple[str, str, int | None]:
+    found = _app_key(inst.meta.get("marathon_app_id", ""), inst.meta.get("service_port", ""))
+    return ("app", *found) if found else ("service", inst.service, None)
 
 
 def read_labels(meta: Mapping[str, str], index: int, name: str) -> tuple[dict[str, Any], list[Problem]]:
     """The honoured labels of port `index` from one instance's Meta, parsed; bad ones reported."""
     values: dict[str, Any] = {}
     problems = []
-    for label in LABELS:
-        key = f"HAPROXY_{index}_{label.name}"
-        raw = meta.get(key)
-        if raw is None and label.name == "GROUP":
-            key, raw = "HAPROXY_GROUP", meta.get("HAPROXY_GROUP")
-        if raw is None:
-            continue
+    prefix = f"HAPROXY_{index}_"
+    found = [(k, k[len(prefix):], v) for k, v in meta.items() if k.startswith(prefix)]
+    if "HAPROXY_GROUP" in meta and f"{prefix}GROUP" not in meta:
+        found.append(("HAPROXY_GROUP", "GROUP", meta["HAPROXY_GROUP"]))
+    for key, label_name, raw in found:
+        label = BY_NAME.get(label_name)
+        if label is None:
+            continue  # a marathon-lb label wharf does not honour
         try:
             values[label.name] = label.parse(raw)
         except ValueError as exc:

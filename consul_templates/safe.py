@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from types import MappingProxyType
 
 from consul_templates.snapshot import Instance, Service, Snapshot
@@ -26,6 +27,7 @@ TAG = re.compile(r"[A-Za-z0-9._:=/@+-]{1,255}")
 META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # printable ASCII without whitespace, quotes, `#`, `;`, braces, backslash, backquote, `$`
 VALUE = re.compile(r"[A-Za-z0-9._:=/@+,%*!?&()<>\[\]|^~-]{0,512}")
+IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
 KV_KEY = re.compile(r"[A-Za-z0-9._/-]{1,512}")
 
 
@@ -38,18 +40,23 @@ class Drop:
     reason: str
 
 
+@lru_cache(maxsize=65536)
 def is_name(value: str) -> bool:
     """A service or node name: letters, digits, `.`, `_`, `-`; starts with a letter or digit."""
     return bool(NAME.fullmatch(value))
 
 
+@lru_cache(maxsize=65536)
 def is_hostname(value: str) -> bool:
     """A DNS name: dot-separated labels of letters, digits and inner hyphens, at most 253 long."""
     return len(value) <= 253 and all(HOST_LABEL.fullmatch(p) for p in value.split("."))
 
 
+@lru_cache(maxsize=65536)
 def is_address(value: str) -> bool:
     """An IPv4 or IPv6 literal, or a hostname."""
+    if IPV4.fullmatch(value):
+        return True
     try:
         ipaddress.ip_address(value)
         return "%" not in value  # no IPv6 zone ids: they carry interface names
@@ -61,31 +68,41 @@ def is_port(value: int) -> bool:
     return 0 < value < 65536
 
 
+@lru_cache(maxsize=65536)
 def is_vhost(value: str) -> bool:
     """One virtual host: a hostname, optionally with a leading `*.` wildcard."""
     return len(value) <= 253 and bool(VHOST.fullmatch(value))
 
 
+@lru_cache(maxsize=65536)
 def is_path(value: str) -> bool:
     """A URL path prefix: starts with `/`, then unreserved characters, `%` and `/`."""
     return bool(PATH.fullmatch(value))
 
 
+@lru_cache(maxsize=65536)
 def is_tag(value: str) -> bool:
     return bool(TAG.fullmatch(value))
 
 
+@lru_cache(maxsize=65536)
 def is_meta_key(value: str) -> bool:
     return bool(META_KEY.fullmatch(value))
 
 
+@lru_cache(maxsize=65536)
 def is_value(value: str) -> bool:
     """A meta or KV value that can sit in a config word without quoting."""
     return bool(VALUE.fullmatch(value))
 
 
+@lru_cache(maxsize=65536)
+def _is_instance_id(value: str) -> bool:
+    return bool(INSTANCE_ID.fullmatch(value))
+
+
 def _instance_problem(inst: Instance) -> str | None:
-    if not INSTANCE_ID.fullmatch(inst.id):
+    if not _is_instance_id(inst.id):
         return "id has characters a config cannot hold"
     if inst.node and not is_name(inst.node):
         return "node name has characters a config cannot hold"
@@ -109,6 +126,9 @@ def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
             problem = _instance_problem(inst)
             if problem:
                 drops.append(Drop("instance", repr(inst.id)[:80], f"{svc.name}: {problem}"))
+                continue
+            if all(map(is_tag, inst.tags)) and all(is_meta_key(k) and is_value(v) for k, v in inst.meta.items()):
+                kept.append(inst)  # the common case: nothing to leave out
                 continue
             tags = tuple(t for t in inst.tags if is_tag(t))
             for t in inst.tags:

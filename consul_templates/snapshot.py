@@ -149,13 +149,14 @@ def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) ->
     except (TypeError, ValueError):
         port = 0
     meta = svc.get("Meta") or {}
+    tags = svc.get("Tags") or ()
     return Instance(
         id=str(svc.get("ID") or ""),
         service=str(svc.get("Service") or ""),
         node=node,
         address=str(svc.get("Address") or node_addr),  # Consul's rule: the service's, else the node's
         port=port,
-        tags=tuple(sorted(str(t) for t in (svc.get("Tags") or ()))),
-        meta=MappingProxyType(dict(sorted((str(k), str(v)) for k, v in meta.items()))),
+        tags=tuple(sorted(map(str, tags))) if tags else (),
+        meta=MappingProxyType({str(k): str(v) for k, v in sorted(meta.items())}) if meta else EMPTY,
         status=status,
     )
