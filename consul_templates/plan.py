@@ -122,6 +122,11 @@ def slot_commands(backend: str, slot: str, server: Server | None) -> tuple[str, 
             f"set server {target} state ready")
 
 
+def addresses(commands: Iterable[str]) -> list[str]:
+    """The addresses that `set server ... addr A port P` commands point slots at."""
+    return [c.split(" addr ", 1)[1].split()[0] for c in commands if " addr " in c]
+
+
 def _key(server: Server | None) -> str | None:
     return server.key if server is not None else None
 

@@ -7,6 +7,7 @@ quiescence timer fires.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -53,6 +54,7 @@ class Target:
     last: Rendered | None = None
     last_snapshot: Snapshot | None = None
     excluded: dict[str, Service] = field(default_factory=dict)
+    applied: Rendered | None = None  # a render already sent to HAProxy's Runtime API
 
     @property
     def label(self) -> str:
@@ -118,7 +120,24 @@ class Renderer:
         previous = target.last.layout if target.last else None
         rendered = render.render(target.template, snapshot, self.settings, previous)
         RENDERS.labels(target.label).inc()
+        self._runtime_first(target, rendered)
         return rendered, writer.write(target.dest, rendered.text, target.validate)
+
+    def _runtime_first(self, target: Target, rendered: Rendered) -> None:
+        """A membership-only change to IP addresses reaches the running HAProxy before the file is
+        validated and written (the slots' structure was validated with the last file; `set server`
+        takes IP addresses only). The file is still written, validated, right after."""
+        target.applied = None
+        if not (self.reload and self.haproxy and target.template.spec == "haproxy" and target.last):
+            return
+        decision = plan.decide(target.last.routes, target.last.layout, rendered.routes, rendered.layout)
+        if not decision.runtime_only or not all(_is_ip(a) for a in plan.addresses(decision.commands)):
+            return
+        try:
+            RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
+            target.applied = rendered
+        except (apply.ApplyFailed, OSError) as exc:
+            log.warning("runtime update refused: will reload", extra={"error": str(exc)})
 
     def _target(self, target: Target, snapshot: Snapshot) -> Outcome:
         for name, svc in list(target.excluded.items()):
@@ -194,6 +213,11 @@ class Renderer:
         assert self.haproxy is not None
         if not changed:
             return None
+        if target.applied is rendered:
+            RUNTIME_UPDATES.inc()
+            log.info("runtime update", extra={"dest": str(target.dest)})
+            self._exec()
+            return "runtime"
         builtin = target.template.spec == "haproxy"
         decision = (plan.decide(previous.routes, previous.layout, rendered.routes, rendered.layout)
                     if previous is not None and builtin else plan.Plan(True, ()))
@@ -221,6 +245,14 @@ class Renderer:
         if self.exec_command:
             apply.run_exec(self.exec_command)
             RELOADS.labels("exec").inc()
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def read_snapshot(client: Any, kv_prefixes: Iterable[str] = ()) -> Snapshot:
