@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt test demo bench lint clean
+.PHONY: bootstrap apt test demo demo-render bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -49,7 +49,14 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
+	$(MAKE) --no-print-directory demo-render || { $(BIN)/wharf dev down --purge; exit 1; }
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# Each demo-<room> expects a running dev cluster (WHARF_STATE_DIR, exported by `demo`).
+# Consul -> HAProxy and nginx: web answers by its vhost through both; a scale-up reaches HAProxy
+# through the Runtime API with no reload.
+demo-render:
+	$(BIN)/python -m consul_templates.demo
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
