@@ -119,7 +119,8 @@ def test_routing_follows_register_scale_and_deregister(consul: Any, tmp_path: Pa
             assert metric(metrics_port, 'wharf_render_reloads_total{kind="haproxy"}') == before + 1
             assert current_worker(haproxy) != worker
             assert seen_backends(http_port, vhost) == {f"backend {ports[2]}"}  # kept across the reload
-            assert metric(metrics_port, "wharf_render_blocking_queries") == 2
+            wait_for(lambda: metric(metrics_port, "wharf_render_blocking_queries") == 2,
+                     what="two blocking queries held open")
             assert metric(metrics_port, "wharf_render_last_success_age_seconds") < 60
             for sid in ids[2:]:
                 client.agent.service.deregister(sid)
@@ -200,3 +201,65 @@ def test_once_writes_then_reports_unchanged_and_check_validates(consul: Any, tmp
         assert f"backend {group}_once_10400" in dest.read_text()
     finally:
         client.agent.service.deregister(sid)
+
+
+def test_quiescence_kv_and_exec_with_a_user_template(consul: Any, tmp_path: Path) -> None:
+    client = consul.client()
+    group = f"g{uuid.uuid4().hex[:8]}"
+    prefix = f"{group}/cfg/"
+    template = tmp_path / "list.txt.j2"
+    template.write_text("{% for r in routes %}{{ r.name }}{% for s in r.servers %} {{ s.port }}{% endfor %}"
+                        "{{ '\\n' }}{% endfor %}greeting={{ kv.get('" + prefix + "greeting', 'none') }}\n")
+    dest, log = tmp_path / "out" / "list.txt", tmp_path / "exec.log"
+    metrics_port = free_port()
+    ids: list[str] = []
+    try:
+        args = ["--template", str(template), "--dest", str(dest), "--group", group, "--kv-prefix", prefix,
+                "--wait", "2:20", "--exec", f"echo ran >> {log}", "--metrics-port", str(metrics_port)]
+        with render_run(consul.addr, *args, token=consul.token):
+            wait_for(lambda: dest.exists() and "greeting=none" in dest.read_text(), timeout=60, what="first render")
+            wait_for(lambda: metric(metrics_port, "wharf_render_blocking_queries") == 3,
+                     what="catalog, health and one KV prefix held open")
+            writes = metric(metrics_port, 'wharf_render_writes_total{target="list.txt"}')
+            # a burst: five registrations and a KV write, all inside the 2 s quiet period
+            for port in range(32000, 32005):
+                ids.append(register(client, f"/{group}/app", 10500, port, group))
+            client.kv.put(prefix + "greeting", "hello")
+            wait_for(lambda: "greeting=hello" in dest.read_text(), timeout=60, what="the burst rendered")
+            assert dest.read_text().startswith(f"{group}_app_10500 32000 32001 32002 32003 32004\n")
+            assert metric(metrics_port, 'wharf_render_writes_total{target="list.txt"}') == writes + 1
+            assert log.read_text().count("ran") == 2  # once for the first file, once for the burst
+    finally:
+        for sid in ids:
+            client.agent.service.deregister(sid)
+        client.kv.delete(prefix, recurse=True)
+
+
+def test_routing_to_real_containers(consul: Any, docker_engine: Any, tmp_path: Path) -> None:
+    client, engine = consul.client(), docker_engine.client()
+    group = f"g{uuid.uuid4().hex[:8]}"
+    http_port, sp = free_port(), free_port()
+    containers, ids = [], []
+    try:
+        with own_haproxy(tmp_path / "haproxy") as haproxy:
+            args = [*_haproxy_args(haproxy, http_port), "--group", group, "--wait", "0"]
+            with render_run(consul.addr, *args, token=consul.token):
+                for n in range(3):
+                    port = free_port()
+                    script = (f"mkdir -p /www && echo c{n} > /www/index.html && "
+                              f"exec httpd -f -p 127.0.0.1:{port} -h /www")
+                    containers.append(engine.containers.run("wharf/busybox:latest", ["sh", "-c", script],
+                                                            network_mode="host", detach=True))
+                    ids.append(register(client, f"/{group}/box", sp, port, group, VHOST="box.example.com"))
+                    want = {f"c{i}" for i in range(n + 1)}
+                    wait_for(lambda w=want: seen_backends(http_port, "box.example.com", tries=12) == w,
+                             timeout=60, what=f"{n + 1} containers routed")
+                containers[0].remove(force=True)  # the container dies; its registration goes with it
+                client.agent.service.deregister(ids.pop(0))
+                wait_for(lambda: seen_backends(http_port, "box.example.com", tries=12) == {"c1", "c2"},
+                         timeout=60, what="the stopped container's instance leaves")
+    finally:
+        for sid in ids:
+            client.agent.service.deregister(sid)
+        for container in containers[1:]:
+            container.remove(force=True)
