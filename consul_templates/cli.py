@@ -26,7 +26,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--template", "templates", multiple=True, required=True, metavar="haproxy|nginx|PATH",
                      help="Template: built-in haproxy or nginx, or a Jinja file (repeat, each with a --dest)"),
         click.option("--dest", "dests", multiple=True, required=True, metavar="FILE",
-                     help="Where the template before it is written (one per --template, in order)"),
+                     help="Where the --template before it goes (one per --template, in order)"),
         click.option("--group", "groups", multiple=True, metavar="G",
                      help="Only routes whose HAPROXY_GROUP is G (repeatable; '*' for all), as marathon-lb"),
         click.option("--bind", default="127.0.0.1", show_default=True, help="Address the frontends bind"),
