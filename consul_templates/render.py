@@ -19,7 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from consul_templates import plan, routes, safe
 from consul_templates.routes import Problem, Route
-from consul_templates.snapshot import Instance, Service, Snapshot
+from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
 from wharf.errors import BadInput
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -169,11 +169,12 @@ def context(snapshot: Snapshot, settings: Settings, previous: plan.Layout | None
 def render(template: Template, snapshot: Snapshot, settings: Settings,
            previous: plan.Layout | None = None) -> Rendered:
     """Render one template over a snapshot that has already been through `safe.clean`."""
-    ctx, found, layout, problems = context(snapshot, settings, previous)
-    try:
-        text = template.jinja.render(ctx)
-    except jinja2.TemplateError as exc:
-        raise RenderError(f"{template.path}:{_line_of(exc, template.path)}: {exc}") from None
+    with paused_gc():
+        ctx, found, layout, problems = context(snapshot, settings, previous)
+        try:
+            text = template.jinja.render(ctx)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{template.path}:{_line_of(exc, template.path)}: {exc}") from None
     return Rendered(text, found, layout, problems)
 
 

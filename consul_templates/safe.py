@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from types import MappingProxyType
 
-from consul_templates.snapshot import Instance, Service, Snapshot
+from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,255}")
@@ -115,6 +115,11 @@ def _instance_problem(inst: Instance) -> str | None:
 
 def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     """The snapshot with every unsafe value left out, and what was left out."""
+    with paused_gc():
+        return _clean(snapshot)
+
+
+def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     drops: list[Drop] = []
     services = []
     for svc in snapshot.services:

@@ -7,7 +7,9 @@ which Consul listed them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -18,13 +20,26 @@ EMPTY: Mapping[str, str] = MappingProxyType({})
 STATUS_ORDER = ("maintenance", "critical", "warning", "passing")
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while thousands of small acyclic values are built: its
+    collections would otherwise cost more than the building (reference counting frees them all)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+_RANK = {status: rank for rank, status in enumerate(STATUS_ORDER)}
+
+
 def _worst(statuses: Iterable[str]) -> str:
-    worst = "passing"
-    for status in statuses:
-        status = status if status in STATUS_ORDER else "critical"
-        if STATUS_ORDER.index(status) < STATUS_ORDER.index(worst):
-            worst = status
-    return worst
+    """The worst status; an unknown one counts as critical."""
+    rank = min((_RANK.get(s, 1) for s in statuses), default=3)
+    return STATUS_ORDER[rank]
 
 
 def _check_status(check: Mapping[str, Any]) -> str:
@@ -111,6 +126,12 @@ class Snapshot:
     def from_catalog(cls, nodes: Iterable[Mapping[str, Any]], checks: Iterable[Mapping[str, Any]],
                      kv: Mapping[str, str] | None = None) -> Snapshot:
         """Build from `/v1/catalog/node/<node>` answers (one per node) and `/v1/health/state/any`."""
+        with paused_gc():
+            return cls._from_catalog(nodes, checks, kv)
+
+    @classmethod
+    def _from_catalog(cls, nodes: Iterable[Mapping[str, Any]], checks: Iterable[Mapping[str, Any]],
+                      kv: Mapping[str, str] | None) -> Snapshot:
         by_service: dict[tuple[str, str], list[str]] = {}
         by_node: dict[str, list[str]] = {}
         for check in checks:
@@ -119,6 +140,7 @@ class Snapshot:
                 by_service.setdefault((node, service_id), []).append(_check_status(check))
             else:
                 by_node.setdefault(node, []).append(_check_status(check))
+        node_status = {node: _worst(statuses) for node, statuses in by_node.items()}
         found = []
         for entry in nodes:
             if not entry:
@@ -127,7 +149,9 @@ class Snapshot:
             node_name, node_addr = str(info.get("Node") or ""), str(info.get("Address") or "")
             for svc in (entry.get("Services") or {}).values():
                 sid = str(svc.get("ID") or "")
-                status = _worst(by_service.get((node_name, sid), []) + by_node.get(node_name, []))
+                own = by_service.get((node_name, sid))
+                status = _worst([*own, node_status.get(node_name, "passing")]) if own else \
+                    node_status.get(node_name, "passing")
                 found.append(_instance(svc, node_name, node_addr, status))
         return cls.of(found, kv)
 
