@@ -54,7 +54,7 @@ class Target:
     last: Rendered | None = None
     last_snapshot: Snapshot | None = None
     excluded: dict[str, Service] = field(default_factory=dict)
-    applied: Rendered | None = None  # a render already sent to HAProxy's Runtime API
+    running: Rendered | None = None  # a render whose slots were sent to HAProxy during this pass
 
     @property
     def label(self) -> str:
@@ -127,15 +127,15 @@ class Renderer:
         """A membership-only change to IP addresses reaches the running HAProxy before the file is
         validated and written (the slots' structure was validated with the last file; `set server`
         takes IP addresses only). The file is still written, validated, right after."""
-        target.applied = None
-        if not (self.reload and self.haproxy and target.template.spec == "haproxy" and target.last):
+        base = target.running or target.last
+        if not (self.reload and self.haproxy and target.template.spec == "haproxy" and base):
             return
-        decision = plan.decide(target.last.routes, target.last.layout, rendered.routes, rendered.layout)
+        decision = plan.decide(base.routes, base.layout, rendered.routes, rendered.layout)
         if not decision.runtime_only or not all(_is_ip(a) for a in plan.addresses(decision.commands)):
             return
         try:
             RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
-            target.applied = rendered
+            target.running = rendered
         except (apply.ApplyFailed, OSError) as exc:
             log.warning("runtime update refused: will reload", extra={"error": str(exc)})
 
@@ -151,6 +151,7 @@ class Renderer:
             log.error("render refused", extra={"dest": str(target.dest), "error": str(exc)})
             found = self._without_culprit(target, usable)
             if found is None:
+                self._undo_runtime(target)
                 return Outcome(str(target.dest), False, "failed", str(exc))
             culprits, rendered, result = found
             for name in culprits:
@@ -177,11 +178,23 @@ class Renderer:
                 action, error = "failed", str(exc)
         return Outcome(str(target.dest), result.changed, action, error, tuple(sorted(target.excluded)))
 
+    def _undo_runtime(self, target: Target) -> None:
+        """Put the running slots back as the last good file has them, after a runtime-first update
+        whose file then could not be written."""
+        running, target.running = target.running, None
+        if running is None or target.last is None or self.haproxy is None:
+            return
+        back = plan.decide(running.routes, running.layout, target.last.routes, target.last.layout)
+        try:
+            self.haproxy.runtime(back.commands)
+        except (apply.ApplyFailed, OSError) as exc:
+            log.warning("could not undo a runtime update", extra={"error": str(exc)})
+
     def _without_culprit(self, target: Target, snapshot: Snapshot
                          ) -> tuple[list[str], Rendered, writer.WriteResult] | None:
         """Find the changed services that break the render: each alone first, then all together."""
-        before = target.last_snapshot
-        suspects = [s.name for s in snapshot.services if before is None or before.service(s.name) != s]
+        before = {s.name: s for s in target.last_snapshot.services} if target.last_snapshot else {}
+        suspects = [s.name for s in snapshot.services if before.get(s.name) != s]
         tries = [[name] for name in suspects[:MAX_SUSPECT_TRIES]] + ([suspects] if len(suspects) > 1 else [])
         for names in tries:
             try:
@@ -211,16 +224,18 @@ class Renderer:
     def _apply_haproxy(self, target: Target, previous: Rendered | None, rendered: Rendered,
                        changed: bool) -> str | None:
         assert self.haproxy is not None
-        if not changed:
-            return None
-        if target.applied is rendered:
+        running, target.running = target.running, None
+        if running is rendered:
             RUNTIME_UPDATES.inc()
             log.info("runtime update", extra={"dest": str(target.dest)})
             self._exec()
             return "runtime"
+        if not changed:
+            return None
+        base = running or previous  # what the running HAProxy's slots hold now
         builtin = target.template.spec == "haproxy"
-        decision = (plan.decide(previous.routes, previous.layout, rendered.routes, rendered.layout)
-                    if previous is not None and builtin else plan.Plan(True, ()))
+        decision = (plan.decide(base.routes, base.layout, rendered.routes, rendered.layout)
+                    if base is not None and builtin else plan.Plan(True, ()))
         if decision.runtime_only:
             try:
                 RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
