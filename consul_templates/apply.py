@@ -51,8 +51,13 @@ def parse_show_proc(text: str) -> tuple[Proc, ...]:
     return tuple(procs)
 
 
-# replies of `set server` that mean it did not happen
-_REFUSED = re.compile(r"No such|Invalid|invalid|denied|Require|Unknown|requires|not found|can't|cannot",)
+# replies of the Runtime API that mean the command did not happen
+_REFUSED = re.compile(r"No such|[Ii]nvalid|denied|[Rr]equire|Unknown|not found|can't|cannot|Already exists")
+
+
+def refused(answer: str) -> bool:
+    """Whether a Runtime API answer says the command was refused (success is silence or a note)."""
+    return bool(answer.strip()) and bool(_REFUSED.search(answer))
 
 
 @dataclass
@@ -69,7 +74,7 @@ class HAProxyControl:
         sent = 0
         for command in commands:
             answer = socket_command(self.admin_socket, command).strip()
-            if answer and _REFUSED.search(answer):
+            if refused(answer):
                 raise ApplyFailed(f"{command}: {answer.splitlines()[0]}")
             sent += 1
         return sent

@@ -60,18 +60,6 @@ def test_snapshot_from_catalog_takes_worst_of_service_and_node_checks_and_node_a
                                                                           "warning"]
 
 
-def test_snapshot_from_health_reads_consuls_documented_entry() -> None:
-    import json
-
-    from tests.upstream import upstream
-
-    entries = json.loads(upstream("consul", "docs-samples", "health_service_my-service.json").read_text())
-    snap = Snapshot.from_health(entries)
-    inst = snap.instances[0]
-    assert (inst.service, inst.address, inst.port, inst.node) == ("redis", "10.1.10.12", 8000, "foobar")
-    assert inst.meta["redis_version"] == "4.0"
-
-
 # --- safe values ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field,value", [
