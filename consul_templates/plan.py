@@ -127,6 +127,31 @@ def addresses(commands: Iterable[str]) -> list[str]:
     return [c.split(" addr ", 1)[1].split()[0] for c in commands if " addr " in c]
 
 
+def layout_from_config(text: str) -> dict[str, tuple[Server | None, ...]]:
+    """The slots a config written from the built-in template holds (`server slotN A:P` and spare
+    `server-template slot A-B` lines per backend), so a restarted renderer keeps every server where
+    the running HAProxy has it, and an unchanged catalog rewrites the same bytes."""
+    layout: dict[str, dict[int, Server | None]] = {}
+    backend: dict[int, Server | None] | None = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] in ("backend", "frontend", "listen", "defaults", "global"):
+            backend = layout.setdefault(words[1], {}) if words[0] == "backend" and len(words) > 1 else None
+        elif backend is not None and words[0] == "server" and len(words) >= 3 and words[1].startswith("slot"):
+            address, _, port = words[2].rpartition(":")
+            if words[1][4:].isdigit() and port.isdigit():
+                backend[int(words[1][4:])] = Server(address, int(port), "", "")
+        elif backend is not None and words[0] == "server-template" and len(words) >= 3 and words[1] == "slot":
+            first, _, last = words[2].partition("-")
+            if first.isdigit() and last.isdigit():
+                for number in range(int(first), int(last) + 1):
+                    backend[number] = None
+    return {name: tuple(slots.get(n) for n in range(1, max(slots) + 1)) for name, slots in layout.items()
+            if slots}
+
+
 def _key(server: Server | None) -> str | None:
     return server.key if server is not None else None
 

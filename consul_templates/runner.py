@@ -55,6 +55,14 @@ class Target:
     last_snapshot: Snapshot | None = None
     excluded: dict[str, Service] = field(default_factory=dict)
     running: Rendered | None = None  # a render whose slots were sent to HAProxy during this pass
+    seed: plan.Layout | None = None  # slots read from the file found at start
+
+    def __post_init__(self) -> None:
+        if self.template.spec == "haproxy" and self.seed is None:
+            try:
+                self.seed = plan.layout_from_config(self.dest.read_text())
+            except (OSError, UnicodeDecodeError):
+                self.seed = None
 
     @property
     def label(self) -> str:
@@ -117,7 +125,7 @@ class Renderer:
         return outcomes
 
     def _render(self, target: Target, snapshot: Snapshot) -> tuple[Rendered, writer.WriteResult]:
-        previous = target.last.layout if target.last else None
+        previous = target.last.layout if target.last else target.seed
         rendered = render.render(target.template, snapshot, self.settings, previous)
         RENDERS.labels(target.label).inc()
         self._runtime_first(target, rendered)

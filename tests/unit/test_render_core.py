@@ -188,6 +188,21 @@ def test_structural_changes_need_a_reload() -> None:
     assert not plan.decide(r1, l1, r1, l1).reload and not plan.decide(r1, l1, r1, l1).commands
 
 
+def test_a_written_config_gives_back_its_slots() -> None:
+    r1, l1 = _layout(app("/w", 1, 31000), app("/w", 1, 31001), app("/w", 1, 31002))
+    r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), app("/x", 2, 32000), previous=l1)
+    text = render.render(render.load_template("haproxy"), Snapshot.of([app("/w", 1, 31000), app("/w", 1, 31002),
+                                                                       app("/x", 2, 32000)]),
+                         render.Settings(), previous=l1).text
+    seeded = plan.layout_from_config(text)
+    assert {k: [s.key if s else None for s in v] for k, v in seeded.items()} == \
+        {k: [s.key if s else None for s in v] for k, v in l2.items()}
+    again = render.render(render.load_template("haproxy"), Snapshot.of([app("/w", 1, 31000), app("/w", 1, 31002),
+                                                                        app("/x", 2, 32000)]),
+                          render.Settings(), previous=seeded).text
+    assert again == text  # a restarted renderer writes the same bytes: no reload
+
+
 def test_spare_slots_are_written_as_ranges() -> None:
     found, layout = _layout(app("/w", 1, 31000), app("/w", 1, 31001), app("/w", 1, 31002))
     r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), previous=layout)
