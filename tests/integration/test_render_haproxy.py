@@ -107,3 +107,18 @@ def test_mixed_catalog_changes_under_wrk_load_fail_no_request(tmp_path: Path) ->
         requests = int(next(ln.split()[0] for ln in out.splitlines() if "requests in" in ln))
         assert requests > 100, out
         assert "Socket errors" not in out and "Non-2xx" not in out, out
+
+
+def test_a_restarted_renderer_keeps_the_running_slots(tmp_path: Path) -> None:
+    http_port, sp = free_port(), free_port()
+    with own_haproxy(tmp_path / "haproxy") as haproxy, backends(3) as (_, ports):
+        web = [instance("/web", sp, p, VHOST="w.example.com") for p in ports]
+        first = haproxy_renderer(haproxy, http_port)
+        first.apply(Snapshot.of(web))
+        first.apply(Snapshot.of([web[0], web[2]]))  # slot2 emptied at run time
+        worker = current_worker(haproxy)
+        again = haproxy_renderer(haproxy, http_port)  # a new process: it only has the file
+        assert again.apply(Snapshot.of([web[0], web[2]]))[0].action == "none"
+        assert again.apply(Snapshot.of(web[:2]))[0].action == "runtime"  # slot3 out, slot2 back
+        assert seen_backends(http_port, "w.example.com") == {f"backend {p}" for p in ports[:2]}
+        assert current_worker(haproxy) == worker
