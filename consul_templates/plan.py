@@ -60,7 +60,7 @@ class Slot(NamedTuple):
     server: Server | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backend:
     """A route with its slots, for templates: `filled` are written as servers, `spare` as ranges."""
 
@@ -100,7 +100,7 @@ def structure(routes: Iterable[Route], layout: Layout) -> tuple[object, ...]:
     return tuple((replace(r, servers=()), len(layout[r.name])) for r in routes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """How to bring a running HAProxy from one render to the next."""
 

@@ -73,7 +73,7 @@ def _group(text: str) -> str:
     return text.strip()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Label:
     """One honoured marathon-lb label: `HAPROXY_{n}_<name>`, how it is parsed, and what it does."""
 
@@ -112,7 +112,7 @@ class Server(NamedTuple):
         return f"{self.address}:{self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     """One marathon-lb service: a backend, maybe its own frontend, maybe vhost/path rules."""
 
@@ -145,7 +145,7 @@ class Route:
         return bool(self.vhosts or self.path)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """A route or label left out, and why (for the log)."""
 

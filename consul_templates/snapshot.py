@@ -49,7 +49,7 @@ def _check_status(check: Mapping[str, Any]) -> str:
     return str(check.get("Status") or "critical")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instance:
     """One registration of a service on a node."""
 
@@ -71,7 +71,7 @@ class Instance:
                      tuple(sorted(self.meta.items())), self.status))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Service:
     """A service name and every instance registered under it, sorted by node then id."""
 
@@ -88,7 +88,7 @@ class Service:
         return tuple(i for i in self.instances if i.passing)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The catalog at one moment: services sorted by name, and KV pairs under the watched prefixes."""
 
