@@ -108,7 +108,9 @@ def test_routing_follows_register_scale_and_deregister(consul: Any, tmp_path: Pa
             wait_for(lambda: seen_backends(http_port, vhost, tries=16) == {f"backend {ports[2]}"},
                      what="deregistered instance leaves")
             assert current_worker(haproxy) == worker
-            assert metric(metrics_port, "wharf_render_runtime_updates_total") >= 3
+            # counted once the file is written too, just after HAProxy has the change
+            wait_for(lambda: metric(metrics_port, "wharf_render_runtime_updates_total") >= 3,
+                     what="three runtime updates counted")
             wait_for(lambda: seen_backends(nginx_port, vhost) == {f"backend {ports[2]}"}, what="nginx follows")
 
             # a new service with its own vhost: structural, one reload
@@ -116,6 +118,8 @@ def test_routing_follows_register_scale_and_deregister(consul: Any, tmp_path: Pa
             register(client, f"/{group}/api", free_port(), ports[3], group, VHOST=f"api.{vhost}")
             wait_for(lambda: seen_backends(http_port, f"api.{vhost}") == {f"backend {ports[3]}"},
                      what="new service routed")
+            wait_for(lambda: metric(metrics_port, 'wharf_render_reloads_total{kind="haproxy"}') >= before + 1,
+                     what="the reload counted")
             assert metric(metrics_port, 'wharf_render_reloads_total{kind="haproxy"}') == before + 1
             assert current_worker(haproxy) != worker
             assert seen_backends(http_port, vhost) == {f"backend {ports[2]}"}  # kept across the reload
@@ -227,6 +231,7 @@ def test_quiescence_kv_and_exec_with_a_user_template(consul: Any, tmp_path: Path
             client.kv.put(prefix + "greeting", "hello")
             wait_for(lambda: "greeting=hello" in dest.read_text(), timeout=60, what="the burst rendered")
             assert dest.read_text().startswith(f"{group}_app_10500 32000 32001 32002 32003 32004\n")
+            wait_for(lambda: log.read_text().count("ran") == 2, what="--exec after the burst's write")
             assert metric(metrics_port, 'wharf_render_writes_total{target="list.txt"}') == writes + 1
             assert log.read_text().count("ran") == 2  # once for the first file, once for the burst
     finally:
