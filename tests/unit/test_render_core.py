@@ -13,6 +13,7 @@ from consul_templates.runner import hold_over
 from consul_templates.snapshot import Instance, Snapshot
 from consul_templates.watch import next_index
 from wharf.errors import BadInput
+from wharf.retry import Retry
 
 pytestmark = pytest.mark.unit
 
@@ -314,3 +315,39 @@ def test_builtin_haproxy_routes_vhosts_paths_and_ports() -> None:
     assert "server slot2 127.0.0.1:31001" in lines and "server-template slot 3-4 127.0.0.1:1 disabled" in lines
     assert "option idle-close-on-response" in lines
     assert any(ln.startswith("stats socket") and ln.endswith("expose-fd listeners") for ln in lines)
+
+
+def test_a_watch_follows_the_index_rules_rate_limits_and_reports_outages() -> None:
+    import threading
+    import time
+
+    from consul_templates.watch import Watch
+
+    answers = iter([(5, "a"), (5, "a"), (7, "b"), ConnectionError("down"), ConnectionError("down"), (3, "c"),
+                    (0, "d"), (4, "e")])
+    calls: list[tuple[float, int]] = []
+    events: list[str] = []
+    done = threading.Event()
+
+    def fetch(index: int) -> tuple[int, str]:
+        calls.append((time.monotonic(), index))
+        try:
+            answer = next(answers)
+        except StopIteration:
+            done.set()
+            time.sleep(0.05)
+            return 4, "e"
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    watch = Watch("test", fetch, lambda name, kind: events.append(kind), rate_limit=0.05)
+    watch.backoff = Retry(delay=0.01, max_delay=0.02, jitter=0)
+    watch.start()
+    assert done.wait(10)
+    watch.stop()
+    watch.join(5)
+    # equal: no news; after an error: from 0; 0 counts as 1, which is backwards from 3: from 0 again
+    assert [i for _, i in calls[:9]] == [0, 5, 5, 7, 0, 0, 3, 0, 4]
+    assert events[:6] == ["change", "change", "down", "up", "reset", "change"]
+    assert all(b - a >= 0.05 for (a, _), (b, _) in zip(calls, calls[1:], strict=False))  # the rate limit
