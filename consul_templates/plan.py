@@ -65,34 +65,35 @@ class Backend:
     """A route with its slots, for templates: `filled` are written as servers, `spare` as ranges."""
 
     route: Route
-    slots: tuple[Slot, ...]
+    servers: tuple[Server | None, ...]  # per slot, from the layout
 
     @property
     def name(self) -> str:
         return self.route.name
 
     @property
+    def slots(self) -> tuple[Slot, ...]:
+        return tuple(Slot(f"slot{i + 1}", i + 1, s) for i, s in enumerate(self.servers))
+
+    @property
     def filled(self) -> tuple[Slot, ...]:
-        return tuple(s for s in self.slots if s.server is not None)
+        return tuple(Slot(f"slot{i + 1}", i + 1, s) for i, s in enumerate(self.servers) if s is not None)
 
     @property
     def spare(self) -> tuple[tuple[int, int], ...]:
         """Contiguous ranges of empty slot numbers, as (first, last)."""
         ranges: list[tuple[int, int]] = []
-        for slot in self.slots:
-            if slot.server is None:
-                if ranges and ranges[-1][1] == slot.number - 1:
-                    ranges[-1] = (ranges[-1][0], slot.number)
+        for i, server in enumerate(self.servers, start=1):
+            if server is None:
+                if ranges and ranges[-1][1] == i - 1:
+                    ranges[-1] = (ranges[-1][0], i)
                 else:
-                    ranges.append((slot.number, slot.number))
+                    ranges.append((i, i))
         return tuple(ranges)
 
 
 def backends(routes: Iterable[Route], layout: Layout) -> tuple[Backend, ...]:
-    return tuple(
-        Backend(r, tuple(Slot(f"slot{i + 1}", i + 1, s) for i, s in enumerate(layout[r.name])))
-        for r in routes
-    )
+    return tuple(Backend(r, layout[r.name]) for r in routes)
 
 
 def structure(routes: Iterable[Route], layout: Layout) -> tuple[object, ...]:
