@@ -56,6 +56,7 @@ class Target:
     excluded: dict[str, Service] = field(default_factory=dict)
     running: Rendered | None = None  # a render whose slots were sent to HAProxy during this pass
     seed: plan.Layout | None = None  # slots read from the file found at start
+    stale: bool = False  # the file is newer than what the load balancer runs (an apply failed)
 
     def __post_init__(self) -> None:
         if self.template.spec == "haproxy" and self.seed is None:
@@ -178,11 +179,13 @@ class Renderer:
         error = None
         if self.reload:
             try:
-                action = self._apply(target, previous, rendered, result.changed) or action
+                action = self._apply(target, None if target.stale else previous, rendered,
+                                     result.changed or target.stale) or action
+                target.stale = False
             except (apply.ApplyFailed, OSError) as exc:
                 APPLY_FAILURES.labels(target.template.kind).inc()
                 log.error("apply failed", extra={"dest": str(target.dest), "error": str(exc)})
-                target.last = None  # next pass reloads from the file
+                target.stale = True  # the next pass applies the file again, changed or not
                 action, error = "failed", str(exc)
         return Outcome(str(target.dest), result.changed, action, error, tuple(sorted(target.excluded)))
 

@@ -122,3 +122,19 @@ def test_a_restarted_renderer_keeps_the_running_slots(tmp_path: Path) -> None:
         assert again.apply(Snapshot.of(web[:2]))[0].action == "runtime"  # slot3 out, slot2 back
         assert seen_backends(http_port, "w.example.com") == {f"backend {p}" for p in ports[:2]}
         assert current_worker(haproxy) == worker
+
+
+def test_a_failed_reload_is_retried_on_the_next_pass_even_with_no_change(tmp_path: Path) -> None:
+    http_port, sp = free_port(), free_port()
+    with own_haproxy(tmp_path / "haproxy") as haproxy, backends(1) as (_, ports):
+        renderer = haproxy_renderer(haproxy, http_port)
+        assert renderer.haproxy is not None
+        good_master = renderer.haproxy.master_socket
+        renderer.haproxy.master_socket = str(tmp_path / "no-such.sock")
+        snap = Snapshot.of([instance("/web", sp, ports[0], VHOST="w.example.com")])
+        [out] = renderer.apply(snap)
+        assert out.action == "failed"
+        assert "backend web_" in haproxy.config.read_text()  # written, validated, not yet running
+        renderer.haproxy.master_socket = good_master
+        assert renderer.apply(snap)[0].action == "reload"
+        assert seen_backends(http_port, "w.example.com") == {f"backend {ports[0]}"}
