@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from consul_templates.apply import parse_show_proc, socket_command
@@ -127,8 +128,11 @@ def main() -> int:
         print(f"$ curl -H 'Host: {vhost}' http://{haproxy_http}/   ->  {_get(haproxy_http, vhost)}")
         print(f"$ curl -H 'Host: {vhost}' http://{nginx_http}/   ->  {_get(nginx_http, vhost)}", flush=True)
         print("$ wharf render run ... --wait 0  (in the background)", flush=True)
-        daemon = subprocess.Popen([sys.executable, "-m", "wharf", "render", "run", *pairs, "--wait", "0"],
-                                  stderr=subprocess.PIPE, text=True)
+        log_path = Path(os.environ.get("WHARF_STATE_DIR") or ".") / "render-demo.log"
+        print(f"  (its log: {log_path})", flush=True)
+        with open(log_path, "w") as log:
+            daemon = subprocess.Popen([sys.executable, "-m", "wharf", "render", "run", *pairs, "--wait", "0"],
+                                      stderr=log, text=True)
         time.sleep(1.0)
         before = _worker(master)
         print(f"HAProxy worker before the scale-up: {before}")
@@ -158,11 +162,17 @@ def main() -> int:
         if after != before:
             return 1
     finally:
+        if own is not None:  # our own web goes, and the running renderer takes it out of HAProxy
+            own.close()
+            if daemon is not None and daemon.poll() is None:
+                try:
+                    _wait(lambda: "web_10000" not in Path(env["WHARF_HAPROXY_CONFIG"]).read_text(), 30,
+                          "the demo's own web leaving HAProxy")
+                except SystemExit as exc:
+                    print(exc)
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=20)
-        if own is not None:
-            own.close()
     return 0
 
 

@@ -52,16 +52,35 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
+class Running:
+    """A `wharf render run` child process; its log lines go to a file, read with `log()`."""
+
+    def __init__(self, proc: subprocess.Popen[str], log_path: Path) -> None:
+        self.proc, self.log_path = proc, log_path
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def log(self) -> list[dict[str, Any]]:
+        return [json.loads(ln) for ln in self.log_path.read_text().splitlines() if ln.startswith("{")]
+
+
 @contextmanager
-def render_run(consul_addr: str, *args: str, token: str | None = None) -> Iterator[subprocess.Popen[str]]:
+def render_run(consul_addr: str, *args: str, log_dir: Path, token: str | None = None) -> Iterator[Running]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHARF_", "CONSUL_"))}
     env["CONSUL_HTTP_ADDR"] = consul_addr
     if token:
         env["CONSUL_HTTP_TOKEN"] = token
-    proc = subprocess.Popen([sys.executable, "-m", "wharf", "--log-format", "json", "render", "run", *args],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    log_path = log_dir / "render-run.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "wharf", "--log-format", "json", "render", "run", *args],
+                                env=env, stderr=log, text=True)
     try:
-        yield proc
+        yield Running(proc, log_path)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -87,7 +106,7 @@ def test_routing_follows_register_scale_and_deregister(consul: Any, tmp_path: Pa
         args = [*_haproxy_args(haproxy, http_port), "--template", "nginx", "--dest", str(nginx.config),
                 "--nginx-port", str(nginx_port), "--nginx-prefix", str(nginx.dir), "--group", group,
                 "--wait", "0", "--metrics-port", str(metrics_port)]
-        with render_run(consul.addr, *args, token=consul.token) as proc:
+        with render_run(consul.addr, *args, log_dir=tmp_path, token=consul.token) as proc:
             want = {f"backend {p}" for p in ports[:2]}
             wait_for(lambda: seen_backends(http_port, vhost) == want, timeout=60, what="HAProxy routes the vhost")
             wait_for(lambda: seen_backends(nginx_port, vhost) == want, timeout=30, what="nginx routes the vhost")
@@ -145,7 +164,7 @@ def test_consul_outage_and_empty_restart_never_empty_the_config(consul_factory: 
         for p in ports:
             register(client, "/shop/web", sp, p, group, VHOST="shop.example.com")
         args = [*_haproxy_args(haproxy, http_port), "--wait", "0", "--recover-grace", "4"]
-        with render_run(agent.addr, *args) as proc:
+        with render_run(agent.addr, *args, log_dir=tmp_path) as proc:
             want = {f"backend {p}" for p in ports}
             wait_for(lambda: seen_backends(http_port, "shop.example.com") == want, timeout=60, what="routing")
             samples: list[str] = []
@@ -178,8 +197,7 @@ def test_consul_outage_and_empty_restart_never_empty_the_config(consul_factory: 
                 stop.set()
                 sampler.join()
             assert samples and all("backend shop_web_" in s and f"127.0.0.1:{ports[0]}" in s for s in samples)
-        err = proc.stderr.read() if proc.stderr else ""
-        msgs = [json.loads(ln).get("msg") for ln in err.splitlines() if ln.startswith("{")]
+        msgs = [line.get("msg") for line in proc.log()]
         assert "consul unreachable" in msgs and "consul reachable again" in msgs
 
 
@@ -220,7 +238,7 @@ def test_quiescence_kv_and_exec_with_a_user_template(consul: Any, tmp_path: Path
     try:
         args = ["--template", str(template), "--dest", str(dest), "--group", group, "--kv-prefix", prefix,
                 "--wait", "2:20", "--exec", f"echo ran >> {log}", "--metrics-port", str(metrics_port)]
-        with render_run(consul.addr, *args, token=consul.token):
+        with render_run(consul.addr, *args, log_dir=tmp_path, token=consul.token):
             wait_for(lambda: dest.exists() and "greeting=none" in dest.read_text(), timeout=60, what="first render")
             wait_for(lambda: metric(metrics_port, "wharf_render_blocking_queries") == 3,
                      what="catalog, health and one KV prefix held open")
@@ -248,7 +266,7 @@ def test_routing_to_real_containers(consul: Any, docker_engine: Any, tmp_path: P
     try:
         with own_haproxy(tmp_path / "haproxy") as haproxy:
             args = [*_haproxy_args(haproxy, http_port), "--group", group, "--wait", "0"]
-            with render_run(consul.addr, *args, token=consul.token):
+            with render_run(consul.addr, *args, log_dir=tmp_path, token=consul.token):
                 for n in range(3):
                     port = free_port()
                     script = (f"mkdir -p /www && echo c{n} > /www/index.html && "
