@@ -21,6 +21,7 @@ BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "r
 APP_ID = re.compile(r"(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)+")
 HTTP_FRONTEND = "marathon_http_in"
 DEFAULT_GROUP = "external"  # marathon-lb's group for apps that name none
+RESERVED_NAMES = frozenset({HTTP_FRONTEND, "stats"})  # proxies the built-in template writes itself
 
 
 def _bool(text: str) -> bool:
@@ -225,6 +226,9 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         if mode == "tcp" and (vhosts or path):
             problems.append(Problem(name, "vhost/path routing needs MODE http: vhost and path ignored"))
             vhosts, path = (), None
+        if name in RESERVED_NAMES:
+            problems.append(Problem(name, "name is the built-in template's own proxy: left out"))
+            continue
         if name in routes:
             problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
             continue

@@ -142,6 +142,12 @@ def test_group_filter_as_marathon_lb() -> None:
     assert len(routes_of(*insts, groups=("*",))) == 3
 
 
+def test_names_of_the_templates_own_proxies_are_refused() -> None:
+    found, problems = routes.build_routes(Snapshot.of([Instance("s", "stats", "n1", "127.0.0.1", 80),
+                                                       Instance("w", "web", "n1", "127.0.0.1", 81)]))
+    assert [r.name for r in found] == ["web"] and "own proxy" in problems[0].reason
+
+
 def test_a_taken_port_loses_its_own_frontend() -> None:
     found, problems = routes.build_routes(Snapshot.of([app("/a", 10000, 31000), app("/b", 10000, 31001),
                                                        app("/c", 80, 31002)]), reserved_ports=(80,))
