@@ -174,13 +174,15 @@ def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) ->
         port = 0
     meta = svc.get("Meta") or {}
     tags = svc.get("Tags") or ()
-    return Instance(
-        id=str(svc.get("ID") or ""),
-        service=str(svc.get("Service") or ""),
-        node=node,
-        address=str(svc.get("Address") or node_addr),  # Consul's rule: the service's, else the node's
-        port=port,
-        tags=tuple(sorted(map(str, tags))) if tags else (),
-        meta=MappingProxyType({str(k): str(v) for k, v in sorted(meta.items())}) if meta else EMPTY,
-        status=status,
+    if meta and not all(type(k) is str and type(v) is str for k, v in meta.items()):
+        meta = {str(k): str(v) for k, v in meta.items()}  # Consul's Meta is strings; be sure
+    return Instance(  # positional, in field order: thousands are made per read
+        str(svc.get("ID") or ""),
+        str(svc.get("Service") or ""),
+        node,
+        str(svc.get("Address") or node_addr),  # Consul's rule: the service's address, else the node's
+        port,
+        tuple(sorted(map(str, tags))) if tags else (),
+        MappingProxyType(dict(sorted(meta.items()))) if meta else EMPTY,
+        status,
     )
