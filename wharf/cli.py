@@ -67,6 +67,10 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 cli.add_command(dev)
 cli.add_command(autoscale)
 
+from consul_templates.cli import render_group  # noqa: E402
+
+cli.add_command(render_group)
+
 
 def main() -> None:
     """Console-script entry point."""
