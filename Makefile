@@ -9,8 +9,11 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 # from its own sdist with a current Cython.
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
+# `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
+# demo-registrator leaves the registrator running for the later steps; demo-registrator-stop ends it.
+DEMO_STEPS := demo-registrator demo-render demo-autoscale
 
-.PHONY: bootstrap apt test demo demo-registrator demo-registrator-stop bench lint clean
+.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-registrator-stop bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -49,10 +52,22 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
-	$(MAKE) --no-print-directory demo-registrator || { $(MAKE) --no-print-directory demo-registrator-stop; \
-	  $(BIN)/wharf dev down --purge; exit 1; }
-	$(MAKE) --no-print-directory demo-registrator-stop
+	@for step in $(DEMO_STEPS); do \
+	  $(MAKE) --no-print-directory $$step || { $(MAKE) --no-print-directory demo-registrator-stop; \
+	    $(BIN)/wharf dev down --purge; exit 1; }; \
+	done
+	@$(MAKE) --no-print-directory demo-registrator-stop
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# Each demo-<room> expects a running dev cluster (WHARF_STATE_DIR, exported by `demo`).
+# Consul -> HAProxy and nginx: web answers by its vhost through both; a scale-up reaches HAProxy
+# through the Runtime API with no reload.
+demo-render:
+	$(BIN)/python -m consul_templates.demo
+
+# wrk load through HAProxy scales the demo's web up, and down again once the load stops.
+demo-autoscale:
+	$(BIN)/python -m autoscale.demo
 
 # The registrator against the dev cluster's Docker engine and Consul, in the background until
 # demo-registrator-stop: every container the demo runs (Marathon's tasks included) appears in
