@@ -4,11 +4,30 @@ Rates come from HAProxy's counters (`req_tot`, else `stot`) between two readings
 HAProxy; a counter that went down means that HAProxy reloaded (a new worker starts from zero), and
 that interval is estimated from what the new worker counted and its current rate instead.
 
-Each cycle recommends a count from the observed rate alone; the stabilization windows then pick
-the smallest recommendation of the up window to grow to and the largest of the down window to
-shrink to (Kubernetes' HPA answer to flapping). Right after a scale-down, growing again within the
-down window needs the load to be beyond the band by twice the tolerance, so noise inside the band
-does not make the count turn around more than once per window.
+Each cycle recommends a count from the observed rate alone. The band, target × (1 ± tolerance), is
+what the operator accepts, so wharf pays for no instance it does not need to stay inside it:
+
+- Over the band, the app grows to what brings the load to the target, or to fewer if the band's
+  top still holds the load should it keep rising as fast as it did since the last decision for two
+  more cycles (one for the new instances to start, one until the next decision's can). A surge
+  gets the target's full headroom; a load drifting over the band's edge gets one or two instances
+  and runs in the band's upper half instead of jumping back to the target. Without a previous
+  rate (a restart) the trend is unknown and the app grows to the target. A +1 is never held back.
+- Under the band, it shrinks to the count that puts the load inside the band nearest the target,
+  which may be a little over it (the load is falling): 408 rps is 4 instances at 102, not 5 at 82,
+  under the band again.
+
+The stabilization windows then pick the smallest recommendation of the up window to grow to and
+the largest of the down window to shrink to (Kubernetes' HPA answer to flapping), so a shrink
+holds the highest load of the down window inside the band. Right after a scale-down, growing again
+within the down window needs the load to be beyond the band by twice the tolerance, so noise
+inside the band does not make the count turn around more than once per window.
+
+On the bundled 4-hour traces (`bench/autoscale.py`: a decision a minute, new instances serving a
+minute later, overload above 120 rps per instance for a target of 100) this takes wharf from 160,680
+to 155,880 instance-seconds on the ramp (marathon-lb-autoscale 157,680), from 107,880 to 104,100 on
+the diurnal load (107,880), and from 88,500 to 84,480 on the spike (76,800), with 60, 340 and 240
+overload-seconds (marathon-lb-autoscale 3,480, 3,670, 1,440).
 """
 
 from __future__ import annotations
