@@ -5,7 +5,7 @@ HAProxy; a counter that went down means that HAProxy reloaded (a new worker star
 that interval is estimated from what the new worker counted and its current rate instead.
 
 Each cycle recommends a count from the observed rate alone. The band, target × (1 ± tolerance), is
-what the operator accepts, so wharf pays for no instance it does not need to stay inside it:
+what the operator accepts, and wharf uses it rather than steering every change back to the target:
 
 - Over the band, the app grows to what brings the load to the target, or to fewer if the band's
   top still holds the load should it keep rising as fast as it did since the last decision for two
