@@ -140,6 +140,7 @@ class FrameworkDaemon(Daemon):
     def _loop(self, fence: str) -> None:
         assert self.store is not None and self.core is not None
         restart_at = 0.0
+        was_reconciling = True
         while True:
             self._check()
             if self._driver is None and time.monotonic() >= restart_at:
@@ -194,7 +195,10 @@ class FrameworkDaemon(Daemon):
                 except Exception as exc:
                     for future in done:
                         future.set_exception(exc)
-                    raise NotLeading(f"cannot store: {exc}") from exc
+                    raise NotLeading(f"cannot store: {type(exc).__name__}: {exc}") from exc
+                if was_reconciling and self.core.reconciled:
+                    log.info("reconciled", extra={"tasks": len(self.core.tasks)})
+                was_reconciling = not self.core.reconciled
                 counts = self.core.counts()
                 metrics.RECONCILING.set(len(self.core.reconciling))
                 metrics.SUPPRESSED.set(1 if self.core.suppressed else 0)
