@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt test demo bench lint clean
+.PHONY: bootstrap apt test demo demo-framework bench lint clean
 
 bootstrap: apt $(VENV)/.installed
 
@@ -43,7 +43,12 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
+	$(MAKE) demo-framework || { $(BIN)/wharf dev down --purge; exit 1; }
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over (needs a dev cluster).
+demo-framework:
+	$(BIN)/python demo/framework_demo.py
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -156,6 +156,7 @@ class FrameworkDaemon(Daemon):
                     break
             self._check()
             now = time.time()
+            t_decide = time.monotonic()
             effects, done = Effects(), []
             with self.lock:
                 for item in batch:
@@ -189,6 +190,7 @@ class FrameworkDaemon(Daemon):
                         restart_at = time.monotonic() + RESTART_DELAY
                 effects.merge(self.core.tick(now))
                 self._check()
+                t_store = time.monotonic()
                 try:
                     if effects.writes:
                         self.store.save(effects.writes.values(), fence)
@@ -209,7 +211,17 @@ class FrameworkDaemon(Daemon):
                 metrics.TASKS.labels(state).set(counts.get(state, 0))
             for seconds in effects.to_running:
                 metrics.TO_RUNNING.observe(seconds)
+            t_call = time.monotonic()
             self._call_master(effects)
+            metrics.LOOP_SECONDS.labels("decide").inc(t_store - t_decide)
+            metrics.LOOP_SECONDS.labels("store").inc(t_call - t_store)
+            metrics.LOOP_SECONDS.labels("call").inc(time.monotonic() - t_call)
+            if batch:
+                log.debug("turn", extra={"events": len(batch), "writes": len(effects.writes),
+                                         "launches": sum(len(i) for _, i in effects.launches),
+                                         "acks": len(effects.acks), "decide_s": round(t_store - t_decide, 4),
+                                         "store_s": round(t_call - t_store, 4),
+                                         "call_s": round(time.monotonic() - t_call, 4)})
 
     def _check(self) -> None:
         if self.stopping:

@@ -15,3 +15,6 @@ SUBSCRIBED = Gauge("wharf_framework_subscribed", "1 while the leader is subscrib
 RECONCILING = Gauge("wharf_framework_reconciling_tasks", "Launched tasks the master has not yet answered for")
 SUPPRESSED = Gauge("wharf_framework_offers_suppressed", "1 while offers are suppressed (nothing queued)")
 FAILOVERS = Counter("wharf_framework_leadership_total", "Times this scheduler became the leader")
+LOOP_SECONDS = Counter("wharf_framework_loop_seconds_total",
+                       "Time the leader's loop spent: deciding, storing in ZooKeeper, calling the master",
+                       ["phase"])
