@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -138,7 +139,18 @@ def failover(stack: ExitStack, base: Path, zk: str, docker: DockerEngine, rounds
     root = "/wharf-bench/failover"
     live = [Scheduler(base, zk, mesos.zk_url or "", root), Scheduler(base, zk, mesos.zk_url or "", root)]
     stack.callback(lambda: [s.stop() for s in live])
-    t0 = time.time()
+    client = docker.client()
+    ran: Counter[str] = Counter()
+    stream = client.events(decode=True, filters={"type": "container", "event": "start", "label": TASK_LABEL})
+
+    def watch() -> None:  # live: the engine keeps only its last 256 events
+        try:
+            for event in stream:
+                ran[event["Actor"]["Attributes"][TASK_LABEL]] += 1
+        except Exception:  # noqa: BLE001 - closed at the end
+            pass
+
+    threading.Thread(target=watch, daemon=True).start()
     until(lambda: any(s.ready_leader() for s in live), 60)
     leader = next(s for s in live if s.ready_leader())
     body = {"image": "wharf/busybox:latest", "cmd": "sleep 2", "cpus": 1.5, "mem": 64}
@@ -163,10 +175,8 @@ def failover(stack: ExitStack, base: Path, zk: str, docker: DockerEngine, rounds
         for task in fw["tasks"] + fw["completed_tasks"]:
             labels = {lab["key"]: lab["value"] for lab in task["labels"]}
             in_master[labels.get(TASK_LABEL, "")] += 1
-    client = docker.client()
-    events = client.events(since=int(t0) - 1, until=int(time.time()) + 1, decode=True,
-                           filters={"type": "container", "event": "start", "label": TASK_LABEL})
-    ran = Counter(e["Actor"]["Attributes"][TASK_LABEL] for e in events)
+    until(lambda: sum(ran.values()) >= len(ids), 30)
+    stream.close()
     client.close()
     twice = sorted(t for t in ids if in_master[t] > 1 or ran[t] > 1)
     lost = sorted(t for t in ids if in_master[t] == 0 or ran[t] == 0)

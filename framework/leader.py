@@ -73,12 +73,13 @@ class FrameworkDaemon(Daemon):
 
     def run_cycle(self) -> None:
         if self.zk is None:
-            self.api.start()
             zk = KazooClient(hosts=self.zk_hosts, timeout=self.zk_timeout)
             zk.add_listener(self._zk_state)
             zk.start(timeout=max(15.0, self.zk_timeout))
-            self.zk, self.store = zk, Store(zk, self.root)
-            self.store.ensure()
+            store = Store(zk, self.root)
+            store.ensure()
+            self.zk, self.store = zk, store
+            self.api.start()  # once ZooKeeper answers, so that the API can always name the leader
             log.info("contending", extra={"api": self.api.url, "zk": self.zk_hosts, "root": self.root})
         if self.zk.state != KazooState.CONNECTED:
             raise Failure("ZooKeeper is not connected")
@@ -309,10 +310,10 @@ class FrameworkDaemon(Daemon):
         """The API URL of the elected leader (from the election's contenders)."""
         if self.leading:
             return self.api.url
-        if self.election is None:
+        if self.zk is None or self.store is None:
             return None
         try:
-            contenders = self.election.contenders()
+            contenders = (self.election or self.zk.Election(self.store.election_path)).contenders()
         except Exception:  # noqa: BLE001 - no ZooKeeper: nobody known
             return None
         return contenders[0] if contenders else None

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -97,14 +97,40 @@ def master_tasks(master_url: str, framework_id: str) -> list[dict[str, Any]]:
     return tasks
 
 
-def containers_started(docker_client: Any, since: float, ids: list[str]) -> Counter[str]:
-    """How many containers started since `since` per wharf task id of the groups of `ids` (from the
-    engine's event log)."""
-    groups = {i.rsplit("-", 1)[0] for i in ids}
-    events = docker_client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
-                                  filters={"type": "container", "event": "start", "label": TASK_LABEL})
-    started = (e["Actor"]["Attributes"][TASK_LABEL] for e in events)
-    return Counter(t for t in started if t.rsplit("-", 1)[0] in groups)
+class ContainerWatch:
+    """Counts container starts per wharf task id from the engine's live event stream (the engine keeps
+    only its last 256 events, so asking afterwards would miss some)."""
+
+    def __init__(self, docker_client: Any) -> None:
+        self.started: Counter[str] = Counter()
+        self._events = docker_client.events(decode=True, filters={"type": "container", "event": "start",
+                                                                  "label": TASK_LABEL})
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self._events:
+                self.started[event["Actor"]["Attributes"][TASK_LABEL]] += 1
+        except Exception:  # noqa: BLE001 - the stream is closed at the end
+            pass
+
+    def of(self, ids: list[str], expected: int | None = None) -> Counter[str]:
+        """The starts of the tasks of the submissions `ids` belong to, once `expected` (default: one
+        per id) are seen or 30 s have passed."""
+        groups = {i.rsplit("-", 1)[0] for i in ids}
+
+        def mine() -> Counter[str]:
+            return Counter({t: n for t, n in list(self.started.items()) if t.rsplit("-", 1)[0] in groups})
+
+        try:
+            wait_for(lambda: sum(mine().values()) >= (expected or len(ids)), 30, "the containers' start events")
+        except AssertionError:
+            pass  # the comparison that follows shows what is missing
+        return mine()
+
+    def close(self) -> None:
+        self._events.close()
 
 
 def launches_per_task(tasks: list[dict[str, Any]]) -> Counter[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ import pytest
 
 from tests.conftest import Endpoint, stand_in_only
 from tests.integration.framework_helpers import (
+    ContainerWatch,
     Scheduler,
-    containers_started,
     launches_per_task,
     master_tasks,
     start_scheduler,
@@ -39,7 +38,8 @@ def cluster(request: pytest.FixtureRequest, zookeeper: Any, docker_engine: Any, 
     started: list[Scheduler] = []
     info = {"zk": zookeeper.endpoints()["address"], "master": mesos_master.master, "url": mesos_master.url,
             "root": f"/wharf-test/{uuid.uuid4().hex[:8]}", "tmp": tmp_path, "docker": docker_engine.client(),
-            "started": started, "t0": time.time()}
+            "started": started}
+    info["containers"] = ContainerWatch(info["docker"])
 
     def start() -> Scheduler:
         scheduler = start_scheduler(tmp_path, info["zk"], info["master"], info["root"])
@@ -52,6 +52,7 @@ def cluster(request: pytest.FixtureRequest, zookeeper: Any, docker_engine: Any, 
         if scheduler.proc.poll() is None:
             scheduler.kill(signal.SIGCONT)
             scheduler.kill(signal.SIGTERM)
+    info["containers"].close()
     info["docker"].close()
 
 
@@ -106,7 +107,7 @@ def test_a_batch_runs_to_finished_within_resources_and_constraints_and_idle_supp
 
     fid = framework_id(cluster)
     assert launches_per_task(master_tasks(cluster["url"], fid)) == {i: 1 for i in ids}
-    assert containers_started(cluster["docker"], cluster["t0"], ids) == {i: 1 for i in ids}
+    assert cluster["containers"].of(ids) == {i: 1 for i in ids}
 
     killed = cli(cluster, "framework", "kill", "--zk-path", cluster["root"], stuck[0])
     assert killed.returncode == 0 and "KILLED" in killed.stdout, killed.stderr
@@ -131,7 +132,7 @@ def test_a_failing_task_is_retried_with_backoff_then_failed(cluster: Any) -> Non
     assert launches[1] - retries[0][0] >= 2 and launches[2] - retries[1][0] >= 4  # the backoff was waited
     logs = cli(cluster, "framework", "logs", "--zk-path", cluster["root"], task)
     assert logs.returncode == 0 and logs.stdout.count("STAGING") == 3 and "FAILED" in logs.stdout
-    assert containers_started(cluster["docker"], cluster["t0"], [task]) == {task: 3}
+    assert cluster["containers"].of([task], expected=3) == {task: 3}
 
 
 @pytest.mark.parametrize(("args", "reason"), [
@@ -193,7 +194,7 @@ def test_failover_rounds_launch_nothing_twice_and_lose_nothing(cluster: Any) -> 
     wait_for(lambda: all_in(leader, ids, {"FINISHED", "FAILED", "LOST", "KILLED"}), 240, "every task to end")
     assert {t["state"] for t in tasks(leader).values()} == {"FINISHED"}
     assert launches_per_task(master_tasks(cluster["url"], fid)) == {i: 1 for i in ids}
-    assert containers_started(cluster["docker"], cluster["t0"], ids) == {i: 1 for i in ids}
+    assert cluster["containers"].of(ids) == {i: 1 for i in ids}
 
 
 def test_a_leader_that_loses_its_session_stops_acting(cluster: Any) -> None:
@@ -212,4 +213,4 @@ def test_a_leader_that_loses_its_session_stops_acting(cluster: Any) -> None:
     assert {t["state"] for t in tasks(standby).values()} == {"FINISHED"}
     fid = framework_id(cluster)
     assert launches_per_task(master_tasks(cluster["url"], fid)) == {i: 1 for i in ids}
-    assert containers_started(cluster["docker"], cluster["t0"], ids) == {i: 1 for i in ids}
+    assert cluster["containers"].of(ids) == {i: 1 for i in ids}
