@@ -40,6 +40,16 @@ def wharf(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def rejected(env: dict[str, str], *args: str) -> None:
+    """A submit that must be refused as bad input (exit 2), changing nothing."""
+    print("$ wharf " + " ".join(shlex.quote(a) for a in args), flush=True)
+    done = subprocess.run([*WHARF, *args], env=env, capture_output=True, text=True)
+    print(done.stderr, end="", flush=True)
+    print(f"(exit {done.returncode})")
+    if done.returncode != 2:
+        raise SystemExit(f"expected exit 2 (bad input), got {done.returncode}")
+
+
 def get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
@@ -75,6 +85,9 @@ def main() -> None:
         print(f"leader: the scheduler on port {leader}; standby: {[p for p in ports if p != leader][0]}")
         first = wharf(env, "framework", "submit", "--zk-path", root, "--image", IMAGE, "--cmd", "sleep 1",
                       "--instances", "6", "--cpus", "0.5", "--constraint", "hostname:MAX_PER:2", "--wait").split()
+        rejected(env, "framework", "submit", "--zk-path", root, "--image", IMAGE, "--cpus", "64")
+        rejected(env, "framework", "submit", "--zk-path", root, "--image", IMAGE, "--constraint", "hostname:NEAR:x")
+        rejected(env, "framework", "submit", "--zk-path", root, "--image", "Bad Image!")
         second = wharf(env, "framework", "submit", "--zk-path", root, "--image", IMAGE, "--cmd", "sleep 3",
                        "--instances", "6", "--cpus", "1.5", "--json")
         second_ids = json.loads(second)["ids"]
