@@ -107,7 +107,7 @@ def main() -> None:
         wharf(env, "framework", "logs", "--zk-path", root, second_ids[0])
         tasks = get(f"http://127.0.0.1:{standby}/v1/tasks")["tasks"]
         master = json.loads(subprocess.run([*WHARF, "dev", "status", "--json"], env=env, capture_output=True,
-                                           text=True, check=True).stdout)["services"]["mesos"]["endpoints"]["http"]
+                                           text=True, check=True).stdout)["services"]["mesos"]["http"]
         state = get(f"{master}/master/state")
         in_master: Counter[str] = Counter()
         for fw in state["frameworks"] + state["completed_frameworks"]:
