@@ -75,9 +75,14 @@ class FrameworkDaemon(Daemon):
         if self.zk is None:
             zk = KazooClient(hosts=self.zk_hosts, timeout=self.zk_timeout)
             zk.add_listener(self._zk_state)
-            zk.start(timeout=max(15.0, self.zk_timeout))
-            store = Store(zk, self.root)
-            store.ensure()
+            try:
+                zk.start(timeout=max(15.0, self.zk_timeout))
+                store = Store(zk, self.root)
+                store.ensure()
+            except Exception:
+                zk.stop()
+                zk.close()
+                raise
             self.zk, self.store = zk, store
             self.api.start()  # once ZooKeeper answers, so that the API can always name the leader
             log.info("contending", extra={"api": self.api.url, "zk": self.zk_hosts, "root": self.root})

@@ -214,3 +214,14 @@ def test_a_leader_that_loses_its_session_stops_acting(cluster: Any) -> None:
     fid = framework_id(cluster)
     assert launches_per_task(master_tasks(cluster["url"], fid)) == {i: 1 for i in ids}
     assert cluster["containers"].of(ids) == {i: 1 for i in ids}
+
+
+def test_missing_settings_are_bad_input() -> None:
+    from tests.conftest import wharf
+
+    run = wharf("framework", "run", env={"MESOS_MASTER": "127.0.0.1:5050"})
+    assert run.returncode == 2 and "WHARF_ZK (--zk)" in run.stderr
+    run = wharf("--zk", "127.0.0.1:2181", "framework", "run", env={"MESOS_MASTER": ""})
+    assert run.returncode == 2 and "MESOS_MASTER (--mesos-master)" in run.stderr
+    submit = wharf("framework", "submit", "--image", IMAGE)
+    assert submit.returncode == 2 and "--api or WHARF_ZK" in submit.stderr
