@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
-DEMO_STEPS := demo-render demo-autoscale
+DEMO_STEPS := demo-render demo-autoscale demo-framework
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) bench lint clean
 
@@ -65,6 +65,10 @@ demo-render:
 # wrk load through HAProxy scales the demo's web up, and down again once the load stops.
 demo-autoscale:
 	$(BIN)/python -m autoscale.demo
+
+# Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over.
+demo-framework:
+	$(BIN)/python -m framework.demo
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
