@@ -11,7 +11,7 @@ HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
 # demo-registrator leaves the registrator running for the later steps; demo-registrator-stop ends it.
-DEMO_STEPS := demo-registrator demo-render demo-autoscale
+DEMO_STEPS := demo-registrator demo-render demo-autoscale demo-framework
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-registrator-stop bench lint clean
 
@@ -68,6 +68,10 @@ demo-render:
 # wrk load through HAProxy scales the demo's web up, and down again once the load stops.
 demo-autoscale:
 	$(BIN)/python -m autoscale.demo
+
+# Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over.
+demo-framework:
+	$(BIN)/python -m framework.demo
 
 # The registrator against the dev cluster's Docker engine and Consul, in the background until
 # demo-registrator-stop: every container the demo runs (Marathon's tasks included) appears in

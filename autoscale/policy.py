@@ -27,7 +27,8 @@ class Policy:
     target_rps: requests per second one instance should serve.
     min_instances, max_instances: bounds on the instance count (max None: no bound).
     tolerance: no change while rps per instance is within target × (1 ± tolerance); above the band
-        the app always grows, by as many instances as the load needs (a +1 is never held back).
+        the app always grows (a +1 is never held back), to the target or, while the load drifts
+        up, to the band's top; below it the app shrinks to the count nearest the target inside it.
     down_tolerance: the lower edge of the band if different (marathon-lb-autoscale's
         `--threshold-percent`); None: `tolerance`.
     down_threshold_instances: a scale-down this many instances or larger passes the band anyway

@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from autoscale.cli import autoscale
+from consul_templates.cli import render_group
 from devcluster.cli import dev
+from framework.cli import framework
 from registrator.cli import registrator
 from wharf import __version__, log, settings
 
@@ -67,11 +69,9 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 cli.add_command(dev)
 cli.add_command(registrator)
-cli.add_command(autoscale)
-
-from consul_templates.cli import render_group  # noqa: E402
-
 cli.add_command(render_group)
+cli.add_command(autoscale)
+cli.add_command(framework)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -89,8 +90,17 @@ class AgentPool:
         self._report = report
         self._lock = threading.Lock()
         self._running: dict[tuple[str, str], _Running] = {}
-        self._threads: list[threading.Thread] = []
+        self._threads: set[threading.Thread] = set()  # each task's thread removes itself when it ends
         self._closing = False
+        # Threads are started by one starter thread: Thread.start() waits for the new thread to run,
+        # which must not hold up the master's ACCEPT (a real master hands tasks to agents asynchronously).
+        self._to_start: queue.SimpleQueue[threading.Thread | None] = queue.SimpleQueue()
+        self._starter = threading.Thread(target=self._start_threads, name="agents starter", daemon=True)
+        self._starter.start()
+
+    def _start_threads(self) -> None:
+        while (thread := self._to_start.get()) is not None:
+            thread.start()
 
     def _docker(self, timeout: float | None = 60) -> Any:
         import docker
@@ -121,8 +131,8 @@ class AgentPool:
                 log.warning("not launching %s: the agents are shutting down", launch.task.task_id)
                 return
             self._running[(launch.framework_id, launch.task.task_id)] = record
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+            self._threads.add(thread)
+            self._to_start.put(thread)
 
     def kill(self, kill: Kill) -> None:
         """Stop a task (SIGTERM, SIGKILL after its grace); reports come from another thread."""
@@ -143,6 +153,9 @@ class AgentPool:
         """Kill every task (short grace), wait for their threads, then remove any container left."""
         with self._lock:
             self._closing = True
+            self._to_start.put(None)
+        self._starter.join(timeout)  # every launched task's thread has started
+        with self._lock:
             records = list(self._running.values())
             threads = list(self._threads)
         stoppers = []
@@ -189,6 +202,7 @@ class AgentPool:
         finally:
             with self._lock:
                 self._running.pop((launch.framework_id, launch.task.task_id), None)
+                self._threads.discard(threading.current_thread())
 
     def _container_status(self, record: _Running) -> dict[str, Any]:
         ip = record.launch.agent.hostname

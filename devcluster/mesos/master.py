@@ -302,7 +302,9 @@ class Master:
         wanting = [f for f in self.frameworks.values() if f.connected and not f.suppressed]
         if not wanting:
             return effects
-        allocated = {f.id: self._allocated(f.id) for f in wanting}
+        # DRF shares are only needed to choose between frameworks; summing every task's resources is
+        # what a tick would otherwise spend its time on with thousands of tasks and one framework.
+        allocated: dict[str, Resources] | None = None
         total = self.total()
         on_offer: dict[str, Resources] = {}
         for held in self.offers.values():
@@ -315,15 +317,18 @@ class Master:
             if not alloc.worth_offering(free):
                 continue
             candidates = [f.id for f in wanting if not alloc.filters_out(f.filters.get(agent.id), free, now)]
-            chosen = alloc.pick_framework(candidates, allocated, total,
-                                          {f.id: f.last_offered for f in wanting})
+            if len(candidates) > 1 and allocated is None:
+                allocated = {f.id: self._allocated(f.id) for f in wanting}
+            chosen = candidates[0] if len(candidates) == 1 else alloc.pick_framework(
+                candidates, allocated or {}, total, {f.id: f.last_offered for f in wanting})
             if chosen is None:
                 continue
             framework = self.frameworks[chosen]
             self._next_offer += 1
             offer = Offer(f"{self.id}-O{self._next_offer}", chosen, agent.id, free, now)
             self.offers[offer.id] = offer
-            allocated[chosen] = allocated[chosen] + free
+            if allocated is not None:
+                allocated[chosen] = allocated[chosen] + free
             framework.last_offered = now + len(batches.get(chosen, ())) * 1e-6
             batches.setdefault(chosen, []).append(alloc.offer_json(offer.id, chosen, agent, free, framework.role))
         for framework_id, offers in batches.items():

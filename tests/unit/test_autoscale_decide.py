@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscale.decide import History, Reading, decide, observed_rps
+from autoscale.decide import History, Reading, decide, grow_count, needed, observed_rps, shrink_count
 from autoscale.policy import Policy
 
 pytestmark = pytest.mark.unit
@@ -197,3 +197,56 @@ def test_right_after_a_scale_down_noise_just_over_the_band_does_not_turn_the_cou
     surge = [Reading(60, "h", 0, 0.0), Reading(120, "h", 60 * 650, 650.0)]  # 130: a real rise
     assert decide(surge, 5, policy, 120, history).target == 7
     assert decide(noisy, 5, policy, 400, history).target == 6, "after the window the band is the usual one"
+
+
+def test_a_load_drifting_up_grows_only_as_far_as_the_band_needs() -> None:
+    """Landing at the target on every small step pays for instances the band does not need."""
+    policy = Policy(target_rps=100)
+    rates = [10_000.0] * 3 + [10_000 + 100 * i for i in range(1, 16)] + [11_500.0] * 10
+    counts = run(rates, policy, start=100)
+    assert counts == sorted(counts), "a rising load never shrinks the app"
+    for rps, count in zip(rates, counts, strict=True):
+        assert rps / count <= policy.upper_band, f"{count} instances left {rps} rps over the band"
+        assert count <= math.ceil(rps / policy.target_rps), "never more than the target alone would need"
+    assert counts[-1] < 115, "at 11,500 rps it runs inside the band, not at the target's 115"
+
+
+def test_a_surge_or_an_unknown_trend_still_lands_at_the_target() -> None:
+    policy = Policy(target_rps=100)
+    assert run([400.0, 400.0, 2000.0], policy, start=4)[-1] == 20, "a surge: straight to the target"
+    fresh = [Reading(0, "h", 0, 0.0), Reading(60, "h", 60 * 1150, 1150.0)]
+    assert decide(fresh, 10, policy, 60).target == 12, "no previous rate (a restart): the target"
+
+
+def test_after_a_spike_it_shrinks_to_the_count_nearest_the_target_inside_the_band() -> None:
+    policy = Policy(target_rps=100, scale_down_stabilization=300)
+    counts = run([400.0] * 3 + [2000.0] * 2 + [408.0] * 10, policy, start=4)
+    assert counts[3] == 20 and counts[-1] == 4, "408 rps: 4 at 102 each, not 5 at 82 (under the band)"
+    history = History(((0.0, 20),), None, 2000.0)
+    readings = [Reading(0, "h", 0, 2000.0), Reading(60, "h", 60 * 408, 408.0)]
+    decision = decide(readings, 20, Policy(target_rps=100, scale_down_stabilization=0), 60, history)
+    assert decision.target == 4 and "102.0 per instance: inside the band, nearest the target" in decision.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(rps=st.floats(1, 100_000), current=st.integers(1, 1000), rise=st.none() | st.floats(-10_000, 10_000),
+       tolerance=st.sampled_from([0.0, 0.05, 0.1, 0.2]))
+def test_growing_brings_the_load_inside_the_band_and_never_past_the_target(
+        rps: float, current: int, rise: float | None, tolerance: float) -> None:
+    policy = Policy(target_rps=100, tolerance=tolerance)
+    count = grow_count(rps, current, policy, rise)
+    assert count >= current + 1, "a needed +1 is never held back"
+    assert rps / count <= policy.upper_band + 1e-9
+    assert count <= max(needed(rps, policy), current + 1), "no more than landing at the target"
+    if rise is None:
+        assert count == max(needed(rps, policy), current + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rps=st.floats(1, 100_000), tolerance=st.sampled_from([0.0, 0.05, 0.1, 0.2]))
+def test_shrinking_lands_inside_the_band_whenever_a_count_does(rps: float, tolerance: float) -> None:
+    policy = Policy(target_rps=100, tolerance=tolerance)
+    count = shrink_count(rps, policy)
+    assert count in (needed(rps, policy) - 1, needed(rps, policy))
+    if any(policy.lower_band <= rps / n <= policy.upper_band for n in range(max(count - 2, 1), count + 3)):
+        assert policy.lower_band <= rps / count <= policy.upper_band

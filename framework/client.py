@@ -1,0 +1,68 @@
+"""The CLI's side of the API: find the leader (`--api`, or the election in ZooKeeper) and call it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from framework.store import DEFAULT_ROOT
+from wharf.errors import BadInput, Failure
+
+
+def leader_from_zk(zk_hosts: str, root: str = DEFAULT_ROOT, timeout: float = 10.0) -> str:
+    """The elected leader's API URL, read from the election's contenders."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoNodeError
+
+    zk = KazooClient(hosts=zk_hosts, timeout=timeout)
+    try:
+        zk.start(timeout=timeout)
+    except Exception as exc:
+        raise Failure(f"cannot reach ZooKeeper at {zk_hosts}: {exc}") from None
+    try:
+        contenders = zk.Election(f"{root.rstrip('/')}/election").contenders()
+    except NoNodeError:
+        contenders = []
+    finally:
+        zk.stop()
+        zk.close()
+    if not contenders:
+        raise Failure(f"no `wharf framework run` is running (no contender under {root}/election in {zk_hosts})")
+    return str(contenders[0])
+
+
+class Client:
+    """Calls to one instance's API (requests follows a follower's redirect to the leader)."""
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.url, self.timeout = url.rstrip("/"), timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            resp = requests.request(method, self.url + path, json=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise Failure(f"framework API {self.url}: {exc}") from None
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"error": resp.text.strip()}
+        if resp.status_code == 400:
+            raise BadInput(f"submit rejected: {data.get('error')}")
+        if resp.status_code == 404:
+            raise BadInput(str(data.get("error")))
+        if resp.status_code >= 300:
+            raise Failure(f"framework API {self.url}{path}: {resp.status_code} {data.get('error', '')}".strip())
+        return data
+
+    def submit(self, submission: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.call("POST", "/v1/tasks", submission))
+
+    def tasks(self, state: str | None = None) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/v1/tasks" + (f"?state={state}" if state else ""))["tasks"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/v1/tasks/{task_id}"))
+
+    def kill(self, task_id: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/tasks/{task_id}/kill", {}))

@@ -1,0 +1,365 @@
+"""`wharf framework run`: contend for leadership in ZooKeeper; the leader runs the pymesos scheduler.
+
+Every instance serves the HTTP API (`framework.api`); followers redirect to the leader. The
+leader's loop drains the scheduler's events in batches, lets `Core` decide, stores the changed
+tasks in one fenced ZooKeeper transaction, and only then calls the master (launch, decline,
+acknowledge, kill, reconcile, suppress, revive). When the ZooKeeper connection is suspended or
+the session lost, the leader stops acting at once: no call, no write; the driver is stopped
+without tearing the framework down, and the instance contends again once reconnected.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from kazoo.client import KazooClient, KazooState
+from pymesos import MesosSchedulerDriver
+
+from framework import metrics
+from framework.api import ApiServer
+from framework.core import Core, Effects
+from framework.scheduler import Adapter, Event
+from framework.store import Store
+from framework.tasks import STATES, TaskSpec
+from wharf.daemon import Daemon
+from wharf.errors import Failure
+
+log = logging.getLogger("wharf.framework")
+WEEK = 7 * 24 * 3600.0
+BATCH = 5000  # events handled per loop turn at most
+RESTART_DELAY = 1.0  # before a new driver, after the stream closed
+
+
+class NotLeading(Exception):
+    """This instance stopped leading (session lost, stopping, or the master says another took over)."""
+
+
+class FrameworkDaemon(Daemon):
+    """One `wharf framework run` instance."""
+
+    interval = 0.5
+
+    def __init__(self, zk_hosts: str, master: str, *, root: str, api_port: int = 0,
+                 metrics_port: int | None = None, name: str = "wharf", user: str | None = None,
+                 zk_timeout: float = 10.0, failover_timeout: float = WEEK) -> None:
+        super().__init__("framework", metrics_port)
+        self.zk_hosts, self.master, self.root = zk_hosts, master, root
+        self.framework_name, self.user = name, user or getpass.getuser()
+        self.zk_timeout, self.failover_timeout = zk_timeout, failover_timeout
+        self.zk: KazooClient | None = None
+        self.store: Store | None = None
+        self.api = ApiServer(self, port=api_port)
+        self.election: Any = None
+        self.lock = threading.Lock()  # guards `core` between the loop and API threads
+        self.core: Core | None = None
+        self.leading = False
+        self._acting = False
+        self._lost = threading.Event()
+        self._events: queue.Queue[Event] = queue.Queue()
+        self._driver: Any = None
+        self._master_address: str | None = None
+        self._agents: tuple[float, list[dict[str, float]]] | None = None
+
+    # --- daemon skeleton -----------------------------------------------------------------
+
+    def run_cycle(self) -> None:
+        if self.zk is None:
+            zk = KazooClient(hosts=self.zk_hosts, timeout=self.zk_timeout)
+            zk.add_listener(self._zk_state)
+            try:
+                zk.start(timeout=max(15.0, self.zk_timeout))
+                store = Store(zk, self.root)
+                store.ensure()
+            except Exception:
+                zk.stop()
+                zk.close()
+                raise
+            self.zk, self.store = zk, store
+            self.api.start()  # once ZooKeeper answers, so that the API can always name the leader
+            log.info("contending", extra={"api": self.api.url, "zk": self.zk_hosts, "root": self.root})
+        if self.zk.state != KazooState.CONNECTED:
+            raise Failure("ZooKeeper is not connected")
+        self._lost.clear()
+        self.election = self.zk.Election(self.store.election_path if self.store else "", self.api.url)
+        self.election.run(self._lead)
+
+    def stop(self, *_: object) -> None:
+        super().stop()
+        self._lost.set()
+        self._events.put(("wake",))
+        if self.election is not None:
+            self.election.cancel()
+
+    def close(self) -> None:
+        self.api.stop()
+        if self.zk is not None:
+            self.zk.stop()
+            self.zk.close()
+
+    def _zk_state(self, state: str) -> None:
+        """kazoo's listener (its own thread, must not block): anything but CONNECTED ends leadership now."""
+        if state != KazooState.CONNECTED:
+            self._acting = False
+            self._lost.set()
+            self._events.put(("wake",))
+
+    # --- leading -------------------------------------------------------------------------
+
+    def _lead(self) -> None:
+        if self._lost.is_set() or self.stopping:
+            return
+        assert self.zk is not None and self.store is not None
+        fence = f"{self.election.lock.path}/{self.election.lock.node}"
+        started = time.monotonic()
+        records = self.store.load()
+        with self.lock:
+            self.core = Core(records)
+        self.leading = self._acting = True
+        metrics.LEADER.set(1)
+        metrics.FAILOVERS.inc()
+        log.info("leading", extra={"tasks": len(records), "framework_id": self.store.framework_id(),
+                                   "load_seconds": round(time.monotonic() - started, 3)})
+        try:
+            self._loop(fence)
+        except NotLeading as why:
+            log.warning("stopped leading", extra={"reason": str(why)})
+        except Exception as exc:
+            log.warning("leader loop failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        finally:
+            self._acting = self.leading = False
+            metrics.LEADER.set(0)
+            metrics.SUBSCRIBED.set(0)
+            self._stop_driver()
+            with self.lock:
+                self.core = None
+
+    def _loop(self, fence: str) -> None:
+        assert self.store is not None and self.core is not None
+        restart_at = 0.0
+        was_reconciling = True
+        while True:
+            self._check()
+            if self._driver is None and time.monotonic() >= restart_at:
+                self._start_driver()
+            try:
+                batch = [self._events.get(timeout=0.2)]
+            except queue.Empty:
+                batch = []
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            self._check()
+            now = time.time()
+            t_decide = time.monotonic()
+            effects, done = Effects(), []
+            with self.lock:
+                for item in batch:
+                    kind, driver = item[0], item[1] if len(item) > 1 else None
+                    if kind in ("wake", "submit", "kill"):
+                        pass
+                    elif driver is not self._driver:
+                        continue  # from a driver already stopped
+                    if kind == "subscribed":
+                        self._subscribed(item[2], fence)
+                        effects.merge(self.core.subscribed_now(now))
+                        metrics.SUBSCRIBED.set(1)
+                    elif kind == "offers":
+                        offers = item[2]
+                        metrics.OFFERS.labels("received").inc(len(offers))
+                        effects.merge(self.core.offers(offers, now))
+                    elif kind == "update":
+                        metrics.UPDATES.labels(str(item[2].get("state"))).inc()
+                        effects.merge(self.core.update(item[2], now))
+                    elif kind == "submit":
+                        effects.merge(self.core.submit(item[1], now))
+                        done.append(item[2])
+                    elif kind == "kill":
+                        effects.merge(self._kill(item[1], now, item[2]))
+                        done.append(item[2])
+                    elif kind in ("disconnected", "error"):
+                        log.warning("event stream ended", extra={"event": kind, "detail": str(item[2:]) or ""})
+                        self.core.disconnected()
+                        metrics.SUBSCRIBED.set(0)
+                        self._stop_driver()
+                        restart_at = time.monotonic() + RESTART_DELAY
+                effects.merge(self.core.tick(now))
+                self._check()
+                t_store = time.monotonic()
+                try:
+                    if effects.writes:
+                        self.store.save(effects.writes.values(), fence)
+                except Exception as exc:
+                    for future in done:
+                        future.set_exception(exc)
+                    raise NotLeading(f"cannot store: {type(exc).__name__}: {exc}") from exc
+                if was_reconciling and self.core.reconciled:
+                    log.info("reconciled", extra={"tasks": len(self.core.tasks)})
+                was_reconciling = not self.core.reconciled
+                counts = self.core.counts()
+                metrics.RECONCILING.set(len(self.core.reconciling))
+                metrics.SUPPRESSED.set(1 if self.core.suppressed else 0)
+            for future in done:
+                if not future.done():
+                    future.set_result(True)
+            for state in STATES:
+                metrics.TASKS.labels(state).set(counts.get(state, 0))
+            for seconds in effects.to_running:
+                metrics.TO_RUNNING.observe(seconds)
+            t_call = time.monotonic()
+            self._call_master(effects)
+            metrics.LOOP_SECONDS.labels("decide").inc(t_store - t_decide)
+            metrics.LOOP_SECONDS.labels("store").inc(t_call - t_store)
+            metrics.LOOP_SECONDS.labels("call").inc(time.monotonic() - t_call)
+            if batch:
+                log.debug("turn", extra={"events": len(batch), "writes": len(effects.writes),
+                                         "launches": sum(len(i) for _, i in effects.launches),
+                                         "acks": len(effects.acks), "decide_s": round(t_store - t_decide, 4),
+                                         "store_s": round(t_call - t_store, 4),
+                                         "call_s": round(time.monotonic() - t_call, 4)})
+
+    def _check(self) -> None:
+        if self.stopping:
+            raise NotLeading("stopping")
+        if self._lost.is_set() or not self._acting:
+            raise NotLeading("ZooKeeper session suspended or lost")
+
+    def _subscribed(self, framework_id: str, fence: str) -> None:
+        assert self.store is not None
+        if self.store.framework_id() != framework_id:
+            self.store.set_framework_id(framework_id, fence)
+        self._master_address = self._driver.master if self._driver is not None else None
+        log.info("subscribed", extra={"framework_id": framework_id, "master": self._master_address})
+
+    def _kill(self, task_id: str, now: float, future: Future[Any]) -> Effects:
+        assert self.core is not None
+        if task_id not in self.core.tasks:
+            future.set_exception(KeyError(task_id))
+            return Effects()
+        return self.core.kill(task_id, now)
+
+    def _start_driver(self) -> None:
+        assert self.store is not None
+        framework: dict[str, Any] = {"user": self.user, "name": self.framework_name,
+                                     "failover_timeout": self.failover_timeout,
+                                     "capabilities": [{"type": "TASK_KILLING_STATE"}]}
+        framework_id = self.store.framework_id()
+        if framework_id:
+            framework["id"] = {"value": framework_id}
+        self._driver = MesosSchedulerDriver(Adapter(self._events), framework, self.master,
+                                            implicit_acknowledgements=False)
+        self._driver.start()
+        log.info("subscribing", extra={"master": self.master, "framework_id": framework_id or ""})
+
+    def _stop_driver(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.stop(failover=True)  # never TEARDOWN: the framework and its tasks outlive this process
+            threading.Thread(target=driver.join, daemon=True).start()
+
+    def _call_master(self, effects: Effects) -> None:
+        """Make the calls the stored decision asked for (only while acting as the leader)."""
+        driver = self._driver
+        if driver is None or not self._acting:
+            return
+        failed_launches: list[str] = []
+        calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        for offer_id, infos in effects.launches:
+            calls.append((driver.launchTasks, ({"value": offer_id}, infos, {"refuse_seconds": 1.0})))
+        if effects.declines:
+            calls.append((driver.declineOffer, ([{"value": o} for o in effects.declines],
+                                                {"refuse_seconds": effects.refuse_seconds})))
+        for status in effects.acks:
+            calls.append((driver.acknowledgeStatusUpdate, (status,)))
+        for mesos_id, _agent in effects.kills:
+            calls.append((driver.killTask, ({"value": mesos_id},)))
+        if effects.reconcile:
+            tasks = [{"task_id": {"value": t}, **({"agent_id": {"value": a}} if a else {})}
+                     for t, a in effects.reconcile]
+            calls.append((driver.reconcileTasks, (tasks,)))
+        if effects.revive:
+            calls.append((driver.reviveOffers, ()))
+        if effects.suppress:
+            calls.append((driver.suppressOffers, ()))
+        for func, args in calls:
+            if not self._acting:
+                return  # the session went while calling: not one call more
+            try:
+                func(*args)
+            except Exception as exc:
+                log.warning("call to the master failed", extra={"call": func.__name__, "error": str(exc)})
+                if func == driver.launchTasks:
+                    failed_launches += [i["task_id"]["value"] for i in args[1]]
+        metrics.OFFERS.labels("used").inc(effects.offers_used)
+        metrics.OFFERS.labels("declined").inc(len(effects.declines))
+        metrics.LAUNCHED.inc(sum(len(infos) for _, infos in effects.launches))
+        if failed_launches:
+            with self.lock:
+                if self.core is not None:
+                    self.core.recheck(failed_launches, time.time())
+
+    # --- for the API (any thread) --------------------------------------------------------
+
+    def leader_url(self) -> str | None:
+        """The API URL of the elected leader (from the election's contenders)."""
+        if self.leading:
+            return self.api.url
+        if self.zk is None or self.store is None:
+            return None
+        try:
+            contenders = (self.election or self.zk.Election(self.store.election_path)).contenders()
+        except Exception:  # noqa: BLE001 - no ZooKeeper: nobody known
+            return None
+        return contenders[0] if contenders else None
+
+    def submit(self, specs: list[TaskSpec], timeout: float = 30.0) -> None:
+        """Queue tasks through the leader's loop; returns once they are stored."""
+        future: Future[Any] = Future()
+        self._events.put(("submit", specs, future))
+        future.result(timeout)
+
+    def kill(self, task_id: str, timeout: float = 30.0) -> None:
+        future: Future[Any] = Future()
+        self._events.put(("kill", task_id, future))
+        future.result(timeout)
+
+    def snapshot(self, read: Callable[[Core], Any]) -> Any:
+        with self.lock:
+            if self.core is None:
+                raise NotLeading("not leading")
+            return read(self.core)
+
+    def agents(self) -> list[dict[str, float]]:
+        """Every agent's total cpus, mem, disk and port count, from the master (cached for 10 s)."""
+        if self._agents is not None and time.monotonic() - self._agents[0] < 10:
+            return self._agents[1]
+        if not self._master_address:
+            raise NotLeading("not subscribed to a Mesos master yet")
+        with urllib.request.urlopen(f"http://{self._master_address}/master/slaves", timeout=10) as resp:
+            slaves = json.loads(resp.read())["slaves"]
+        agents = [agent_totals(s.get("resources") or {}) for s in slaves if s.get("active", True)]
+        self._agents = (time.monotonic(), agents)
+        return agents
+
+
+def agent_totals(resources: dict[str, Any]) -> dict[str, float]:
+    """An agent's `resources` from /master/slaves: scalars, and `ports` as a count of ports."""
+    out = {k: float(resources.get(k) or 0) for k in ("cpus", "mem", "disk")}
+    ports = str(resources.get("ports") or "").strip("[]")
+    count = 0
+    for part in filter(None, (p.strip() for p in ports.split(","))):
+        begin, _, end = part.partition("-")
+        count += int(end or begin) - int(begin) + 1
+    out["ports"] = float(count)
+    return out
