@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from devcluster.cli import dev
+from marathon_apps.cli import apps
 from wharf import __version__, log, settings
 
 
@@ -64,6 +65,7 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 
 cli.add_command(dev)
+cli.add_command(apps)
 
 
 def main() -> None:
