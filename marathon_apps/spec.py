@@ -47,7 +47,8 @@ LB_KEYS = {"group": "GROUP", "vhost": "VHOST", "path": "PATH", "mode": "MODE", "
            "sticky": "STICKY", "redirect_to_https": "REDIRECT_TO_HTTPS", "backend_weight": "BACKEND_WEIGHT",
            "port": "PORT"}
 SERVICE_CHECK_KEYS = {"http": "HTTP", "tcp": "TCP", "interval": "INTERVAL", "timeout": "TIMEOUT",
-                      "ttl": "TTL", "script": "SCRIPT", "initial_status": "INITIAL_STATUS"}
+                      "ttl": "TTL", "script": "SCRIPT", "initial_status": "INITIAL_STATUS",
+                      "deregister_after": "DEREGISTER_AFTER"}
 AUTOSCALE_KEYS = ("target_rps", "min", "max", "scale_up_stabilization", "scale_down_stabilization", "max_step")
 HEALTH_KEYS = {"grace": "gracePeriodSeconds", "interval": "intervalSeconds", "timeout": "timeoutSeconds",
                "failures": "maxConsecutiveFailures", "delay": "delaySeconds"}

@@ -135,19 +135,20 @@ def test_push_deploys_a_b_c_each_after_the_one_before_is_healthy(repo: ConfigRep
     repo.write("a", app_yaml())
     repo.write("b", app_yaml(after=["a"]))
     repo.write("c", app_yaml(after=["b"]))
+    repo.write("d", app_yaml())  # independent: deploys alongside a
     events = Events(marathon)
     try:
         pushed = repo.push("three apps")
     finally:
         events.close()
     assert pushed.returncode == 0, pushed.stderr
-    a, b, c = (repo.app_id(n) for n in "abc")
+    a, b, c, d = (repo.app_id(n) for n in "abcd")
     assert f"remote: {c}: deployed" in pushed.stderr  # the deploy's output reached the pusher
 
     apps = live_apps(marathon, repo.group)
-    assert set(apps) == {a, b, c}
+    assert set(apps) == {a, b, c, d}
     wait_for(lambda: all(x["tasksHealthy"] == 1 for x in live_apps(marathon, repo.group).values()), 30,
-             "all three healthy")
+             "all four healthy")
     assert {x["labels"]["wharf.commit"] for x in apps.values()} == {repo.head()}
 
     def first(predicate: Any) -> int:
@@ -163,6 +164,8 @@ def test_push_deploys_a_b_c_each_after_the_one_before_is_healthy(repo: ConfigRep
     assert healthy(a) < started(b), "b's deployment started before a's task was healthy"
     assert healthy(b) < started(c), "c's deployment started before b's task was healthy"
     assert started(a) < started(b) < started(c)
+    a_done = first(lambda e: e["eventType"] == "deployment_success" and a in e["plan"]["affectedApps"])
+    assert started(d) < a_done, "d waited for a although it does not depend on it"
 
     status = wharf("apps", "status", "--json", env=repo.env)
     rows = {r["app"]: r for r in json.loads(status.stdout)}
