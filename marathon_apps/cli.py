@@ -374,3 +374,57 @@ def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps:
     code = configrepo.run_hook(kind, updates, branch, chosen, env, invoke_wharf, git_dir,
                                say=lambda line: click.echo(line, err=True))
     ctx.exit(code)
+
+
+# --- the Consul KV trigger -----------------------------------------------------------------------
+
+def _consul(ctx: click.Context) -> Any:
+    from marathon_apps.kv import consul_client
+
+    settings = ctx.find_root().obj
+    return consul_client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
+
+
+@apps.command("sync-kv")
+@dir_argument
+@click.option("--prefix", required=True, help="KV prefix the apps go under (wharf owns every key below it)")
+@env_option
+@click.option("--commit", default=None, help="Commit id stored beside the apps, for the wharf.commit label")
+@owner_option
+@json_option
+@click.pass_context
+def sync_kv(ctx: click.Context, directory: str, prefix: str, env: str | None, commit: str | None, owner: str,
+            as_json: bool) -> None:
+    """Write the rendered apps to Consul KV in one transaction (only the keys that change)."""
+    from marathon_apps import kv
+
+    base = kv.prefix_of(prefix)
+    loaded = _load(directory, env, owner)
+    changed = kv.sync(_consul(ctx), loaded, base, commit)
+    if as_json:
+        _echo_json({"prefix": base, "apps": len(loaded), "changed": changed})
+        return
+    for key in changed:
+        click.echo(f"wrote {key}")
+    click.echo(f"{len(changed)} keys changed under {base}/ ({len(loaded)} apps)" if changed
+               else f"nothing to write: {len(loaded)} apps under {base}/ are up to date")
+
+
+@apps.command("watch-kv")
+@click.option("--prefix", required=True, help="KV prefix whose apps to deploy")
+@click.option("--prune", is_flag=True, help="Delete apps this owner has in Marathon that the prefix lacks")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds each app may take to deploy and become healthy before it is rolled back")
+@click.option("--wait", "wait", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Longest blocking query on the prefix, in seconds")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here")
+@owner_option
+@click.pass_context
+def watch_kv(ctx: click.Context, prefix: str, prune: bool, timeout: float, wait: float, metrics_port: int | None,
+             owner: str) -> None:
+    """Daemon: deploy the apps under a KV prefix whenever it changes (until SIGTERM)."""
+    from marathon_apps import kv
+
+    watcher = kv.KvWatcher(_consul(ctx), _client(ctx), kv.prefix_of(prefix), owner, prune=prune,
+                           timeout=timeout, wait=wait, metrics_port=metrics_port)
+    ctx.exit(watcher.run())

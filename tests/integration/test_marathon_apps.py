@@ -320,3 +320,101 @@ def test_credentials_and_several_masters_work_and_are_never_shown(repo: ConfigRe
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- the Consul KV trigger -----------------------------------------------------------------------
+
+def consul_env(consul: Any) -> dict[str, str]:
+    return {"CONSUL_HTTP_ADDR": consul.addr, **({"CONSUL_HTTP_TOKEN": consul.token} if consul.token else {})}
+
+
+def test_sync_kv_writes_only_changed_keys_in_one_transaction(repo: ConfigRepo, consul: Any) -> None:
+    prefix = f"wharf-test/{repo.group}"
+    env = {**repo.env, **consul_env(consul)}
+    kv = consul.client().kv
+    repo.write("api", app_yaml())
+    repo.write("web", app_yaml(after=["api"]))
+    first = json.loads(wharf("apps", "sync-kv", str(repo.work), "--prefix", prefix, "--commit", "c1", "--json",
+                             env=env).stdout)
+    assert first["changed"] == [f"{prefix}/.wharf/commit", f"{prefix}/{repo.group}/api", f"{prefix}/{repo.group}/web"]
+    _, web_before = kv.get(f"{prefix}/{repo.group}/web")
+    assert json.loads(web_before["Value"])["dependencies"] == [repo.app_id("api")]
+
+    again = json.loads(wharf("apps", "sync-kv", str(repo.work), "--prefix", prefix, "--commit", "c1", "--json",
+                             env=env).stdout)
+    assert again["changed"] == []
+
+    repo.write("api", app_yaml(instances=2))
+    (repo.work / "apps" / repo.group / "web.yaml").unlink()
+    third = json.loads(wharf("apps", "sync-kv", str(repo.work), "--prefix", prefix, "--json", env=env).stdout)
+    assert third["changed"] == [f"{prefix}/{repo.group}/api", f"{prefix}/{repo.group}/web"]
+    assert kv.get(f"{prefix}/{repo.group}/web")[1] is None
+    assert kv.get(f"{prefix}/.wharf/commit")[1]["Value"] == b"c1"  # no --commit: the last one stays
+
+    down = wharf("apps", "sync-kv", str(repo.work), "--prefix", prefix,
+                 env={**env, "CONSUL_HTTP_ADDR": f"127.0.0.1:{claim_ports({'--x': None})['--x']}"})
+    assert down.returncode == 1 and "Consul: cannot read" in down.stderr
+    kv.delete(prefix, recurse=True)
+
+
+def metric(port: int, name: str) -> float:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_watch_kv_deploys_a_change_once_and_the_last_of_ten_quick_writes(
+        repo: ConfigRepo, marathon: Endpoint, consul: Any) -> None:
+    import os
+    import signal
+    import sys
+
+    prefix = f"wharf-test/{repo.group}"
+    env = {**repo.env, **consul_env(consul)}
+    kv = consul.client().kv
+    app_id, key = repo.app_id("api"), f"{prefix}/{repo.group}/api"
+    repo.write("api", app_yaml())
+    assert wharf("apps", "sync-kv", str(repo.work), "--prefix", prefix, env=env).returncode == 0
+    port = claim_ports({"--metrics": None})["--metrics"]
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("WHARF_", "MARATHON_", "CONSUL_"))}, **env}
+    watcher = subprocess.Popen([sys.executable, "-m", "wharf", "apps", "watch-kv", "--prefix", prefix, "--wait", "1",
+                                "--timeout", "60", "--metrics-port", str(port)], env=full_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def settled(**env_wanted: str) -> dict[str, Any] | None:
+            app = live_apps(marathon, repo.group).get(app_id)
+            if app and not app["deployments"] and app["tasksHealthy"] == app["instances"] \
+                    and all(app["env"].get(k) == v for k, v in env_wanted.items()):
+                return app
+            return None
+
+        wait_for(settled, 60, "the watcher's first deploy")
+        versions = len(api(marathon, "GET", f"/v2/apps{app_id}/versions")["versions"])
+
+        def cycles_pass(n: int) -> None:
+            start = metric(port, 'wharf_daemon_cycles_total{daemon="apps-watch-kv",outcome="ok"}')
+            wait_for(lambda: metric(port, 'wharf_daemon_cycles_total{daemon="apps-watch-kv",outcome="ok"}')
+                     >= start + n, 30, f"{n} more watch cycles")
+
+        repo.write("api", app_yaml(extra="env: {STEP: one}\n"))
+        assert wharf("apps", "sync-kv", str(repo.work), "--prefix", prefix, env=env).returncode == 0
+        wait_for(lambda: settled(STEP="one"), 60, "the change to be deployed")
+        cycles_pass(3)  # wake-ups at an index already handled, timed-out blocking queries
+        assert len(api(marathon, "GET", f"/v2/apps{app_id}/versions")["versions"]) == versions + 1
+
+        _, entry = kv.get(key)
+        definition = json.loads(entry["Value"])
+        for i in range(10):
+            definition["env"] = {"STEP": "one", "COUNT": str(i)}
+            assert kv.put(key, json.dumps(definition))
+        final = wait_for(lambda: settled(COUNT="9"), 90, "the last of ten writes to be deployed")
+        cycles_pass(3)
+        assert settled(COUNT="9") and final["env"] == {"STEP": "one", "COUNT": "9"}
+        later = len(api(marathon, "GET", f"/v2/apps{app_id}/versions")["versions"])
+        assert versions + 2 <= later <= versions + 11
+        assert final["labels"]["wharf.commit"].startswith("kv@")
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, _ = watcher.communicate(timeout=30)
+        kv.delete(prefix, recurse=True)
+    assert watcher.returncode == 0, out
+    assert "stopped" in out
