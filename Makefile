@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt test demo bench lint clean
+.PHONY: bootstrap apt test demo demo-apps bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -49,7 +49,26 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
+	$(MAKE) --no-print-directory demo-apps || { $(BIN)/wharf dev down --purge; exit 1; }
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
+# Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
+DEMO_APPS = $(WHARF_STATE_DIR)/apps-demo
+demo-apps:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-apps: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@set -e; eval "$$($(BIN)/wharf dev env)"; rm -rf $(DEMO_APPS); mkdir -p $(DEMO_APPS); \
+	git init -q --bare -b main $(DEMO_APPS)/config.git; \
+	echo "== wharf apps hook install $(DEMO_APPS)/config.git --env dev"; \
+	$(BIN)/wharf apps hook install $(DEMO_APPS)/config.git --env dev --branch main; \
+	cp -r examples $(DEMO_APPS)/work; cd $(DEMO_APPS)/work; \
+	git init -q -b main; git add -A; \
+	git -c user.name=demo -c user.email=demo@localhost commit -q -m "the example apps"; \
+	git remote add origin $(DEMO_APPS)/config.git; \
+	echo "== git push origin main (the hooks validate, then deploy /api, then /web)"; \
+	git push -q origin main; \
+	echo "== wharf apps status"; $(CURDIR)/$(BIN)/wharf apps status; \
+	echo "== wharf apps plan . --env dev (a second run: nothing to do)"; $(CURDIR)/$(BIN)/wharf apps plan . --env dev
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
