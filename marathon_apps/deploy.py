@@ -328,12 +328,12 @@ class SilentReporter:
 class RichReporter:
     """A live table: one row per app with its state, on a terminal."""
 
-    def __init__(self, apps: Iterable[str]) -> None:
+    def __init__(self, apps: Iterable[str], console: Any = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.rows: dict[str, tuple[str, str]] = {a: ("waiting", "") for a in apps}
-        self.live = Live(self._table(), console=Console(), refresh_per_second=8, transient=False)
+        self.live = Live(self._table(), console=console or Console(), refresh_per_second=8, transient=False)
 
     def _table(self) -> Any:
         from rich.table import Table

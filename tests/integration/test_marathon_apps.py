@@ -217,10 +217,12 @@ def test_an_update_that_never_gets_healthy_is_rolled_back(repo: ConfigRepo, mara
     good = live_apps(marathon, repo.group)[app_id]
 
     repo.write("api", app_yaml(instances=3, path="/missing"))  # answers 404: never healthy
+    repo.write("web", app_yaml(after=["api"]))  # new, and waits for api
     failed = deploy(repo, "--timeout", "12")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert f"deploy failed: {app_id}: not deployed and healthy within 12s" in failed.stderr
-    assert f"rolled back: {app_id}" in failed.stdout
+    assert f"rolled back: {app_id}; not attempted: {repo.app_id('web')}" in failed.stdout
+    assert repo.app_id("web") not in live_apps(marathon, repo.group)
 
     def back() -> dict[str, Any] | None:
         now = live_apps(marathon, repo.group)[app_id]
@@ -254,6 +256,21 @@ def test_plan_after_deploy_is_empty_and_one_changed_field_shows_alone(repo: Conf
     plan = json.loads(wharf("apps", "plan", str(repo.work), "--json", env=repo.env).stdout)
     web = next(c for c in plan["changes"] if c["app"] == repo.app_id("web"))
     assert web["action"] == "scale" and web["fields"] == [{"field": "instances", "old": 1, "new": 2}]
+    before = live_apps(marathon, repo.group)[repo.app_id("web")]
+    assert deploy(repo).returncode == 0
+    scaled = live_apps(marathon, repo.group)[repo.app_id("web")]
+    assert scaled["instances"] == 2 and scaled["tasksHealthy"] == 2
+    assert scaled["versionInfo"]["lastConfigChangeAt"] == before["versionInfo"]["lastConfigChangeAt"]  # no restart
+
+    # --prune deletes what this repository owned and dropped, and nothing else
+    manual = f"/{repo.group}/manual"
+    api(marathon, "POST", "/v2/apps", json={"id": manual, "cmd": "sleep 600", "cpus": 0.01, "mem": 8, "instances": 0})
+    (repo.work / "apps" / repo.group / "web.yaml").unlink()
+    kept = json.loads(wharf("apps", "plan", str(repo.work), "--json", env=repo.env).stdout)
+    assert {c["action"] for c in kept["changes"]} == {"unchanged"}  # without --prune nothing goes
+    pruned = deploy(repo, "--prune", "--json")
+    assert json.loads(pruned.stdout)["deployed"] == [repo.app_id("web")], pruned.stdout
+    assert set(live_apps(marathon, repo.group)) == {repo.app_id("api"), manual}
 
 
 class AuthProxy(BaseHTTPRequestHandler):
