@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,19 @@ def test_the_example_repository_renders(tmp_path: Path) -> None:
     assert apps["/web"]["labels"]["HAPROXY_0_VHOST"] == "web.shop.localhost"
     assert yaml.safe_load((examples / "values" / "dev.yaml").read_text())["web"]["instances"] == apps["/web"][
         "instances"]
+
+
+def test_render_command_writes_one_json_per_app_and_exits_2_on_bad_input(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from wharf.cli import cli
+
+    root = write(tmp_path / "repo", {"apps/shop/web.yaml": "cmd: x\nafter: [api]\n", "apps/shop/api.yaml": "cmd: y\n"})
+    runner = CliRunner()
+    result = runner.invoke(cli, ["apps", "render", str(root), "--out", str(tmp_path / "out"), "--json"], env={})
+    assert result.exit_code == 0, result.output
+    assert [a["id"] for a in json.loads(result.output)] == ["/shop/api", "/shop/web"]
+    assert json.loads((tmp_path / "out" / "shop" / "web.json").read_text())["dependencies"] == ["/shop/api"]
+    (root / "apps" / "shop" / "api.yaml").write_text("cmd: y\ninstances: -1\n")
+    bad = runner.invoke(cli, ["apps", "render", str(root)], env={})
+    assert bad.exit_code == 2 and "apps/shop/api.yaml:2: instances: is less than 0" in bad.output
