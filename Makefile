@@ -9,8 +9,10 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 # from its own sdist with a current Cython.
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
+# `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
+DEMO_STEPS := demo-apps demo-render demo-autoscale
 
-.PHONY: bootstrap apt test demo demo-apps bench lint clean
+.PHONY: bootstrap apt test demo $(DEMO_STEPS) bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -49,8 +51,20 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
-	$(MAKE) --no-print-directory demo-apps || { $(BIN)/wharf dev down --purge; exit 1; }
+	@for step in $(DEMO_STEPS); do \
+	  $(MAKE) --no-print-directory $$step || { $(BIN)/wharf dev down --purge; exit 1; }; \
+	done
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# Each demo-<room> expects a running dev cluster (WHARF_STATE_DIR, exported by `demo`).
+# Consul -> HAProxy and nginx: web answers by its vhost through both; a scale-up reaches HAProxy
+# through the Runtime API with no reload.
+demo-render:
+	$(BIN)/python -m consul_templates.demo
+
+# wrk load through HAProxy scales the demo's web up, and down again once the load stops.
+demo-autoscale:
+	$(BIN)/python -m autoscale.demo
 
 # A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
 # Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,15 @@ class Nginx(Service):
         return ["nginx", "-p", str(self.dir), "-e", str(self.dir / "logs" / "error.log"), "-c", str(self.config)]
 
     def probe(self) -> None:
-        with urllib.request.urlopen(self.url, timeout=1.0) as response:
-            if response.status != 200:
-                raise RuntimeError(f"GET / answered {response.status}")
+        # Any answer from nginx itself is healthy: once `wharf render` writes the config, a request
+        # for no known virtual host is rightly a 404.
+        try:
+            with urllib.request.urlopen(self.url, timeout=1.0) as response:
+                server, status = response.headers.get("Server", ""), response.status
+        except urllib.error.HTTPError as exc:
+            server, status = exc.headers.get("Server", ""), exc.code
+        if not server.startswith("nginx") or status >= 500:
+            raise RuntimeError(f"GET / answered {status} from {server or 'an unknown server'}")
 
     def endpoints(self) -> dict[str, Any]:
         return {"http": self.url, "prefix": str(self.dir), "config": str(self.config)}

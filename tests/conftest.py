@@ -35,6 +35,21 @@ from devcluster.nginx import Nginx
 from devcluster.process import claim_ports
 from devcluster.zookeeper import ZooKeeper
 
+TIERS = ("unit", "integration", "contract")  # tests/<tier>/...: every test there carries that marker
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the tier of its directory, so no file needs a marker of its own."""
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            tier = item.path.relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(tier)
+
 
 def _run(service_type: type, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     directory = tmp_path_factory.mktemp(service_type.name)

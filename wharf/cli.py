@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from autoscale.cli import autoscale
 from devcluster.cli import dev
 from marathon_apps.cli import apps
 from wharf import __version__, log, settings
@@ -66,6 +67,11 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 cli.add_command(dev)
 cli.add_command(apps)
+cli.add_command(autoscale)
+
+from consul_templates.cli import render_group  # noqa: E402
+
+cli.add_command(render_group)
 
 
 def main() -> None:

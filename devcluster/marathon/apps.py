@@ -1,13 +1,15 @@
 """App definitions as the Marathon stand-in stores and shows them, and its task JSON. Pure.
 
 Stored apps are `normalize_app` output plus `version`, `versionInfo` and service ports
-(Marathon gives each `port: 0` a service port from 10000 up). Updates (PUT, PATCH) are merged
-onto the stored definition without its read-only fields, then validated again.
+(Marathon gives each service port 0, in portDefinitions or container portMappings, one from 10000
+up). Updates (PUT, PATCH) are merged onto the stored definition without its read-only fields, then
+validated again.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,28 +36,34 @@ def merge_update(stored: Mapping[str, Any], update: Mapping[str, Any]) -> dict[s
     return merged
 
 
-def assign_service_ports(app: dict[str, Any], taken: Iterable[int], previous: Mapping[str, Any] | None) -> None:
-    """Give every `port: 0` definition a service port (keeping the previous version's where it had one)."""
-    definitions = app.get("portDefinitions")
-    if not definitions:
-        return
-    used = set(taken)
-    old = [d.get("port", 0) for d in (previous or {}).get("portDefinitions") or []]
-    candidate = SERVICE_PORTS_FROM
-    for i, definition in enumerate(definitions):
-        if definition.get("port"):
-            continue
-        if i < len(old) and old[i]:
-            definition["port"] = old[i]
-            continue
-        while candidate in used:
-            candidate += 1
-        definition["port"] = candidate
-        used.add(candidate)
-
-
 def service_ports(app: Mapping[str, Any]) -> list[int]:
+    """Marathon's `servicePorts`: from the container's portMappings if it has any, else portDefinitions."""
+    mappings = (app.get("container") or {}).get("portMappings")
+    if mappings:
+        return [int(m.get("servicePort") or 0) for m in mappings]
     return [int(d.get("port") or 0) for d in app.get("portDefinitions") or []]
+
+
+def assign_service_ports(app: dict[str, Any], taken: Iterable[int], previous: Mapping[str, Any] | None) -> None:
+    """Give every service port 0 (a portDefinition's `port`, a portMapping's `servicePort`) one of its own.
+
+    Marathon's rule: first the previous version's service ports that the new one does not name, in
+    order (so an update keeps them), then the lowest ports from 10000 up that no app uses.
+    """
+    wanted = service_ports(app)
+    if 0 not in wanted:
+        return
+    before = service_ports(previous or {})
+    kept = iter([p for p in before if p >= SERVICE_PORTS_FROM and p not in wanted])
+    used = set(taken) | set(wanted) | set(before)
+    fresh = (p for p in itertools.count(SERVICE_PORTS_FROM) if p not in used)
+    assigned = [p or next(kept, None) or next(fresh) for p in wanted]
+    mappings = (app.get("container") or {}).get("portMappings")
+    if mappings:
+        for mapping, port in zip(mappings, assigned, strict=True):
+            mapping["servicePort"] = port
+    for definition, port in zip(app.get("portDefinitions") or [], assigned, strict=False):
+        definition["port"] = port
 
 
 def stamp(app: dict[str, Any], version: str, previous: Mapping[str, Any] | None, config_changed: bool) -> None:

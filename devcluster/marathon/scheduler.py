@@ -22,7 +22,7 @@ from pymesos import MesosSchedulerDriver, Scheduler
 
 from devcluster.marathon import deploy as steps
 from devcluster.marathon import store
-from devcluster.marathon.apps import Instance
+from devcluster.marathon.apps import Instance, service_ports
 from devcluster.marathon.constraints import Placement
 from devcluster.marathon.deploy import AppLocked, Running, plan_event
 from devcluster.marathon.events import EventBus
@@ -360,7 +360,7 @@ class Marathon:
                     self.instances[info["task_id"]["value"]] = Instance(
                         info["task_id"]["value"], instance_id, app_id, app["version"], steps.config_version(app),
                         offer.agent_id, offer.hostname, got.host_ports,
-                        [int(d.get("port") or 0) for d in app.get("portDefinitions") or []], env, now)
+                        service_ports(app), env, now)
                     tasks.append(info)
                     self._changed()
                 more = any(w > 0 for w in self._wanted().values())

@@ -3,13 +3,14 @@
 Handlers validate with ``appdef``, stamp versions and service ports with ``apps``, and hand the
 change to :class:`~devcluster.marathon.scheduler.Marathon`, which runs the deployment. Errors use
 Marathon's bodies: 400 `Invalid JSON`, 422 `Object is not valid` with details, 404 and 409 with
-a `message` (a locked app also lists the `deployments` holding it).
+a `message` (a locked app also lists the `deployments` holding it). Every answer that started a
+deployment carries its id in `Marathon-Deployment-Id`, as Marathon's do.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from devcluster.httpapi import Request, Response, Router, json_response, text_response
@@ -20,6 +21,7 @@ from devcluster.marathon.plan import diff_apps, format_version
 from devcluster.marathon.scheduler import Marathon
 
 MARATHON_VERSION = "1.10.17"
+DEPLOYMENT_HEADER = "Marathon-Deployment-Id"  # on every answer that started a deployment (RestResource)
 STAGED = ("TASK_STAGING", "TASK_STARTING")
 
 
@@ -29,6 +31,11 @@ class ApiError(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(body.get("message"))
         self.status, self.body = status, body
+
+
+def _deployment_result(dep_id: str, version: str, status: int = 200) -> Response:
+    """What Marathon answers a change with: the deployment's id and version, the id again in a header."""
+    return json_response({"deploymentId": dep_id, "version": version}, status, {DEPLOYMENT_HEADER: dep_id})
 
 
 def _message(status: int, text: str) -> ApiError:
@@ -219,15 +226,18 @@ class MarathonApi:
     # --- changes -----------------------------------------------------------------------------
 
     def _prepare(self, given: Any, previous: dict[str, Any] | None, version: str,
-                 restart: bool = False) -> dict[str, Any]:
-        """Validate ``given``, normalize it, give it service ports and a version."""
+                 restart: bool = False, also_taken: Iterable[int] = ()) -> dict[str, Any]:
+        """Validate ``given``, normalize it, give it service ports and a version.
+
+        ``also_taken``: service ports of the other apps of the same request, not stored yet.
+        """
         violations = validate_app(given)
         if violations:
             raise ApiError(422, error_body(violations))
         app = normalize_app(given)
         with self.marathon.lock:
             taken = [p for a in self.marathon.apps.values() if a["id"] != app["id"]
-                     for p in appstore.service_ports(a)]
+                     for p in appstore.service_ports(a)] + list(also_taken)
         appstore.assign_service_ports(app, taken, previous)
         changed = restart or previous is None or bool(diff_apps({"a": previous}, {"a": app}).restarted)
         appstore.stamp(app, version, previous, changed)
@@ -257,7 +267,8 @@ class MarathonApi:
                                      appDefinition=app)
         body = self._app_json(app, {"tasks"})
         body["deployments"] = [{"id": dep_id}]
-        return json_response(body, 201, {"Location": f"http://{self.address()}/v2/apps{app['id']}"})
+        return json_response(body, 201, {"Location": f"http://{self.address()}/v2/apps{app['id']}",
+                                         DEPLOYMENT_HEADER: dep_id})
 
     def put_app(self, request: Request) -> Response:
         app_id = _app_id(request)
@@ -283,7 +294,7 @@ class MarathonApi:
         dep_id = self._deploy({app_id: app}, version, force=_flag(request, "force"))
         self.marathon.events.publish("api_post_event", clientIp="127.0.0.1", uri=f"/v2/apps{app_id}",
                                      appDefinition=app)
-        return json_response({"deploymentId": dep_id, "version": version}, 200 if previous else 201)
+        return _deployment_result(dep_id, version, 200 if previous else 201)
 
     def put_apps(self, request: Request) -> Response:
         """Create or update several apps in one deployment (so their dependencies order it)."""
@@ -302,16 +313,17 @@ class MarathonApi:
                 previous = self.marathon.apps.get(app_id)
             merged = appstore.merge_update(previous, item) if previous else appstore.strip_read_only(item)
             merged["id"] = app_id
-            target[app_id] = self._prepare(merged, previous, version)
+            also_taken = [p for other in target.values() if other for p in appstore.service_ports(other)]
+            target[app_id] = self._prepare(merged, previous, version, also_taken=also_taken)
         dep_id = self._deploy(target, version, force=_flag(request, "force"))
-        return json_response({"deploymentId": dep_id, "version": version})
+        return _deployment_result(dep_id, version)
 
     def delete_app(self, request: Request) -> Response:
         app_id = _app_id(request)
         self._stored(app_id)
         version = self.marathon.new_version()
         dep_id = self._deploy({app_id: None}, version, force=_flag(request, "force"))
-        return json_response({"deploymentId": dep_id, "version": version})
+        return _deployment_result(dep_id, version)
 
     def restart_app(self, request: Request) -> Response:
         app_id = _app_id(request)
@@ -319,7 +331,7 @@ class MarathonApi:
         version = self.marathon.new_version()
         app = self._prepare(appstore.strip_read_only(previous), previous, version, restart=True)
         dep_id = self._deploy({app_id: app}, version, force=_flag(request, "force"), force_restart=(app_id,))
-        return json_response({"deploymentId": dep_id, "version": version})
+        return _deployment_result(dep_id, version)
 
     def kill_task(self, request: Request) -> Response:
         app_id = _app_id(request)
@@ -334,7 +346,7 @@ class MarathonApi:
             self.marathon.kill_tasks([task.task_id])
             app = self._prepare(appstore.strip_read_only(scaled), previous, version)
             dep_id = self._deploy({app_id: app}, version, force=True)
-            return json_response({"deploymentId": dep_id, "version": version})
+            return _deployment_result(dep_id, version)
         self.marathon.kill_tasks([task.task_id])
         return json_response({"task": task.to_json(format_version)})
 
@@ -347,4 +359,4 @@ class MarathonApi:
         if force:
             return Response(202)
         new_id, version = result
-        return json_response({"deploymentId": new_id or version, "version": version})
+        return _deployment_result(new_id or version, version)

@@ -13,7 +13,6 @@ from typing import Any
 from devcluster.mesos.protocol import TaskSpec
 from devcluster.mesos.resources import Resources
 
-PORTS_FROM, PORTS_TO = 31000, 65535
 AGENT_PORT = 5051  # what a real agent listens on; the stand-in's agents serve no HTTP
 # Mesos's allocator only offers an agent when at least this much is free (MIN_CPUS, MIN_MEM).
 MIN_CPUS, MIN_MEM = 0.01, 32.0
@@ -33,17 +32,14 @@ class AgentInfo:
         return f"slave(1)@{self.hostname}:{AGENT_PORT}"
 
 
-def make_agents(master_id: str, count: int, cpus: float = 4, mem: float = 4096,
+def make_agents(master_id: str, port_ranges: Sequence[tuple[int, int]], cpus: float = 4, mem: float = 4096,
                 disk: float = 10240) -> tuple[AgentInfo, ...]:
-    """``count`` agents on 127.0.0.2, 127.0.0.3, ..., each with a port range no other agent has."""
-    span = min(1000, (PORTS_TO + 1 - PORTS_FROM) // max(count, 1))
+    """One agent per port range, on 127.0.0.2, 127.0.0.3, ...; the caller picks the ranges."""
     agents = []
-    for i in range(count):
+    for i, ports in enumerate(port_ranges):
         host = str(ipaddress.IPv4Address(0x7F000002 + i))
-        first = PORTS_FROM + i * span
         attributes = (("rack", f"rack-{i % 2 + 1}"), ("zone", f"zone-{'abc'[i % 3]}"))
-        agents.append(AgentInfo(f"{master_id}-S{i}", host, attributes,
-                                Resources.of(cpus, mem, disk, [(first, first + span - 1)])))
+        agents.append(AgentInfo(f"{master_id}-S{i}", host, attributes, Resources.of(cpus, mem, disk, [ports])))
     return tuple(agents)
 
 

@@ -22,7 +22,8 @@ from devcluster.mesos.agents import AgentPool
 from devcluster.mesos.api import Handler, build_router, ready_guard
 from devcluster.mesos.master import Master
 from devcluster.mesos.model import VERSION, Effects, StatusReport
-from devcluster.mesos.offers import make_agents
+from devcluster.mesos.offers import AgentInfo, make_agents
+from devcluster.mesos.ports import PortClaim
 from devcluster.mesos.protocol import Call, event, record
 from devcluster.mesos.zk import ZkRegistration, master_info
 
@@ -53,7 +54,10 @@ class MesosStandin:
         self.docker_host = docker_host
         self.state_dir = Path(state_dir).resolve()
         self.master_id = str(uuid.uuid4())
-        self.agent_infos = make_agents(self.master_id, agents, agent_cpus, agent_mem, agent_disk)
+        self.agent_count = agents
+        self.agent_resources = (agent_cpus, agent_mem, agent_disk)
+        self.agent_infos: tuple[AgentInfo, ...] = ()  # chosen at start: port ranges free right now
+        self._ports = PortClaim()
         self.heartbeat_interval, self.update_retry, self.offer_timeout = heartbeat_interval, update_retry, offer_timeout
         self.ready = False
         self.master: Master | None = None
@@ -73,11 +77,16 @@ class MesosStandin:
 
     def start(self) -> MesosStandin:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        removed = self.pool.purge()
-        if removed:
-            log.info("removed %d containers left by an earlier run", removed)
-        self._server = serve(ready_guard(self, build_router(self)), self.host, self.port,
-                             logger=logging.getLogger("wharf.devcluster.mesos.http"))
+        self.agent_infos = make_agents(self.master_id, self._ports.claim(self.agent_count), *self.agent_resources)
+        try:
+            removed = self.pool.purge()
+            if removed:
+                log.info("removed %d containers left by an earlier run", removed)
+            self._server = serve(ready_guard(self, build_router(self)), self.host, self.port,
+                                 logger=logging.getLogger("wharf.devcluster.mesos.http"))
+        except BaseException:
+            self._ports.release()
+            raise
         self.port = self._server.port
         info = master_info(self.master_id, self.host, self.port, self.host, VERSION)
         self.master = Master(self.master_id, self.agent_infos, info, started=time.time(),
@@ -115,6 +124,7 @@ class MesosStandin:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        self._ports.release()
 
     def __enter__(self) -> MesosStandin:
         return self.start()

@@ -40,6 +40,7 @@ from tests.contract.test_chronos_examples import (
     merged,
 )
 from tests.polling import wait_for
+from tests.upstream import upstream
 
 pytestmark = pytest.mark.contract
 
@@ -134,6 +135,7 @@ def example_bodies() -> list[dict[str, Any]]:
 
 @stand_in_only("CHRONOS_URL", why="sets the stand-in's clock back to post the 2012-2016 examples")
 def test_every_documented_job_is_accepted_and_listed_back() -> None:
+    upstream("chronos", "docs-examples")
     # Chronos 3 refuses a new job whose start is more than a year in the past; the examples date from
     # 2012-2016, so each is posted on a clock set just after its own start.
     clock = Clock(datetime.now(UTC))

@@ -2,7 +2,7 @@
 
 Everything runs for real: ZooKeeper (the master registers there, Marathon finds it there), the
 Mesos stand-in's agents running Docker containers and host processes, real health checks.
-Every app sent is first validated against upstream `AppDefinition.json` (Draft 4).
+Every app sent is first validated against upstream `AppDefinition.json` (Draft 4), when it is there.
 
 With MARATHON_URL set (the first of several; `http://user:pass@host:port` for basic auth) the tests
 of the API run against that real Marathon, and touch only the apps they create; tests of what only
@@ -32,7 +32,7 @@ from devcluster.marathon.standin import MarathonStandin
 from devcluster.mesos.agents import OWNER_LABEL
 from tests.conftest import Endpoint, stand_in_only
 from tests.polling import wait_for
-from tests.upstream import upstream
+from tests.upstream import optional
 
 pytestmark = pytest.mark.contract
 
@@ -43,9 +43,10 @@ V2 = ("marathon", "docs", "docs", "rest-api", "public", "api", "v2")
 # --- fixtures and helpers ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def app_schema() -> jsonschema.Draft4Validator:
-    schema = json.loads(upstream(*V2, "schema", "AppDefinition.json").read_text())
-    return jsonschema.Draft4Validator(schema)
+def app_schema() -> jsonschema.Draft4Validator | None:
+    """Marathon's `AppDefinition.json`; None without the upstream artifacts (apps then go unchecked)."""
+    path = optional(*V2, "schema", "AppDefinition.json")
+    return None if path is None else jsonschema.Draft4Validator(json.loads(path.read_text()))
 
 
 # Marathon (the fixture `marathon`) and the Mesos master it runs on come from tests/conftest.py.
@@ -54,9 +55,9 @@ ISSUED: set[str] = set()  # every app id `unique()` gave out: what a test may cl
 
 
 class Api:
-    """Plain HTTP against Marathon; ``post_app`` checks the app against the upstream schema first."""
+    """Plain HTTP against Marathon; ``post_app`` checks the app against the upstream schema first (if present)."""
 
-    def __init__(self, url: str, schema: jsonschema.Draft4Validator,
+    def __init__(self, url: str, schema: jsonschema.Draft4Validator | None,
                  auth: tuple[str, str] | None = None) -> None:
         self.url, self.schema, self.auth = url, schema, auth
 
@@ -66,7 +67,8 @@ class Api:
                                 auth=self.auth)
 
     def checked(self, app: dict[str, Any]) -> dict[str, Any]:
-        self.schema.validate(app)
+        if self.schema is not None:
+            self.schema.validate(app)
         return app
 
     def post_app(self, app: dict[str, Any]) -> requests.Response:
@@ -84,7 +86,7 @@ class Api:
 
 
 @pytest.fixture
-def api(marathon: Endpoint, app_schema: jsonschema.Draft4Validator) -> Iterator[Api]:
+def api(marathon: Endpoint, app_schema: jsonschema.Draft4Validator | None) -> Iterator[Api]:
     client = Api(marathon.url, app_schema, marathon.auth)
     yield client
     if marathon.real:  # only what the tests made
@@ -348,16 +350,17 @@ def test_locked_app_conflicts_and_deployments_roll_back_or_stop(marathon: Endpoi
     forced = api.call("PUT", f"/v2/apps{app_id}", {"instances": 2}, force="true")
     assert forced.status_code == 200 and set(forced.json()) == {"deploymentId", "version"}
     (plan,) = deployments(marathon, api, app_id)
-    assert plan["id"] == forced.json()["deploymentId"]
+    assert plan["id"] == started(forced)
 
     rollback = api.call("DELETE", f"/v2/deployments/{plan['id']}")
     assert rollback.status_code == 200 and set(rollback.json()) == {"deploymentId", "version"}
     (plan,) = deployments(marathon, api, app_id)
-    assert plan["id"] == rollback.json()["deploymentId"]
+    assert plan["id"] == started(rollback)
     assert api.app(app_id)["instances"] == 1  # scaled back to what it was before the forced change
 
     stopped = api.call("DELETE", f"/v2/deployments/{plan['id']}", force="true")
     assert stopped.status_code == 202 and deployments(marathon, api, app_id) == []
+    assert "Marathon-Deployment-Id" not in stopped.headers  # no deployment started
 
 
 def test_failing_health_checks_kill_and_replace_the_task(marathon: Endpoint, api: Api) -> None:
@@ -395,10 +398,15 @@ def test_rolling_restart_honours_the_upgrade_strategy(marathon: Endpoint, api: A
         assert changed.status_code == 200
         dep_id = changed.json()["deploymentId"]
         most, fewest_running = 0, 3
-        while api.app(app_id)["deployments"]:
-            tasks = api.app(app_id)["tasks"]
-            most = max(most, len(tasks))
-            fewest_running = min(fewest_running, sum(1 for t in tasks if t["state"] == "TASK_RUNNING"))
+
+        def restarted() -> bool:
+            nonlocal most, fewest_running
+            app = api.app(app_id)
+            most = max(most, len(app["tasks"]))
+            fewest_running = min(fewest_running, sum(1 for t in app["tasks"] if t["state"] == "TASK_RUNNING"))
+            return not app["deployments"]
+
+        wait_for(restarted, 120, "the rolling restart to end", interval=0)
         current = api.app(app_id)
         assert current["tasksRunning"] == 3 and not {t["id"] for t in current["tasks"]} & before
         assert all(t["version"] == changed.json()["version"] for t in current["tasks"])
@@ -450,6 +458,62 @@ def test_bulk_update_deploys_dependencies_in_order(marathon: Endpoint, api: Api)
         assert len(events.of("deployment_step_success")) == 3
     finally:
         events.close()
+
+
+def started(response: requests.Response) -> str:
+    """The deployment a change started: Marathon names it in the body and in `Marathon-Deployment-Id`."""
+    assert response.status_code in (200, 201), response.text
+    body = response.json()
+    dep_id = str(body["deployments"][0]["id"] if "deployments" in body else body["deploymentId"])
+    assert response.headers.get("Marathon-Deployment-Id") == dep_id, dict(response.headers)
+    return dep_id
+
+
+def test_every_change_names_its_deployment_in_marathons_header(api: Api) -> None:
+    app_id, other = unique("named"), unique("named-put")
+    started(api.post_app(sleeper(app_id)))
+    (task,) = api.deployed(app_id)["tasks"]
+    started(api.call("PUT", f"/v2/apps{app_id}", {"instances": 2}))  # a scale
+    started(api.call("PUT", f"/v2/apps{app_id}", {"instances": 1}, force="true"))  # overriding that deployment
+    api.deployed(app_id)
+    started(api.call("PATCH", f"/v2/apps{app_id}", {"instances": 2}))
+    api.deployed(app_id)
+    started(api.call("PUT", f"/v2/apps{other}", api.checked(sleeper(other))))  # a PUT that creates
+    started(api.call("PUT", "/v2/apps", [{"id": app_id, "instances": 3}]))
+    api.deployed(app_id)
+    started(api.call("POST", f"/v2/apps{app_id}/restart"))
+    tasks = api.deployed(app_id)["tasks"]
+    assert task["id"] not in {t["id"] for t in tasks}
+    started(api.call("DELETE", f"/v2/apps{app_id}/tasks/{tasks[0]['id']}", scale="true"))
+    assert api.deployed(app_id)["instances"] == 2
+    started(api.call("DELETE", f"/v2/apps{app_id}"))
+    started(api.call("DELETE", f"/v2/apps{other}"))
+
+
+def bridged(app_id: str, *mappings: dict[str, Any]) -> dict[str, Any]:
+    """A Docker app behind the bridge (never started here: no instances)."""
+    return {"id": app_id, "cmd": "sleep 3600", "cpus": 0.01, "mem": 8, "instances": 0,
+            "networks": [{"mode": "container/bridge"}],
+            "container": {"type": "DOCKER", "docker": {"image": IMAGE}, "portMappings": list(mappings)}}
+
+
+def test_port_mappings_get_service_ports_of_their_own_that_updates_keep(api: Api) -> None:
+    first, second = unique("lb-a"), unique("lb-b")
+    for app_id in (first, second):
+        started(api.post_app(bridged(app_id, {"containerPort": 80, "servicePort": 0}, {"containerPort": 81})))
+
+    def service_ports(app_id: str) -> list[int]:
+        app = api.deployed(app_id)
+        assert [t["servicePorts"] for t in app["tasks"]] == []
+        return [int(m["servicePort"]) for m in app["container"]["portMappings"]]
+
+    a, b = service_ports(first), service_ports(second)
+    assert 0 not in a + b and len(set(a + b)) == 4  # marathon-lb binds each of them
+    started(api.call("PUT", f"/v2/apps{first}", {"cmd": "sleep 3601"}))
+    assert service_ports(first) == a
+    resent = bridged(first, {"containerPort": 80, "servicePort": 0}, {"containerPort": 81, "servicePort": 0})
+    started(api.call("PUT", f"/v2/apps{first}", api.checked(resent)))
+    assert service_ports(first) == a  # all zeros again: Marathon hands back the same ports
 
 
 # --- events and the small endpoints -----------------------------------------------------------
@@ -515,7 +579,7 @@ def test_python_m_runs_in_the_foreground_and_exits_0_on_sigterm(marathon: Endpoi
 @stand_in_only("MARATHON_URL", why="fails over by stopping and restarting Marathon stand-ins")
 @pytest.mark.parametrize("kept_in", ["state_dir", "zk"])
 def test_a_restart_with_saved_state_keeps_the_framework_apps_and_tasks(
-        marathon: Endpoint, zookeeper: Any, app_schema: jsonschema.Draft4Validator, tmp_path: Path,
+        marathon: Endpoint, zookeeper: Any, app_schema: jsonschema.Draft4Validator | None, tmp_path: Path,
         kept_in: str) -> None:
     mesos = marathon.mesos
     assert mesos is not None and mesos.master

@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,14 +31,15 @@ import devcluster.mesos.api
 from devcluster.mesos import MesosStandin
 from devcluster.mesos.agents import OWNER_LABEL
 from devcluster.mesos.client import SchedulerClient
+from devcluster.mesos.ports import BLOCK, PortClaim, free_everywhere
 from devcluster.mesos.protocol import parse_call
 from tests.conftest import Endpoint, real_mesos_master, stand_in_only
 from tests.polling import wait_for
-from tests.upstream import UPSTREAM
+from tests.upstream import optional, upstream
 
 pytestmark = pytest.mark.contract
 
-PROTOS = UPSTREAM / "mesos" / "include" / "mesos" / "v1"
+PROTOS = ("mesos", "include", "mesos", "v1")
 IMAGE = "wharf/busybox:latest"
 
 
@@ -142,11 +144,20 @@ class Protos:
 
 
 @pytest.fixture(scope="module")
-def protos() -> Protos:
-    return Protos(PROTOS / "mesos.proto", PROTOS / "scheduler" / "scheduler.proto")
+def protos() -> Protos | None:
+    """Mesos's v1 protos; None without the upstream artifacts (the tests then check behaviour only)."""
+    where = optional(*PROTOS)
+    return None if where is None else Protos(where / "mesos.proto", where / "scheduler" / "scheduler.proto")
 
 
-def test_the_proto_reader_knows_the_messages(protos: Protos) -> None:
+def proto_errors(protos: Protos | None, values: list[Any], type_name: str) -> list[str]:
+    """What in ``values`` Mesos's protos do not allow; nothing can be said without them."""
+    return [] if protos is None else [e for value in values for e in protos.check(value, type_name)]
+
+
+def test_the_proto_reader_knows_the_messages(protos: Protos | None) -> None:
+    upstream(*PROTOS)
+    assert protos is not None
     assert protos.messages["mesos.v1.scheduler.Event"]["subscribed"] == ("optional",
                                                                           "?mesos.v1.scheduler.Event?Subscribed")
     assert "TASK_RUNNING" in protos.enums["mesos.v1.TaskState"]
@@ -342,7 +353,7 @@ def start_driver(recorder: RecordingScheduler, zk_url: str, **framework: Any) ->
                                    "bind-mounts a local directory, records the calls the stand-in parses")
 def test_pymesos_finds_the_master_in_zookeeper_and_runs_containers(
         make_standin: Callable[..., MesosStandin], zk_url: str, docker_engine: Any, tmp_path: Path,
-        calls_seen: list[dict[str, Any]], protos: Protos) -> None:
+        calls_seen: list[dict[str, Any]], protos: Protos | None) -> None:
     standin = make_standin(zk=zk_url, docker_host=docker_engine.host)
     recorder = RecordingScheduler()
     driver = start_driver(recorder, zk_url)
@@ -404,8 +415,7 @@ def test_pymesos_finds_the_master_in_zookeeper_and_runs_containers(
     wait_for(lambda: not get_json(standin.url + "/master/state")["frameworks"], what="the TEARDOWN")
     kinds = {c["type"] for c in calls_seen}
     assert {"SUBSCRIBE", "ACCEPT", "DECLINE", "REVIVE", "KILL", "ACKNOWLEDGE", "TEARDOWN"} <= kinds
-    errors = [e for call in calls_seen for e in protos.check(call, "mesos.v1.scheduler.Call")]
-    assert errors == []
+    assert proto_errors(protos, calls_seen, "mesos.v1.scheduler.Call") == []
 
 
 def _fetch(url: str) -> str | None:
@@ -418,7 +428,7 @@ def _fetch(url: str) -> str | None:
 
 @stand_in_only("MESOS_MASTER", why="reads, then stops, the stand-in's own ZooKeeper registration")
 def test_zookeeper_holds_master_info_as_real_masters_write_it(
-        make_standin: Callable[..., MesosStandin], zk_url: str, zookeeper: Any, protos: Protos) -> None:
+        make_standin: Callable[..., MesosStandin], zk_url: str, zookeeper: Any, protos: Protos | None) -> None:
     from kazoo.client import KazooClient
 
     standin = make_standin(zk=zk_url)
@@ -431,7 +441,7 @@ def test_zookeeper_holds_master_info_as_real_masters_write_it(
         data, stat = zk.get(f"{path}/{child}")
         assert stat.ephemeralOwner != 0
         info = json.loads(data)
-        assert protos.check(info, "mesos.v1.MasterInfo") == []
+        assert proto_errors(protos, [info], "mesos.v1.MasterInfo") == []
         assert info["address"] == {"hostname": "127.0.0.1", "ip": "127.0.0.1", "port": standin.port}
         assert info["ip"] == 16777343 and info["pid"] == f"master@127.0.0.1:{standin.port}"
         standin.stop()
@@ -479,7 +489,7 @@ FRAMEWORK = {"user": "root", "name": "raw", "capabilities": [{"type": "TASK_KILL
 @stand_in_only("MESOS_MASTER", why="needs the stand-in's offer_timeout (for RESCIND) "
                                    "and records the calls the stand-in parses")
 def test_every_event_uses_the_protos_names(make_standin: Callable[..., MesosStandin], docker_engine: Any,
-                                           protos: Protos, calls_seen: list[dict[str, Any]]) -> None:
+                                           protos: Protos | None, calls_seen: list[dict[str, Any]]) -> None:
     standin = make_standin(docker_host=docker_engine.host, offer_timeout=1.0)
     make = clients(standin.url)
     client = next(make)
@@ -503,9 +513,8 @@ def test_every_event_uses_the_protos_names(make_standin: Callable[..., MesosStan
     statuses = [e["update"]["status"] for e in events if e["type"] == "UPDATE"]
     assert {"TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED", "TASK_ERROR", "TASK_UNKNOWN"} <= {
         s["state"] for s in statuses}
-    errors = [e for event in events for e in protos.check(event, "mesos.v1.scheduler.Event")]
-    errors += [e for call in calls_seen for e in protos.check(call, "mesos.v1.scheduler.Call")]
-    assert errors == []
+    assert proto_errors(protos, events, "mesos.v1.scheduler.Event") == []
+    assert proto_errors(protos, calls_seen, "mesos.v1.scheduler.Call") == []
 
 
 def test_bad_requests_get_mesos_errors(master: Endpoint) -> None:
@@ -726,6 +735,45 @@ def test_state_metrics_redirect_health(make_standin: Callable[..., MesosStandin]
     with urllib.request.urlopen(standin.url + "/health", timeout=5) as resp:
         assert resp.status == 200
     assert get_json(standin.url + "/version")["version"].count(".") == 2
+
+
+def agent_ports(standin: MesosStandin) -> set[int]:
+    ports: set[int] = set()
+    for slave in get_json(standin.url + "/master/state")["slaves"]:
+        for lo, hi in re.findall(r"(\d+)-(\d+)", slave["resources"]["ports"]):
+            ports |= set(range(int(lo), int(hi) + 1))
+    return ports
+
+
+@stand_in_only("MESOS_MASTER", why="starts two stand-ins on this machine")
+def test_two_stand_ins_at_once_offer_disjoint_ports_that_are_free(make_standin: Callable[..., MesosStandin]) -> None:
+    first, second = make_standin(), make_standin()
+    a, b = agent_ports(first), agent_ports(second)
+    assert len(a) == len(b) == 3 * (BLOCK - 1) and not a & b  # a dev cluster and a test run never share a port
+    assert all(free_everywhere(p) for p in a | b)
+    first.stop()
+    assert all(free_everywhere(p) for p in a)
+
+
+def test_a_port_claim_skips_blocks_in_use_or_held_and_gives_them_back() -> None:
+    probe = PortClaim()
+    starts = [lo - 1 for lo, _ in probe.claim(3)]  # three blocks free right now
+    probe.release()
+    busy = socket.socket()
+    busy.bind(("127.0.0.2", starts[0] + 5))  # an agent task's port, say, in the first block
+    busy.listen()
+    one, two = PortClaim(), PortClaim()
+    try:
+        assert one.claim(1, starts) == [(starts[1] + 1, starts[1] + BLOCK - 1)]
+        assert two.claim(1, starts) == [(starts[2] + 1, starts[2] + BLOCK - 1)]  # the second is held by `one`
+        with pytest.raises(RuntimeError, match="only 0 of 1 agent port ranges"):
+            PortClaim().claim(1, starts)
+        one.release()
+        assert one.claim(1, starts[1:2]) == [(starts[1] + 1, starts[1] + BLOCK - 1)]  # given back
+    finally:
+        busy.close()
+        one.release()
+        two.release()
 
 
 @stand_in_only("MESOS_MASTER", why="plants containers on the local Docker engine and starts a stand-in")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -24,8 +25,13 @@ T0 = 1000.0
 
 # --- helpers --------------------------------------------------------------------------------
 
+def spans(count: int) -> list[tuple[int, int]]:
+    """Port ranges as a stand-in might claim them: 31000-31999, 32000-32999, ..."""
+    return [(31000 + i * 1000, 31999 + i * 1000) for i in range(count)]
+
+
 def new_master(agents: int = 3, **kw: Any) -> Master:
-    return Master(MID, make_agents(MID, agents), master_info(MID, "127.0.0.1", 5050, "127.0.0.1", "1.11.0"),
+    return Master(MID, make_agents(MID, spans(agents)), master_info(MID, "127.0.0.1", 5050, "127.0.0.1", "1.11.0"),
                   started=T0, **kw)
 
 
@@ -115,18 +121,23 @@ def test_resources_round_trip_proto_and_state() -> None:
 # --- agents, filters, choices ---------------------------------------------------------------
 
 @pytest.mark.parametrize("count", [1, 3, 100])
-def test_agents_have_own_addresses_and_disjoint_ports(count: int) -> None:
-    agents = make_agents(MID, count)
+def test_agents_have_own_addresses_and_the_port_ranges_given(count: int) -> None:
+    ranges = [(40000 + 7 * i, 40000 + 7 * i + 5) for i in range(count)]
+    agents = make_agents(MID, ranges)
     assert [a.id for a in agents] == [f"{MID}-S{i}" for i in range(count)]
     assert len({a.hostname for a in agents}) == count and agents[0].hostname == "127.0.0.2"
-    taken: set[int] = set()
-    for agent in agents:
-        (lo, hi), = agent.total.ranges["ports"]
-        assert 31000 <= lo <= hi <= 65535
-        assert not taken & set(range(lo, hi + 1))
-        taken |= set(range(lo, hi + 1))
-    assert agents[0].total.ranges["ports"] == ((31000, 31999),) or count > 34
+    assert [a.total.ranges["ports"] for a in agents] == [(r,) for r in ranges]
     assert dict(agents[0].attributes).keys() == {"rack", "zone"}
+
+
+def test_candidate_blocks_cover_the_grid_once_clear_of_the_ephemeral_range_first() -> None:
+    from devcluster.mesos.ports import BLOCK, PORTS_FROM, PORTS_TO, candidate_blocks
+
+    blocks = candidate_blocks((32768, 60999), random.Random(1))
+    assert sorted(blocks) == list(range(PORTS_FROM, PORTS_TO - BLOCK + 2, BLOCK))
+    clear = [b for b in blocks if b + BLOCK - 1 < 32768 or b > 60999]
+    assert blocks[:len(clear)] == clear and 61000 in clear and 32700 not in clear and 32600 in clear
+    assert blocks != candidate_blocks((32768, 60999), random.Random(2))  # shuffled: stand-ins rarely contend
 
 
 def test_filter_holds_only_what_was_refused_until_expiry() -> None:
@@ -497,7 +508,7 @@ def test_agents_and_urls() -> None:
     with pytest.raises(ValueError):
         ZkUrl.parse("zk://127.0.0.1:2181")
     assert ip_as_int("127.0.0.1") == 16777343  # what real masters publish for 127.0.0.1
-    agent: AgentInfo = make_agents(MID, 1)[0]
+    agent: AgentInfo = make_agents(MID, spans(1))[0]
     assert agent.pid == "slave(1)@127.0.0.2:5051"
 
 
@@ -506,7 +517,7 @@ def test_agents_and_urls() -> None:
 def agent_launch(command: dict[str, Any], **extra: Any) -> Any:
     from devcluster.mesos.model import Launch
 
-    agent = make_agents(MID, 1)[0]
+    agent = make_agents(MID, spans(1))[0]
     return Launch("fw-1", parse_task(task("t-1", agent.id, command=command, **extra)), agent, "c-1")
 
 

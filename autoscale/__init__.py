@@ -1,0 +1,1 @@
+"""Load-based autoscaling: HAProxy stats → a decision per Marathon app → `PUT /v2/apps/{id}`."""

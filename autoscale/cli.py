@@ -1,0 +1,256 @@
+"""`wharf autoscale`: run (the daemon), simulate (replay a trace), status (what it would do now)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wharf.errors import BadInput, Failure, WharfError
+
+# marathon-lb-autoscale's options keep their names and meanings; wharf's own come after.
+MLB_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+    click.option("--marathon", "marathon_url", metavar="URL",
+                 help="Marathon URL(s), comma-separated [default: MARATHON_URL]"),
+    click.option("--haproxy", "haproxy", multiple=True, metavar="URLS",
+                 help="HAProxy base URL(s) whose /haproxy?stats;csv is read, comma-separated, or admin "
+                      "socket paths; repeatable"),
+    click.option("--target-rps", type=float, help="Target requests per second per instance "
+                                                  "(apps' wharf.autoscale.target_rps labels override)"),
+    click.option("--apps", "apps", multiple=True, metavar="NAME_PORT[,...]",
+                 help="marathon-lb backends <app>_<servicePort> to scale, comma-separated"),
+    click.option("--min-instances", type=int, default=None, help="Fewest instances [default 1]"),
+    click.option("--max-instances", type=int, default=None, help="Most instances [default: no limit]"),
+    click.option("--marathonCredentials", "marathon_credentials", metavar="USER:PASS",
+                 help="Marathon basic auth (never logged)"),
+    click.option("--haproxyCredentials", "haproxy_credentials", metavar="USER:PASS",
+                 help="HAProxy stats basic auth (never logged)"),
+]
+RUN_ONLY: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+    click.option("--interval", type=float, default=60.0, show_default=True, help="Seconds between cycles"),
+    click.option("--samples", type=int, default=None,
+                 help="marathon-lb-autoscale's averaging window in intervals: wharf's scale-down "
+                      "stabilization becomes samples × interval"),
+    click.option("--cooldown", type=int, default=None,
+                 help="Intervals after a change during which the app does not shrink"),
+    click.option("--threshold-percent", type=float, default=None,
+                 help="Shrink only when rps per instance is this fraction under the target"),
+    click.option("--threshold-instances", type=int, default=None,
+                 help="...or when the count would drop by at least this many"),
+    click.option("--haproxy_frontend_or_backend", "frontend_or_backend", default=None, hidden=True,
+                 help="Accepted for compatibility; wharf always reads backend rows"),
+    click.option("--tolerance", type=float, default=None, help="Band around the target, ± fraction [0.1]"),
+    click.option("--scale-up-stabilization", type=float, default=None, help="Seconds [0]"),
+    click.option("--scale-down-stabilization", type=float, default=None, help="Seconds [180]"),
+    click.option("--max-step", type=int, default=None, help="Most instances added or removed at once"),
+]
+
+
+def _apply(options: list[Callable[[Callable[..., Any]], Callable[..., Any]]]) -> Callable[..., Any]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
+def _credentials(value: str | None, flag: str) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user:
+        raise BadInput(f"{flag}: expected USER:PASS")
+    return user, password
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _hide_secrets(*auths: tuple[str, str] | None) -> None:
+    from wharf.log import Redactor
+
+    secrets = [a[1] for a in auths if a and a[1]]
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(Redactor(secrets))
+
+
+def _base_policy(opts: dict[str, Any]) -> Any:
+    from autoscale.policy import Policy
+
+    if opts.get("target_rps") is None:
+        return None
+    interval = opts.get("interval") or 60.0
+    values: dict[str, Any] = {"target_rps": opts["target_rps"]}
+    if opts.get("min_instances") is not None:
+        values["min_instances"] = opts["min_instances"]
+    if opts.get("max_instances") is not None:
+        values["max_instances"] = opts["max_instances"]
+    if opts.get("samples") is not None:
+        values["scale_down_stabilization"] = opts["samples"] * interval
+    if opts.get("cooldown") is not None:
+        values["cooldown"] = opts["cooldown"] * interval
+    for flag, name in (("threshold_percent", "down_tolerance"), ("threshold_instances", "down_threshold_instances"),
+                       ("tolerance", "tolerance"), ("scale_up_stabilization", "scale_up_stabilization"),
+                       ("scale_down_stabilization", "scale_down_stabilization"), ("max_step", "max_step")):
+        if opts.get(flag) is not None:
+            values[name] = opts[flag]
+    try:
+        return Policy(**values)
+    except ValueError as exc:
+        raise BadInput(f"command line policy: {exc}") from None
+
+
+def _wire(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, list[Any], list[str], Any]:
+    from autoscale.marathon import MarathonApi
+    from autoscale.stats import StatsSource
+    from wharf.settings import parse_url_list
+
+    marathon_auth = _credentials(opts.get("marathon_credentials"), "--marathonCredentials")
+    haproxy_auth = _credentials(opts.get("haproxy_credentials"), "--haproxyCredentials")
+    given = opts.get("marathon_url")
+    try:
+        urls = list(parse_url_list(given)) if given else list((ctx.obj["marathon_url"] if ctx.obj else None) or ())
+    except ValueError as exc:
+        raise BadInput(f"--marathon: {exc}") from None
+    if not urls:
+        raise BadInput("--marathon: no Marathon URL given (or set MARATHON_URL)")
+    marathon = MarathonApi(urls, marathon_auth)
+    haproxies = _split(opts.get("haproxy") or ())
+    if not haproxies:
+        raise BadInput("--haproxy: no HAProxy given")
+    sources = [StatsSource.parse(h, haproxy_auth) for h in haproxies]
+    _hide_secrets(marathon.auth, *(s.auth for s in sources))
+    names = _split(opts.get("apps") or ())
+    return marathon, sources, names, _base_policy(opts)
+
+
+@click.group()
+def autoscale() -> None:
+    """Scale Marathon apps on their HAProxy request rate."""
+
+
+@autoscale.command("run")
+@_apply(MLB_OPTIONS + RUN_ONLY)
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT")
+@click.option("--dry-run", is_flag=True, help="Decide and log, but do not scale")
+@click.option("--once", is_flag=True, help="Run one cycle and exit")
+@click.pass_context
+def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool, **opts: Any) -> None:
+    """Run the autoscaler (accepts marathon-lb-autoscale's command line unchanged)."""
+    from autoscale.daemon import Autoscaler
+
+    marathon, sources, names, policy = _wire(ctx, opts)
+    daemon = Autoscaler(marathon, sources, names, policy, opts["interval"], metrics_port, dry_run)
+    if once:
+        try:
+            daemon.run_cycle()
+        except WharfError:
+            raise
+        except Exception as exc:  # one cycle, as the daemon would log it, but as the exit code
+            raise Failure(f"autoscale: {type(exc).__name__}: {exc}") from None
+        return
+    ctx.exit(daemon.run())
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, box=None)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    Console(width=200).print(table)
+
+
+@autoscale.command("status")
+@_apply(MLB_OPTIONS)
+@click.option("--window", type=float, default=2.0, show_default=True,
+              help="Seconds between the two stats readings the rate is measured over")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+@click.pass_context
+def status(ctx: click.Context, window: float, as_json: bool, **opts: Any) -> None:
+    """Each autoscaled app: instances, observed rps, policy, and what a decision would be now."""
+    from autoscale.daemon import Autoscaler, action_of
+    from autoscale.decide import decide
+    from autoscale.marathon import select
+
+    marathon, sources, names, policy = _wire(ctx, opts)
+    reader = Autoscaler(marathon, sources, names, policy)
+    try:
+        reader.read_all()
+        time.sleep(max(window, 0.0))
+        reader.read_all()
+    finally:
+        reader._shutdown()
+    selection = select(marathon.apps(), names, policy)
+    rows = []
+    for item in selection.scaled:
+        d = decide(reader.readings_for(item.backends), item.app.instances, item.policy, time.monotonic(),
+                   deploying=item.app.deploying)
+        rows.append({"app": item.app.id, "backends": ",".join(item.backends), "instances": item.app.instances,
+                     "rps": None if d.rps is None else round(d.rps, 1),
+                     "rps_per_instance": None if d.per_instance is None else round(d.per_instance, 1),
+                     "target_rps": item.policy.target_rps, "min": item.policy.min_instances,
+                     "max": item.policy.max_instances, "deploying": item.app.deploying,
+                     "decision": action_of(d), "target": d.target, "reason": d.reason})
+    if as_json:
+        click.echo(json.dumps({"apps": rows, "unmatched": selection.missing, "problems": selection.problems},
+                              indent=2))
+        return
+    _table(rows, ["app", "instances", "rps", "rps_per_instance", "target_rps", "min", "max", "decision",
+                  "target", "reason"])
+    for name in selection.missing:
+        click.echo(f"no Marathon app for {name}")
+    for problem in selection.problems:
+        click.echo(f"not scaled: {problem}")
+
+
+@autoscale.command("simulate")
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--policy", "policy_spec", default="target_rps=100", show_default=True,
+              help="key=value,... : target_rps, min, max, scale_up_stabilization, scale_down_stabilization, "
+                   "max_step, tolerance, cooldown")
+@click.option("--interval", type=float, default=60.0, show_default=True, help="Seconds between decisions")
+@click.option("--startup", type=float, default=60.0, show_default=True,
+              help="Seconds before a new instance serves")
+@click.option("--overload-factor", type=float, default=None,
+              help="Overloaded above target × this [default 1 + tolerance]")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None, help="Write a PNG here")
+@click.option("--compare-mlb", is_flag=True, help="Also run marathon-lb-autoscale's algorithm (its defaults)")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (always with both runs)")
+def simulate(trace: Path, policy_spec: str, interval: float, startup: float, overload_factor: float | None,
+             plot_path: Path | None, compare_mlb: bool, as_json: bool) -> None:
+    """Replay a `t,rps` load trace through the decision and an instance model; print the score."""
+    from autoscale.policy import from_spec
+    from autoscale.simulate import Model, load_trace, mlb_options, plot, simulate_mlb, simulate_wharf
+
+    policy = from_spec(policy_spec)
+    if interval <= 0 or startup < 0 or (overload_factor is not None and overload_factor <= 0):
+        raise BadInput("--interval must be > 0, --startup >= 0, --overload-factor > 0")
+    if plot_path is not None and not (plot_path.parent.resolve()).is_dir():
+        raise BadInput(f"--plot: {plot_path}: directory does not exist")
+    load = load_trace(trace)
+    model = Model(interval, startup, overload_factor)
+    runs = {"wharf": simulate_wharf(load, policy, model)}
+    if compare_mlb or as_json:
+        runs["mlb"] = simulate_mlb(load, mlb_options(policy, model), model, policy.tolerance)
+    if plot_path is not None:
+        plot(plot_path, load, runs, policy.target_rps, title=f"{trace.name}: target {policy.target_rps:g} rps")
+    if as_json:
+        click.echo(json.dumps({name: result.json() for name, result in runs.items()}, indent=2))
+        return
+    _table([{"run": name, "overload_seconds": r.overload_seconds, "instance_seconds": r.instance_seconds,
+             "scale_events": len(r.events)} for name, r in runs.items()],
+           ["run", "overload_seconds", "instance_seconds", "scale_events"])
+    for name, result in runs.items():
+        click.echo(f"\n{name} scale events:")
+        for e in result.events:
+            click.echo(f"  t={e.t:>6.0f}s {e.before:>3} -> {e.after:<3} {e.reason}")
+    if plot_path is not None:
+        click.echo(f"\nplot: {plot_path}")

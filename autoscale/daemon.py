@@ -1,0 +1,100 @@
+"""`wharf autoscale run`: each cycle reads every HAProxy, decides per app, scales in Marathon."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from prometheus_client import Counter, Gauge
+
+from autoscale.decide import Decision, History, Reading, decide
+from autoscale.marathon import MarathonApi, Scaled, select
+from autoscale.policy import Policy
+from autoscale.stats import StatsSource, backend_readings, parse_stat_csv
+from wharf.daemon import Daemon
+from wharf.errors import Failure
+
+OBSERVED = Gauge("wharf_autoscale_observed_rps", "Requests per second seen on the app's backends", ["app"])
+PER_INSTANCE = Gauge("wharf_autoscale_rps_per_instance", "Observed rps per current instance", ["app"])
+TARGET = Gauge("wharf_autoscale_target_instances", "Instance count the last decision chose", ["app"])
+DECISIONS = Counter("wharf_autoscale_decisions_total", "Decisions, by action", ["app", "action"])
+
+
+def action_of(decision: Decision) -> str:
+    """up, down, hold, or skip (no decision: deployment or no stats)."""
+    if decision.target > decision.current:
+        return "up"
+    if decision.target < decision.current:
+        return "down"
+    return "skip" if decision.rps is None else "hold"
+
+
+class Autoscaler(Daemon):
+    """The daemon: thin I/O around `read_all` → `select` → `decide` → `MarathonApi.scale`."""
+
+    def __init__(self, marathon: MarathonApi, sources: Sequence[StatsSource], apps: Sequence[str] = (),
+                 policy: Policy | None = None, interval: float = 60.0, metrics_port: int | None = None,
+                 dry_run: bool = False, clock: Callable[[], float] = time.monotonic,
+                 on_decision: Callable[[Scaled, Decision], None] | None = None) -> None:
+        super().__init__("autoscale", metrics_port)
+        self.marathon, self.sources, self.names, self.policy = marathon, list(sources), list(apps), policy
+        self.interval, self.dry_run, self.clock, self.on_decision = interval, dry_run, clock, on_decision
+        self.readings: dict[str, list[Reading]] = {}  # source#backend -> its last two readings
+        self.history: dict[str, History] = {}
+        self._missing_reported: set[str] = set()
+
+    def read_all(self) -> None:
+        """Read every HAProxy; keep each backend's last two readings. Fails only if none answers."""
+        now, answered, errors = self.clock(), set(), []
+        for source in [address for given in self.sources for address in given.addresses()]:
+            try:
+                text = source.read()
+            except Failure as exc:
+                errors.append(str(exc))
+                continue
+            answered.add(source.name)
+            for reading in backend_readings(parse_stat_csv(text), source.name, now).values():
+                self.readings[reading.source] = [*self.readings.get(reading.source, [])[-1:], reading]
+        if errors:
+            self.log.warning("haproxy unreachable", extra={"errors": "; ".join(errors)})
+        if not answered:
+            raise Failure("no HAProxy answered: " + "; ".join(errors))
+        # a source that did not answer this cycle must not count with stale figures
+        for key in [k for k in self.readings if k.split("#", 1)[0] not in answered]:
+            del self.readings[key]
+
+    def readings_for(self, backends: Sequence[str]) -> list[Reading]:
+        wanted = set(backends)
+        return [r for key, series in self.readings.items() if key.split("#", 1)[1] in wanted for r in series]
+
+    def run_cycle(self) -> None:
+        self.read_all()
+        selection = select(self.marathon.apps(), self.names, self.policy)
+        for name in set(selection.missing) - self._missing_reported:
+            self.log.warning("no Marathon app for --apps name", extra={"backend": name})
+        for problem in set(selection.problems) - self._missing_reported:
+            self.log.warning("app not scaled", extra={"problem": problem})
+        self._missing_reported = set(selection.missing) | set(selection.problems)
+        now = self.clock()
+        for item in selection.scaled:
+            app = item.app
+            decision = decide(self.readings_for(item.backends), app.instances, item.policy, now,
+                              self.history.get(app.id, History()), deploying=app.deploying)
+            action = action_of(decision)
+            DECISIONS.labels(app.id, action).inc()
+            TARGET.labels(app.id).set(decision.target)
+            if decision.rps is not None:
+                OBSERVED.labels(app.id).set(decision.rps)
+                PER_INSTANCE.labels(app.id).set(decision.per_instance or 0.0)
+            fields = {"app": app.id, "action": action, "current": app.instances, "target": decision.target,
+                      "rps": None if decision.rps is None else round(decision.rps, 1),
+                      "reason": decision.reason}
+            if decision.target != app.instances:
+                if not self.dry_run:
+                    self.marathon.scale(app.id, decision.target)
+                self.log.info("scaled" if not self.dry_run else "would scale", extra=fields)
+            else:
+                self.log.info("decided", extra=fields)
+            self.history[app.id] = decision.history
+            if self.on_decision is not None:
+                self.on_decision(item, decision)

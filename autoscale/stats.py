@@ -1,0 +1,165 @@
+"""HAProxy's `show stat` CSV: parse it (pure) and read it over the admin socket or HTTP."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+
+from autoscale.decide import Reading
+from wharf.errors import BadInput, Failure
+
+CSV_PATH = "/haproxy?stats;csv"
+
+
+@dataclass(frozen=True)
+class StatRow:
+    """One row of `show stat`: proxy name, server name (FRONTEND/BACKEND for the aggregates), fields."""
+
+    pxname: str
+    svname: str
+    fields: Mapping[str, str] = field(repr=False)
+
+    def number(self, *names: str) -> float | None:
+        """The first of `names` that holds a number (HAProxy leaves fields empty that do not apply)."""
+        for name in names:
+            raw = self.fields.get(name, "").strip()
+            if raw:
+                try:
+                    return float(raw)
+                except ValueError:
+                    continue
+        return None
+
+
+def parse_stat_csv(text: str) -> list[StatRow]:
+    """Rows of a `show stat` CSV; each `# pxname,...` header line applies to the rows after it."""
+    rows: list[StatRow] = []
+    header: list[str] | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            header = next(csv.reader([line.lstrip("# ")]))
+            continue
+        if header is None:
+            continue
+        values = next(csv.reader([line]))
+        data = dict(zip(header, values, strict=False))
+        rows.append(StatRow(data.get("pxname", ""), data.get("svname", ""), data))
+    return rows
+
+
+def backend_readings(rows: Iterable[StatRow], source: str, t: float) -> dict[str, Reading]:
+    """Each backend's counters at `t`: requests (`req_tot`, else `stot`) and rate (`req_rate`,
+    else `rate`), keyed by backend name; `source` names the HAProxy they came from."""
+    found: dict[str, Reading] = {}
+    for row in rows:
+        if row.svname != "BACKEND":
+            continue
+        total = row.number("req_tot", "stot")
+        found[row.pxname] = Reading(t, f"{source}#{row.pxname}", None if total is None else int(total),
+                                    row.number("req_rate", "rate"))
+    return found
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """`http://user:pass@host/x` → (`http://host/x`, (user, pass)); URLs without user-info unchanged."""
+    parts = urlsplit(url)
+    if not parts.username:
+        return url, None
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username), unquote(parts.password or ""))
+
+
+def stats_url(base: str) -> str:
+    """The CSV URL for `--haproxy BASE` (marathon-lb-autoscale reads `BASE/haproxy?stats;csv`)."""
+    if "?stats" in base:
+        return base if base.endswith(";csv") else base + ";csv"
+    return base.rstrip("/") + CSV_PATH
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str) -> list[str]:
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
+
+
+@dataclass(frozen=True)
+class StatsSource:
+    """One HAProxy: a unix admin socket path, or an HTTP base URL (credentials kept apart)."""
+
+    where: str
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    timeout: float = 5.0
+
+    @classmethod
+    def parse(cls, text: str, auth: tuple[str, str] | None = None) -> StatsSource:
+        """`/path/admin.sock`, `unix:/path`, or `http(s)://[user:pass@]host:port[/...]`."""
+        text = text.strip()
+        if text.startswith("unix:"):
+            text = text[len("unix:"):]
+        if text.startswith("/"):
+            return cls(text)
+        if not text.startswith(("http://", "https://")):
+            raise BadInput(f"--haproxy: {text!r}: expected an http(s) URL or an admin socket path")
+        url, given = split_credentials(text)
+        return cls(url, given or auth)
+
+    def addresses(self, resolve: Callable[[str], list[str]] | None = None) -> list[StatsSource]:
+        """One source per address of the URL's host, as marathon-lb-autoscale polls every HAProxy
+        behind a DNS name (a Mesos-DNS A record); an IP, a socket, or a name that does not
+        resolve stays as it is."""
+        parts = urlsplit(self.where)
+        host = parts.hostname
+        if self.where.startswith("/") or not host or _is_ip(host):
+            return [self]
+        try:
+            found = (resolve or _resolve)(host)
+        except OSError:
+            return [self]
+        sources = []
+        for address in found or [host]:
+            shown = f"[{address}]" if ":" in address else address
+            netloc = f"{shown}:{parts.port}" if parts.port else shown
+            sources.append(StatsSource(urlunsplit(parts._replace(netloc=netloc)), self.auth, self.timeout))
+        return sources
+
+    @property
+    def name(self) -> str:
+        """How the source is shown and logged (never with credentials)."""
+        return self.where
+
+    def read(self) -> str:
+        """The `show stat` CSV text. Raises Failure if HAProxy cannot be reached."""
+        if self.where.startswith("/"):
+            try:
+                with socket.socket(socket.AF_UNIX) as conn:
+                    conn.settimeout(self.timeout)
+                    conn.connect(self.where)
+                    conn.sendall(b"show stat\n")
+                    chunks = []
+                    while chunk := conn.recv(65536):
+                        chunks.append(chunk)
+            except OSError as exc:
+                raise Failure(f"haproxy {self.where}: {exc}") from None
+            return b"".join(chunks).decode(errors="replace")
+        try:
+            response = requests.get(stats_url(self.where), auth=self.auth, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise Failure(f"haproxy {self.where}: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise Failure(f"haproxy {self.where}: HTTP {response.status_code}")
+        return response.text

@@ -1,0 +1,142 @@
+"""Make a running load balancer use a written config: HAProxy's Runtime API or master `reload`,
+`nginx -s reload`, or any command (`--exec`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ApplyFailed(Exception):
+    """The load balancer refused a change."""
+
+
+def socket_command(path: str | Path, command: str, timeout: float = 5.0) -> str:
+    """Send one command to an HAProxy stats/admin or master socket; return the whole answer."""
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(path))
+        conn.sendall(command.encode() + b"\n")
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One line of the master CLI's `show proc`."""
+
+    pid: int
+    kind: str  # "master" or "worker"
+    reloads: int
+    failed: int = 0
+
+
+def parse_show_proc(text: str) -> tuple[Proc, ...]:
+    """Parse `show proc`: the master (reload and failed counts) and its workers (newest has 0 reloads)."""
+    procs = []
+    for line in text.splitlines():
+        found = re.match(r"\s*(\d+)\s+(master|worker)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?", line)
+        if found:
+            procs.append(Proc(int(found[1]), found[2], int(found[3]), int(found[4] or 0)))
+    return tuple(procs)
+
+
+# replies of the Runtime API that mean the command did not happen
+_REFUSED = re.compile(r"No such|[Ii]nvalid|denied|[Rr]equire|Unknown|not found|can't|cannot|Already exists")
+
+
+def refused(answer: str) -> bool:
+    """Whether a Runtime API answer says the command was refused (success is silence or a note)."""
+    return bool(answer.strip()) and bool(_REFUSED.search(answer))
+
+
+@dataclass
+class HAProxyControl:
+    """One HAProxy in master-worker mode: its admin socket, master socket and server-state file."""
+
+    admin_socket: str
+    master_socket: str | None
+    state_file: str
+    reload_timeout: float = 30.0
+
+    def runtime(self, commands: Iterable[str]) -> int:
+        """Send `set server` commands to the running worker; raise on the first refused one."""
+        sent = 0
+        for command in commands:
+            answer = socket_command(self.admin_socket, command).strip()
+            if refused(answer):
+                raise ApplyFailed(f"{command}: {answer.splitlines()[0]}")
+            sent += 1
+        return sent
+
+    def save_state(self) -> None:
+        """`show servers state` into the server-state file, so the next worker starts from it."""
+        text = socket_command(self.admin_socket, "show servers state")
+        target = Path(self.state_file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, target)
+
+    def procs(self) -> tuple[Proc, ...]:
+        if not self.master_socket:
+            raise ApplyFailed("no HAProxy master socket given (--haproxy-master-socket)")
+        return parse_show_proc(socket_command(self.master_socket, "show proc"))
+
+    def reload(self) -> int:
+        """Hitless reload through the master socket; wait for the new worker and return its pid.
+        The caller serialises: one reload at a time, each waited for, so none is refused as busy."""
+        before = self.procs()
+        master = next(p for p in before if p.kind == "master")
+        try:
+            self.save_state()
+        except OSError:
+            pass  # no worker answering: the new one starts from the file alone
+        try:
+            socket_command(self.master_socket or "", "reload", timeout=self.reload_timeout)
+        except OSError:
+            pass  # the master re-executes and may drop the connection; `show proc` says how it went
+        deadline = time.monotonic() + self.reload_timeout
+        while time.monotonic() < deadline:
+            try:
+                now = self.procs()
+            except OSError:
+                time.sleep(0.01)
+                continue
+            m = next((p for p in now if p.kind == "master"), None)
+            if m and m.failed > master.failed:
+                raise ApplyFailed("HAProxy refused the new configuration (reload failed)")
+            if m and m.reloads > master.reloads:
+                newest = [p for p in now if p.kind == "worker" and p.reloads == 0]
+                if newest:
+                    return newest[0].pid
+            time.sleep(0.01)
+        raise ApplyFailed(f"HAProxy did not finish reloading in {self.reload_timeout:g}s")
+
+
+def nginx_reload(conf: Path, prefix: str | None = None, binary: str = "nginx") -> None:
+    """`nginx -s reload` for the nginx that runs `conf`."""
+    argv = [binary, "-s", "reload", *(["-p", prefix] if prefix else []), "-c", str(conf)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        raise ApplyFailed(f"nginx -s reload: {tail}")
+
+
+def run_exec(command: str, timeout: float = 30.0) -> None:
+    """Run an `--exec` command through the shell; a non-zero exit is a failure."""
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        raise ApplyFailed(f"--exec {command!r}: {tail}")

@@ -1,0 +1,175 @@
+"""`wharf render run|once|check`: Consul catalog -> templates -> HAProxy / nginx / any file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wharf.errors import BadInput, Failure
+
+
+def _port(value: str | None, name: str, default: int) -> int:
+    if value in (None, ""):
+        return default
+    text = str(value).rpartition(":")[2]
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise BadInput(f"{name}: {value!r} is not a port (PORT or HOST:PORT)")
+    return int(text)
+
+
+def _options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--template", "templates", multiple=True, required=True, metavar="haproxy|nginx|PATH",
+                     help="Template: built-in haproxy or nginx, or a Jinja file (repeat, each with a --dest)"),
+        click.option("--dest", "dests", multiple=True, required=True, metavar="FILE",
+                     help="Where the --template before it goes (one per --template, in order)"),
+        click.option("--group", "groups", multiple=True, metavar="G",
+                     help="Only routes whose HAPROXY_GROUP is G (repeatable; '*' for all), as marathon-lb"),
+        click.option("--bind", default="127.0.0.1", show_default=True, help="Address the frontends bind"),
+        click.option("--http-port", envvar="WHARF_HAPROXY_HTTP", default=None, metavar="[HOST:]PORT",
+                     help="Port of the shared marathon_http_in frontend [env WHARF_HAPROXY_HTTP; default 80]"),
+        click.option("--stats-port", type=int, default=None, help="Serve HAProxy's stats page on this port"),
+        click.option("--haproxy-socket", envvar="WHARF_HAPROXY_SOCKET", default=None, metavar="PATH",
+                     help="HAProxy admin socket (Runtime API) [env WHARF_HAPROXY_SOCKET]"),
+        click.option("--haproxy-master-socket", envvar="WHARF_HAPROXY_MASTER_SOCKET", default=None,
+                     metavar="PATH", help="HAProxy master socket, for reloads [env WHARF_HAPROXY_MASTER_SOCKET]"),
+        click.option("--server-state-file", default=None, metavar="PATH",
+                     help="HAProxy server-state file [default: haproxy.state beside the HAProxy --dest]"),
+        click.option("--nginx-port", envvar="WHARF_NGINX_HTTP", default=None, metavar="[HOST:]PORT",
+                     help="Port nginx's servers listen on [env WHARF_NGINX_HTTP; default 80]"),
+        click.option("--nginx-prefix", envvar="WHARF_NGINX_PREFIX", default=None, metavar="DIR",
+                     help="nginx's prefix (-p) for nginx -t and -s reload [env WHARF_NGINX_PREFIX]"),
+        click.option("--exec", "exec_command", default=None, metavar="CMD",
+                     help="Run CMD (through the shell) after a write changes a file"),
+        click.option("--kv-prefix", "kv_prefixes", multiple=True, metavar="PREFIX",
+                     help="Also watch these Consul KV prefixes; templates see them as `kv`"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _build(loaded: Any, reload: bool, **o: Any) -> tuple[Any, Callable[[], Any]]:
+    from consul_templates import apply, render, runner, watch
+
+    if len(o["templates"]) != len(o["dests"]):
+        raise BadInput(f"--template and --dest come in pairs: got {len(o['templates'])} templates and "
+                       f"{len(o['dests'])} destinations")
+    loaded_templates = [render.load_template(spec) for spec in o["templates"]]
+    dests = [Path(d).expanduser() for d in o["dests"]]
+    haproxy_dest = next((d for t, d in zip(loaded_templates, dests, strict=True) if t.kind == "haproxy"), None)
+    base = (haproxy_dest or dests[0]).resolve().parent
+    admin = o["haproxy_socket"] or str(base / "haproxy.sock")
+    state_file = o["server_state_file"] or str(base / "haproxy.state")
+    settings = render.Settings(
+        bind=o["bind"], http_port=_port(o["http_port"], "--http-port", 80), stats_port=o["stats_port"],
+        admin_socket=admin, state_file=state_file, nginx_port=_port(o["nginx_port"], "--nginx-port", 80),
+        groups=tuple(o["groups"]),
+    )
+    targets = [runner.Target(t, d, runner.validator_for(t.kind, o["nginx_prefix"]))
+               for t, d in zip(loaded_templates, dests, strict=True)]
+    control = None
+    if haproxy_dest is not None and o["haproxy_socket"]:
+        control = apply.HAProxyControl(admin, o["haproxy_master_socket"], state_file)
+    renderer = runner.Renderer(targets, settings, control, o["nginx_prefix"], o["exec_command"], reload)
+    addr, token, cacert = loaded["consul_http_addr"], loaded["consul_http_token"], loaded["consul_cacert"]
+    return renderer, lambda: watch.consul_client(addr, token, cacert)
+
+
+@click.group("render")
+def render_group() -> None:
+    """Render the Consul catalog into HAProxy, nginx or any config through Jinja templates."""
+
+
+@render_group.command("run")
+@_options
+@click.option("--wait", "wait_text", default="0:0", show_default=True, metavar="MIN:MAX",
+              help="Quiescence: render once the catalog is quiet for MIN, at most MAX after a change")
+@click.option("--recover-grace", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="After Consul comes back (restarted empty), keep instances it lacks this long")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT")
+@click.pass_obj
+def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int | None, **o: Any) -> None:
+    """Watch Consul and keep the files (and the load balancers) in step with it, until SIGTERM."""
+    from consul_templates.quiescence import parse_wait
+    from consul_templates.runner import RenderDaemon
+
+    try:
+        wait = parse_wait(wait_text)
+    except ValueError as exc:
+        raise BadInput(f"--wait: {exc}") from None
+    renderer, client_factory = _build(loaded, True, **o)
+    daemon = RenderDaemon(renderer, client_factory, o["kv_prefixes"], wait, recover_grace, metrics_port)
+    raise SystemExit(daemon.run())
+
+
+def _read(client_factory: Callable[[], Any], kv_prefixes: tuple[str, ...], addr: str) -> Any:
+    from consul_templates.runner import read_snapshot
+
+    try:
+        return read_snapshot(client_factory(), kv_prefixes)
+    except Exception as exc:
+        raise Failure(f"cannot read the catalog from Consul at {addr}: {type(exc).__name__}: {exc}") from None
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*rows[0].keys(), box=None) if rows else Table("dest")
+    for row in rows:
+        table.add_row(*("" if v is None else ", ".join(v) if isinstance(v, list) else str(v) for v in row.values()))
+    Console().print(table)
+
+
+@render_group.command("once")
+@_options
+@click.option("--no-reload", is_flag=True, help="Write the files only: no reload, no Runtime API, no --exec")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+@click.pass_obj
+def once_cmd(loaded: Any, no_reload: bool, as_json: bool, **o: Any) -> None:
+    """Render every template once from the current catalog, write what changed, apply it, exit."""
+    renderer, client_factory = _build(loaded, not no_reload, **o)
+    snapshot = _read(client_factory, o["kv_prefixes"], loaded["consul_http_addr"])
+    outcomes = renderer.apply(snapshot)
+    rows = [{"dest": x.dest, "changed": x.changed, "action": x.action, "error": x.error,
+             "excluded": list(x.excluded)} for x in outcomes]
+    _print(rows, as_json)
+    failed = [x for x in outcomes if x.action == "failed"]
+    if failed:
+        raise Failure(f"{failed[0].dest}: {failed[0].error}")
+
+
+@render_group.command("check")
+@_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+@click.pass_obj
+def check_cmd(loaded: Any, as_json: bool, **o: Any) -> None:
+    """Render every template from the current catalog and validate it; change nothing."""
+    from consul_templates import render, safe, writer
+
+    renderer, client_factory = _build(loaded, False, **o)
+    snapshot, _ = safe.clean(_read(client_factory, o["kv_prefixes"], loaded["consul_http_addr"]))
+    rows, first_error = [], None
+    for target in renderer.targets:
+        error = None
+        try:
+            rendered = render.render(target.template, snapshot, renderer.settings)
+            directory = target.dest.resolve().parent if target.dest.resolve().parent.is_dir() else Path(".")
+            writer.check(rendered.text, directory, target.dest.name, target.validate)
+            current = target.dest.read_bytes() if target.dest.is_file() else None
+            state = "unchanged" if current == rendered.text.encode() else "would change"
+        except (render.RenderError, writer.ValidationFailed) as exc:
+            state, error = "invalid", str(exc)
+            first_error = first_error or f"{target.dest}: {exc}"
+        rows.append({"template": target.template.spec, "dest": str(target.dest), "state": state, "error": error})
+    _print(rows, as_json)
+    if first_error:
+        raise Failure(first_error)

@@ -1,0 +1,178 @@
+"""Slots and the apply decision: a membership-only change goes through the Runtime API, anything else
+is a reload.
+
+Every backend has a fixed number of server slots (`slot1..slotN`): filled ones are written as
+`server` lines with the instance's address, spare ones as a disabled `server-template` range. A
+server keeps its slot while it lives, so scaling up or down, or a health flip, only changes slot
+contents, which `set server` can apply to a running HAProxy. A new backend, a changed label, or a
+backend outgrowing its slots changes the structure and needs a reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+from consul_templates.routes import Route, Server
+
+MIN_SLOTS = 4
+#: where an empty slot points, so the written file and the running HAProxy agree
+SPARE_ADDRESS, SPARE_PORT = "127.0.0.1", 1
+
+Layout = Mapping[str, tuple[Server | None, ...]]
+
+
+def slot_count(servers: int, previous: int = 0) -> int:
+    """Slots for a backend: the previous count while the servers fit, else room to double."""
+    if previous and servers <= previous:
+        return previous
+    size = MIN_SLOTS
+    while size < 2 * servers:
+        size *= 2
+    return size
+
+
+def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str, tuple[Server | None, ...]]:
+    """Each route's servers in slots, keeping every server that was in a slot before where it was."""
+    previous = previous or {}
+    layout: dict[str, tuple[Server | None, ...]] = {}
+    for route in routes:
+        before = previous.get(route.name, ())
+        size = slot_count(len(route.servers), len(before))
+        slots: list[Server | None] = [None] * size
+        wanted = {s.key: s for s in route.servers}
+        for i, old in enumerate(before[:size]):
+            if old is not None and old.key in wanted:
+                slots[i] = wanted.pop(old.key)
+        free = (i for i, s in enumerate(slots) if s is None)
+        for server in wanted.values():  # route.servers is sorted, so a fresh layout is too
+            slots[next(free)] = server
+        layout[route.name] = tuple(slots)
+    return layout
+
+
+class Slot(NamedTuple):
+    """One server slot as the templates see it."""
+
+    name: str
+    number: int
+    server: Server | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A route with its slots, for templates: `filled` are written as servers, `spare` as ranges."""
+
+    route: Route
+    servers: tuple[Server | None, ...]  # per slot, from the layout
+
+    @property
+    def name(self) -> str:
+        return self.route.name
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return tuple(Slot(f"slot{i + 1}", i + 1, s) for i, s in enumerate(self.servers))
+
+    @property
+    def filled(self) -> tuple[Slot, ...]:
+        return tuple(Slot(f"slot{i + 1}", i + 1, s) for i, s in enumerate(self.servers) if s is not None)
+
+    @property
+    def spare(self) -> tuple[tuple[int, int], ...]:
+        """Contiguous ranges of empty slot numbers, as (first, last)."""
+        ranges: list[tuple[int, int]] = []
+        for i, server in enumerate(self.servers, start=1):
+            if server is None:
+                if ranges and ranges[-1][1] == i - 1:
+                    ranges[-1] = (ranges[-1][0], i)
+                else:
+                    ranges.append((i, i))
+        return tuple(ranges)
+
+
+def backends(routes: Iterable[Route], layout: Layout) -> tuple[Backend, ...]:
+    return tuple(Backend(r, layout[r.name]) for r in routes)
+
+
+def structure(routes: Iterable[Route], layout: Layout) -> tuple[object, ...]:
+    """Everything a reload would change: the routes without their servers, and the slot counts."""
+    return tuple((replace(r, servers=()), len(layout[r.name])) for r in routes)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to bring a running HAProxy from one render to the next."""
+
+    reload: bool
+    commands: tuple[str, ...]  # Runtime API commands for slots of backends that exist in both
+
+    @property
+    def runtime_only(self) -> bool:
+        return not self.reload and bool(self.commands)
+
+
+def slot_commands(backend: str, slot: str, server: Server | None) -> tuple[str, ...]:
+    """The `set server` commands that put `server` (or nothing) in a running slot."""
+    target = f"{backend}/{slot}"
+    if server is None:
+        return (f"set server {target} state maint",
+                f"set server {target} addr {SPARE_ADDRESS} port {SPARE_PORT}")
+    return (f"set server {target} addr {server.address} port {server.port}",
+            f"set server {target} state ready")
+
+
+def addresses(commands: Iterable[str]) -> list[str]:
+    """The addresses that `set server ... addr A port P` commands point slots at."""
+    return [c.split(" addr ", 1)[1].split()[0] for c in commands if " addr " in c]
+
+
+def layout_from_config(text: str) -> dict[str, tuple[Server | None, ...]]:
+    """The slots a config written from the built-in template holds (`server slotN A:P` and spare
+    `server-template slot A-B` lines per backend), so a restarted renderer keeps every server where
+    the running HAProxy has it, and an unchanged catalog rewrites the same bytes."""
+    layout: dict[str, dict[int, Server | None]] = {}
+    backend: dict[int, Server | None] | None = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] in ("backend", "frontend", "listen", "defaults", "global"):
+            backend = layout.setdefault(words[1], {}) if words[0] == "backend" and len(words) > 1 else None
+        elif backend is not None and words[0] == "server" and len(words) >= 3 and words[1].startswith("slot"):
+            address, _, port = words[2].rpartition(":")
+            if words[1][4:].isdigit() and port.isdigit():
+                backend[int(words[1][4:])] = Server(address, int(port), "", "")
+        elif backend is not None and words[0] == "server-template" and len(words) >= 3 and words[1] == "slot":
+            first, _, last = words[2].partition("-")
+            if first.isdigit() and last.isdigit():
+                for number in range(int(first), int(last) + 1):
+                    backend[number] = None
+    return {name: tuple(slots.get(n) for n in range(1, max(slots) + 1)) for name, slots in layout.items()
+            if slots}
+
+
+def _key(server: Server | None) -> str | None:
+    return server.key if server is not None else None
+
+
+def decide(old_routes: Iterable[Route] | None, old_layout: Layout | None,
+           new_routes: Iterable[Route], new_layout: Layout) -> Plan:
+    """Compare two renders' routes and slots: runtime commands for changed slots, and whether the
+    structure changed (then a reload is needed as well; the commands first bring the running
+    process in line, so the server state it saves matches the new file)."""
+    new_routes = tuple(new_routes)
+    if old_routes is None or old_layout is None:
+        return Plan(True, ())
+    old_routes = tuple(old_routes)
+    commands: list[str] = []
+    for name, slots in new_layout.items():
+        before = old_layout.get(name)
+        if before is None:
+            continue
+        for i, server in enumerate(slots[: len(before)]):
+            if _key(before[i]) != _key(server):
+                commands += slot_commands(name, f"slot{i + 1}", server)
+    changed = structure(old_routes, old_layout) != structure(new_routes, new_layout)
+    return Plan(changed, tuple(commands))

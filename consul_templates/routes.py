@@ -1,0 +1,264 @@
+"""marathon-lb's model: instances become routes (one per app service port), configured by labels.
+
+The registrator carries every `HAPROXY_*` label of a Marathon app into each instance's Meta as it is,
+plus `marathon_app_id`, `service_port` and `port_index`. Instances sharing an app id and service port
+form one route named as marathon-lb names it (`/shop/web` on 10000 -> `shop_web_10000`); other
+services form a route named after the service. Labels are declared once, in `LABELS`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from consul_templates import safe
+from consul_templates.snapshot import Instance, Snapshot
+
+BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
+APP_ID = re.compile(r"(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)+")
+HTTP_FRONTEND = "marathon_http_in"
+DEFAULT_GROUP = "external"  # marathon-lb's group for apps that name none
+RESERVED_NAMES = frozenset({HTTP_FRONTEND, "stats"})  # proxies the built-in template writes itself
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("is not true or false")
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError("is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"is not in {low}-{high}")
+        return value
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        low = text.strip().lower()
+        if low not in choices:
+            raise ValueError(f"is not one of {', '.join(choices)}")
+        return low
+    return parse
+
+
+def _vhosts(text: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in text.split(",") if h.strip())
+    for host in hosts:
+        if not safe.is_vhost(host):
+            raise ValueError("is not a list of host names")
+    return hosts
+
+
+def _path(text: str) -> str:
+    if not safe.is_path(text.strip()):
+        raise ValueError("is not a URL path (/ then letters, digits, . _ ~ % - /)")
+    return text.strip()
+
+
+def _group(text: str) -> str:
+    if not safe.is_name(text.strip()):
+        raise ValueError("is not a group name")
+    return text.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One honoured marathon-lb label: `HAPROXY_{n}_<name>`, how it is parsed, and what it does."""
+
+    name: str
+    parse: Callable[[str], Any]
+    description: str
+
+
+LABELS: tuple[Label, ...] = (
+    Label("GROUP", _group, "the route's HAProxy group, for `--group` (also the app-wide HAPROXY_GROUP)"),
+    Label("VHOST", _vhosts, "virtual hosts, comma-separated, routed by Host on the shared http frontend"),
+    Label("PATH", _path, "a path prefix, routed on the shared http frontend (with or without a vhost)"),
+    Label("PORT", _int_in(1, 65535), "the service port the route's own frontend binds (and its name)"),
+    Label("MODE", _choice("http", "tcp"), "http or tcp (default: http with a vhost or path, else tcp)"),
+    Label("BALANCE", _choice(*BALANCES), "the backend's balance algorithm (default roundrobin)"),
+    Label("STICKY", _bool, "sticky sessions with an inserted cookie"),
+    Label("REDIRECT_TO_HTTPS", _bool, "redirect plain-HTTP requests to https"),
+    Label("BACKEND_WEIGHT", _int_in(-1000000, 1000000), "order of the vhost/path rules: higher first"),
+    Label("ENABLED", _bool, "false leaves the route out"),
+)
+
+
+BY_NAME = {label.name: label for label in LABELS}
+
+
+class Server(NamedTuple):
+    """One healthy instance as a backend server (a named tuple: thousands are made per render)."""
+
+    address: str
+    port: int
+    id: str
+    node: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One marathon-lb service: a backend, maybe its own frontend, maybe vhost/path rules."""
+
+    name: str
+    service: str
+    app_id: str | None
+    port: int | None
+    mode: str
+    balance: str
+    sticky: bool
+    redirect_to_https: bool
+    vhosts: tuple[str, ...]
+    path: str | None
+    weight: int
+    group: str
+    servers: tuple[Server, ...]
+
+    @property
+    def exact_vhosts(self) -> tuple[str, ...]:
+        return tuple(h for h in self.vhosts if not h.startswith("*."))
+
+    @property
+    def wildcard_suffixes(self) -> tuple[str, ...]:
+        """`*.example.com` as `.example.com`, to match the end of the Host."""
+        return tuple(h[1:] for h in self.vhosts if h.startswith("*."))
+
+    @property
+    def http_routed(self) -> bool:
+        """Reached through the shared http frontend (by vhost and/or path)."""
+        return bool(self.vhosts or self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A route or label left out, and why (for the log)."""
+
+    route: str
+    reason: str
+
+
+def route_name(app_id: str, service_port: int) -> str:
+    """marathon-lb's frontend/backend name: `/shop/web` on 10000 -> `shop_web_10000`."""
+    return f"{app_id.lstrip('/').replace('/', '_')}_{service_port}"
+
+
+def sanitise(name: str) -> str:
+    """A service name as an HAProxy proxy name: anything but letters, digits, `_ . : -` becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", name)
+
+
+@lru_cache(maxsize=65536)
+def _app_key(app_id: str, port_text: str) -> tuple[str, int] | None:
+    if app_id and APP_ID.fullmatch(app_id) and port_text.isdigit() and safe.is_port(int(port_text)):
+        return app_id, int(port_text)
+    return None
+
+
+def _key(inst: Instance) -> tuple[str, str, int | None]:
+    found = _app_key(inst.meta.get("marathon_app_id", ""), inst.meta.get("service_port", ""))
+    return ("app", *found) if found else ("service", inst.service, None)
+
+
+def read_labels(meta: Mapping[str, str], index: int, name: str) -> tuple[dict[str, Any], list[Problem]]:
+    """The honoured labels of port `index` from one instance's Meta, parsed; bad ones reported."""
+    values: dict[str, Any] = {}
+    problems = []
+    prefix = f"HAPROXY_{index}_"
+    found = [(k, k[len(prefix):], v) for k, v in meta.items() if k.startswith(prefix)]
+    if "HAPROXY_GROUP" in meta and f"{prefix}GROUP" not in meta:
+        found.append(("HAPROXY_GROUP", "GROUP", meta["HAPROXY_GROUP"]))
+    for key, label_name, raw in found:
+        label = BY_NAME.get(label_name)
+        if label is None:
+            continue  # a marathon-lb label wharf does not honour
+        try:
+            values[label.name] = label.parse(raw)
+        except ValueError as exc:
+            problems.append(Problem(name, f"label {key}={raw!r} {exc}: ignored"))
+    return values, problems
+
+
+def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
+                 reserved_ports: Iterable[int] = ()) -> tuple[tuple[Route, ...], tuple[Problem, ...]]:
+    """Every route, sorted by name, its servers the passing instances; `groups` filters as marathon-lb's
+    `--group` does; a route whose own port is in `reserved_ports` or taken loses its own frontend."""
+    wanted = set(groups)
+    grouped: dict[tuple[str, str, int | None], list[Instance]] = {}
+    for inst in snapshot.instances:  # every instance, so a route whose instances all fail keeps its place
+        grouped.setdefault(_key(inst), []).append(inst)
+    problems: list[Problem] = []
+    routes: dict[str, Route] = {}
+    for key in sorted(grouped, key=lambda k: (k[0], k[1], k[2] or 0)):
+        insts = sorted(grouped[key], key=lambda i: (i.node, i.id))
+        kind, ident, service_port = key
+        first = insts[0]
+        index_text = first.meta.get("port_index", "0")
+        index = int(index_text) if index_text.isdigit() else 0
+        provisional = route_name(ident, service_port) if service_port else sanitise(ident)
+        labels, label_problems = read_labels(first.meta, index, provisional)
+        problems += label_problems
+        if labels.get("ENABLED") is False:
+            continue
+        group = labels.get("GROUP", DEFAULT_GROUP)
+        if wanted and "*" not in wanted and group not in wanted:
+            continue
+        port = labels.get("PORT", service_port)
+        name = route_name(ident, port) if kind == "app" and port else sanitise(ident)
+        vhosts, path = labels.get("VHOST", ()), labels.get("PATH")
+        mode = labels.get("MODE") or ("http" if vhosts or path else "tcp")
+        if mode == "tcp" and (vhosts or path):
+            problems.append(Problem(name, "vhost/path routing needs MODE http: vhost and path ignored"))
+            vhosts, path = (), None
+        if name in RESERVED_NAMES:
+            problems.append(Problem(name, "name is the built-in template's own proxy: left out"))
+            continue
+        if name in routes:
+            problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
+            continue
+        unique: dict[str, Server] = {}
+        for inst in insts:
+            if inst.passing:
+                server = Server(inst.address, inst.port, inst.id, inst.node)
+                unique.setdefault(server.key, server)
+        routes[name] = Route(
+            name=name, service=first.service, app_id=ident if kind == "app" else None,
+            port=port if kind == "app" else None, mode=mode, balance=labels.get("BALANCE", "roundrobin"),
+            sticky=labels.get("STICKY", False), redirect_to_https=labels.get("REDIRECT_TO_HTTPS", False),
+            vhosts=vhosts, path=path, weight=labels.get("BACKEND_WEIGHT", 0), group=group,
+            servers=tuple(unique.values()),
+        )
+    used = set(reserved_ports)
+    final = []
+    for route in sorted(routes.values(), key=lambda r: r.name):
+        port = route.port
+        if port is not None and port in used:
+            problems.append(Problem(route.name, f"port {port} already bound: its own frontend left out"))
+            route = replace(route, port=None)
+        elif port is not None:
+            used.add(port)
+        final.append(route)
+    return tuple(final), tuple(problems)
+
+
+def http_rules(routes: Iterable[Route]) -> tuple[Route, ...]:
+    """Routes reached through the shared http frontend, in rule order: higher BACKEND_WEIGHT first,
+    then longer paths (more specific) first, then by name."""
+    return tuple(sorted((r for r in routes if r.http_routed),
+                        key=lambda r: (-r.weight, -len(r.path or ""), not r.vhosts, r.name)))

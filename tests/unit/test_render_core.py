@@ -1,0 +1,359 @@
+"""consul_templates' pure parts: snapshot, safe values, marathon-lb routes, slots, quiescence, indexes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from consul_templates import plan, render, routes, safe
+from consul_templates.quiescence import Quiescence, parse_wait
+from consul_templates.runner import hold_over
+from consul_templates.snapshot import Instance, Snapshot
+from consul_templates.watch import next_index
+from wharf.errors import BadInput
+from wharf.retry import Retry
+
+pytestmark = pytest.mark.unit
+
+
+def app(app_id: str, service_port: int, port: int, *, node: str = "n1", index: int = 0, status: str = "passing",
+        **labels: str) -> Instance:
+    """An instance as the registrator writes a Marathon task's port: Meta with the app's labels."""
+    meta = {"marathon_app_id": app_id, "service_port": str(service_port), "port_index": str(index),
+            **{k if k.startswith("HAPROXY_GROUP") else f"HAPROXY_{index}_{k}": v for k, v in labels.items()}}
+    name = app_id.strip("/").replace("/", "-")
+    return Instance(f"{node}:{name}.{port}:{port}", name, node, "127.0.0.1", port, (), meta, status)
+
+
+def routes_of(*instances: Instance, groups: tuple[str, ...] = ()) -> dict[str, routes.Route]:
+    found, _ = routes.build_routes(Snapshot.of(instances), groups)
+    return {r.name: r for r in found}
+
+
+# --- snapshot ---------------------------------------------------------------------------------------
+
+def test_snapshot_is_sorted_and_equal_for_equal_catalogs_in_any_order() -> None:
+    a, b, c = app("/b", 10001, 31001), app("/a", 10000, 31000), app("/a", 10000, 31002, node="n0")
+    one, two = Snapshot.of([a, b, c]), Snapshot.of([c, b, a])
+    assert one == two and hash(one) == hash(two)
+    assert [s.name for s in one.services] == ["a", "b"]
+    assert [i.node for i in one.services[0].instances] == ["n0", "n1"]
+
+
+def test_snapshot_from_catalog_takes_worst_of_service_and_node_checks_and_node_address() -> None:
+    nodes = [{"Node": {"Node": "n1", "Address": "10.0.0.1"},
+              "Services": {"web1": {"ID": "web1", "Service": "web", "Port": 80, "Tags": ["b", "a"], "Meta": {}},
+                           "web2": {"ID": "web2", "Service": "web", "Address": "10.0.0.9", "Port": 81},
+                           "web3": {"ID": "web3", "Service": "web", "Port": 82}}},
+             {"Node": {"Node": "n2", "Address": "10.0.0.2"},
+              "Services": {"web4": {"ID": "web4", "Service": "web", "Port": 80}}}]
+    checks = [{"Node": "n1", "CheckID": "serfHealth", "Status": "passing", "ServiceID": ""},
+              {"Node": "n1", "CheckID": "c1", "Status": "passing", "ServiceID": "web1"},
+              {"Node": "n1", "CheckID": "c2", "Status": "critical", "ServiceID": "web2"},
+              {"Node": "n1", "CheckID": "_service_maintenance:web3", "Status": "critical", "ServiceID": "web3"},
+              {"Node": "n2", "CheckID": "serfHealth", "Status": "warning", "ServiceID": ""}]
+    snap = Snapshot.from_catalog(nodes, checks)
+    by_id = {i.id: i for i in snap.instances}
+    assert by_id["web1"].address == "10.0.0.1" and by_id["web1"].tags == ("a", "b")
+    assert by_id["web2"].address == "10.0.0.9"
+    assert [by_id[k].status for k in ("web1", "web2", "web3", "web4")] == ["passing", "critical", "maintenance",
+                                                                          "warning"]
+
+
+# --- safe values ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("address", "10.0.0.1\n    server evil 1.2.3.4:80"), ("address", "1.2.3.4 check"), ("address", "a#b"),
+    ("address", "fe80::1%eth0"), ("id", "x y"), ("id", 'a"b'), ("node", "n{1}"), ("port", 0), ("port", 70000),
+])
+def test_an_instance_with_an_unsafe_value_is_dropped_with_a_reason(field: str, value: object) -> None:
+    good = Instance("id1", "web", "n1", "10.0.0.1", 80)
+    bad = replace(good, **{"id": "id2", field: value})
+    clean, drops = safe.clean(Snapshot.of([good, bad]))
+    assert [i.id for i in clean.instances] == ["id1"]
+    assert drops[0].what == "instance" and "web" in drops[0].reason
+
+
+def test_unsafe_service_names_tags_meta_and_kv_never_reach_the_snapshot() -> None:
+    insts = [Instance("a", "web;evil", "n1", "10.0.0.1", 80),
+             Instance("b", "web", "n1", "10.0.0.1", 81, ("ok", "bad tag", "x}"),
+                      {"k": "v", "HAPROXY_0_BACKEND_HEAD": "a\nb"})]
+    clean, drops = safe.clean(Snapshot.of(insts, {"cfg/ok": "1", "cfg/bad": "x; y"}))
+    assert [s.name for s in clean.services] == ["web"]
+    inst = clean.instances[0]
+    assert inst.tags == ("ok",) and dict(inst.meta) == {"k": "v"} and dict(clean.kv) == {"cfg/ok": "1"}
+    assert sorted(d.what for d in drops) == ["kv", "meta", "service", "tag", "tag"]
+
+
+@pytest.mark.parametrize("value,ok", [("shop.example.com", True), ("*.example.com", True), ("a b", False),
+                                      ("a;b", False), ("ex\u00e4mple.com", False), ("-x.com", False)])
+def test_vhost_positions(value: str, ok: bool) -> None:
+    assert safe.is_vhost(value) is ok
+
+
+# --- routes: marathon-lb names and labels ------------------------------------------------------------
+
+def test_names_follow_the_contract() -> None:
+    found = routes_of(app("/shop/web", 10000, 31000), Instance("x", "redis-cache", "n1", "127.0.0.1", 6379))
+    assert set(found) == {"shop_web_10000", "redis-cache"}
+    assert found["shop_web_10000"].port == 10000 and found["redis-cache"].port is None
+    assert routes.route_name("/shop/web", 10000) == "shop_web_10000"
+
+
+def test_instances_of_one_app_port_share_a_route_and_only_passing_ones_serve() -> None:
+    found = routes_of(app("/web", 10000, 31000), app("/web", 10000, 31001, status="critical"),
+                      app("/web", 10001, 31002, index=1))
+    assert [s.port for s in found["web_10000"].servers] == [31000]
+    assert [s.port for s in found["web_10001"].servers] == [31002]
+
+
+def test_labels_are_read_per_port_index() -> None:
+    r = routes_of(app("/web", 10000, 31000, VHOST="Web.Example.com,*.web.org", PATH="/api", BALANCE="leastconn",
+                      STICKY="true", REDIRECT_TO_HTTPS="1", BACKEND_WEIGHT="5"))["web_10000"]
+    assert r.vhosts == ("web.example.com", "*.web.org") and r.path == "/api" and r.mode == "http"
+    assert (r.balance, r.sticky, r.redirect_to_https, r.weight) == ("leastconn", True, True, 5)
+    assert routes_of(app("/db", 10005, 31000))["db_10005"].mode == "tcp"
+
+
+def test_port_label_renames_and_rebinds_and_enabled_false_leaves_out() -> None:
+    found = routes_of(app("/web", 10000, 31000, PORT="10080"), app("/off", 10001, 31001, ENABLED="false"))
+    assert set(found) == {"web_10080"} and found["web_10080"].port == 10080
+
+
+def test_bad_label_values_are_ignored_with_a_problem() -> None:
+    found, problems = routes.build_routes(Snapshot.of([app("/web", 10000, 31000, BALANCE="fastest", MODE="udp")]))
+    assert found[0].balance == "roundrobin" and found[0].mode == "tcp"
+    assert len(problems) == 2 and "HAPROXY_0_BALANCE" in problems[0].reason + problems[1].reason
+
+
+def test_tcp_mode_drops_vhost_routing() -> None:
+    found, problems = routes.build_routes(Snapshot.of([app("/web", 10000, 31000, VHOST="a.com", MODE="tcp")]))
+    assert found[0].vhosts == () and "MODE http" in problems[0].reason
+
+
+def test_group_filter_as_marathon_lb() -> None:
+    insts = (app("/int", 10000, 31000, HAPROXY_GROUP="internal"), app("/ext", 10001, 31001),
+             app("/per", 10002, 31002, GROUP="internal"))
+    assert set(routes_of(*insts)) == {"int_10000", "ext_10001", "per_10002"}
+    assert set(routes_of(*insts, groups=("internal",))) == {"int_10000", "per_10002"}
+    assert set(routes_of(*insts, groups=("external",))) == {"ext_10001"}
+    assert len(routes_of(*insts, groups=("*",))) == 3
+
+
+def test_names_of_the_templates_own_proxies_are_refused() -> None:
+    found, problems = routes.build_routes(Snapshot.of([Instance("s", "stats", "n1", "127.0.0.1", 80),
+                                                       Instance("w", "web", "n1", "127.0.0.1", 81)]))
+    assert [r.name for r in found] == ["web"] and "own proxy" in problems[0].reason
+
+
+def test_a_taken_port_loses_its_own_frontend() -> None:
+    found, problems = routes.build_routes(Snapshot.of([app("/a", 10000, 31000), app("/b", 10000, 31001),
+                                                       app("/c", 80, 31002)]), reserved_ports=(80,))
+    ports = {r.name: r.port for r in found}
+    assert ports == {"a_10000": 10000, "b_10000": None, "c_80": None} and len(problems) == 2
+
+
+def test_http_rules_order_weight_then_longer_path_first() -> None:
+    found, _ = routes.build_routes(Snapshot.of([app("/a", 1, 1, VHOST="x.com"), app("/b", 2, 2, VHOST="x.com",
+                                                PATH="/b/long"), app("/c", 3, 3, VHOST="x.com", BACKEND_WEIGHT="9")]))
+    assert [r.name for r in routes.http_rules(found)] == ["c_3", "b_2", "a_1"]
+
+
+# --- slots and the apply decision --------------------------------------------------------------------
+
+def _layout(*instances: Instance, previous: plan.Layout | None = None
+            ) -> tuple[tuple[routes.Route, ...], dict[str, tuple[routes.Server | None, ...]]]:
+    found, _ = routes.build_routes(Snapshot.of(instances))
+    return found, plan.assign(found, previous)
+
+
+def test_servers_keep_their_slots_across_scaling() -> None:
+    r1, l1 = _layout(app("/w", 1, 31000), app("/w", 1, 31001), app("/w", 1, 31002))
+    assert len(l1["w_1"]) == 8
+    r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), app("/w", 1, 31003), previous=l1)
+    assert [s.port if s else None for s in l2["w_1"]][:4] == [31000, 31003, 31002, None]
+    decision = plan.decide(r1, l1, r2, l2)
+    assert not decision.reload and decision.runtime_only
+    assert decision.commands == ("set server w_1/slot2 addr 127.0.0.1 port 31003", "set server w_1/slot2 state ready")
+
+
+def test_emptied_slot_goes_to_maintenance() -> None:
+    r1, l1 = _layout(app("/w", 1, 31000), app("/w", 1, 31001))
+    r2, l2 = _layout(app("/w", 1, 31000), previous=l1)
+    assert plan.decide(r1, l1, r2, l2).commands[0] == "set server w_1/slot2 state maint"
+
+
+def test_structural_changes_need_a_reload() -> None:
+    r1, l1 = _layout(app("/w", 1, 31000))
+    for change in ([app("/w", 1, 31000), app("/x", 2, 32000)],          # a new service
+                   [app("/w", 1, 31000, VHOST="w.example.com")],          # a new vhost
+                   [app("/w", 1, 31000 + i) for i in range(5)]):          # outgrows its slots
+        r2, l2 = _layout(*change, previous=l1)
+        assert plan.decide(r1, l1, r2, l2).reload, change
+    assert plan.decide(None, None, r1, l1).reload
+    assert not plan.decide(r1, l1, r1, l1).reload and not plan.decide(r1, l1, r1, l1).commands
+
+
+def test_a_written_config_gives_back_its_slots() -> None:
+    r1, l1 = _layout(app("/w", 1, 31000), app("/w", 1, 31001), app("/w", 1, 31002))
+    r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), app("/x", 2, 32000), previous=l1)
+    text = render.render(render.load_template("haproxy"), Snapshot.of([app("/w", 1, 31000), app("/w", 1, 31002),
+                                                                       app("/x", 2, 32000)]),
+                         render.Settings(), previous=l1).text
+    seeded = plan.layout_from_config(text)
+    assert {k: [s.key if s else None for s in v] for k, v in seeded.items()} == \
+        {k: [s.key if s else None for s in v] for k, v in l2.items()}
+    again = render.render(render.load_template("haproxy"), Snapshot.of([app("/w", 1, 31000), app("/w", 1, 31002),
+                                                                        app("/x", 2, 32000)]),
+                          render.Settings(), previous=seeded).text
+    assert again == text  # a restarted renderer writes the same bytes: no reload
+
+
+def test_spare_slots_are_written_as_ranges() -> None:
+    found, layout = _layout(app("/w", 1, 31000), app("/w", 1, 31001), app("/w", 1, 31002))
+    r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), previous=layout)
+    backend = plan.backends(r2, l2)[0]
+    assert [s.name for s in backend.filled] == ["slot1", "slot3"] and backend.spare == ((2, 2), (4, 8))
+
+
+# --- quiescence, indexes, hold-over ------------------------------------------------------------------
+
+def test_quiescence_resets_to_min_but_never_passes_max() -> None:
+    q = Quiescence(1.0, 3.0)
+    assert not q.tick(0.0)
+    q.change(0.0)
+    assert not q.tick(0.9)
+    q.change(0.9)  # timer back to 1.9
+    assert not q.tick(1.5) and q.remaining(1.5) == pytest.approx(0.4)
+    for t in (1.8, 2.7):
+        q.change(t)
+    assert not q.tick(2.9) and q.tick(3.0)  # capped at the deadline set by the first change
+    assert not q.tick(10.0) and not q.pending
+
+
+def test_zero_wait_fires_at_once() -> None:
+    q = Quiescence(0.0, 0.0)
+    q.change(5.0)
+    assert q.tick(5.0)
+
+
+@pytest.mark.parametrize("text,expected", [("2:10", (2.0, 10.0)), ("500ms:2s", (0.5, 2.0)), ("3", (3.0, 12.0)),
+                                           ("0", (0.0, 0.0))])
+def test_parse_wait(text: str, expected: tuple[float, float]) -> None:
+    assert parse_wait(text) == expected
+
+
+@pytest.mark.parametrize("text", ["x", "5:1", "-1:2"])
+def test_parse_wait_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_wait(text)
+
+
+@pytest.mark.parametrize("last,returned,expected", [
+    (0, 10, (10, True)), (10, 10, (10, False)), (10, 12, (12, True)),
+    (10, 3, (0, True)),   # went backwards: start again
+    (0, 0, (1, True)), (1, 0, (1, False)),  # below 1 is treated as 1
+])
+def test_consul_index_rules(last: int, returned: int, expected: tuple[int, bool]) -> None:
+    assert next_index(last, returned) == expected
+
+
+def test_hold_over_keeps_what_a_restarted_consul_lacks() -> None:
+    full = Snapshot.of([app("/w", 1, 31000), app("/w", 1, 31001), app("/x", 2, 32000)])
+    refilled = Snapshot.of([app("/w", 1, 31001, status="critical")])
+    merged = hold_over(full, refilled)
+    assert len(merged.instances) == 3
+    assert {i.port: i.status for i in merged.instances}[31001] == "critical"
+    assert hold_over(full, Snapshot()) == full
+
+
+# --- templates ---------------------------------------------------------------------------------------
+
+def test_a_broken_template_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "mine.cfg.j2"
+    bad.write_text("global\n{% for s in services %}\n  {{ s.name }\n{% endfor %}\n")
+    with pytest.raises(BadInput, match=r"mine\.cfg\.j2:3: "):
+        render.load_template(str(bad))
+    with pytest.raises(BadInput, match="no such file"):
+        render.load_template(str(tmp_path / "absent.j2"))
+
+
+def test_an_undefined_name_fails_the_render_with_its_line(tmp_path: Path) -> None:
+    t = tmp_path / "t.j2"
+    t.write_text("line one\n{{ services | length }}\n{{ nothing.here }}\n")
+    with pytest.raises(render.RenderError, match=r"t\.j2:3: .*nothing"):
+        render.render(render.load_template(str(t)), Snapshot(), render.Settings())
+
+
+def test_the_sandbox_refuses_unsafe_attribute_access(tmp_path: Path) -> None:
+    t = tmp_path / "t.j2"
+    t.write_text("{{ settings.__class__.__init__.__globals__ }}")
+    with pytest.raises(render.RenderError):
+        render.render(render.load_template(str(t)), Snapshot(), render.Settings())
+
+
+def test_user_templates_get_services_kv_and_helper_filters(tmp_path: Path) -> None:
+    t = tmp_path / "list.txt.j2"
+    t.write_text("{% for s in services | passing | by_tag('web') %}{{ s.name }}:{% for i in s.instances %}"
+                 "{{ i.port }} {% endfor %}\n{% endfor %}"
+                 "{% for i in services[0].instances | by_meta('team', 'x') %}team {{ i.id }}\n{% endfor %}"
+                 "kv={{ kv['cfg/a'] }}\n")
+    snap = Snapshot.of([Instance("a1", "a", "n", "1.1.1.1", 1, ("web",), {"team": "x"}),
+                        Instance("a2", "a", "n", "1.1.1.1", 2, ("web",), {}, "critical"),
+                        Instance("b1", "b", "n", "1.1.1.1", 3, ("db",))], {"cfg/a": "7"})
+    text = render.render(render.load_template(str(t)), snap, render.Settings()).text
+    assert text == "a:1 team a1\nkv=7\n"
+    assert render.load_template(str(t)).kind == "plain" and render.load_template("nginx").kind == "nginx"
+
+
+def test_builtin_haproxy_routes_vhosts_paths_and_ports() -> None:
+    snap = Snapshot.of([app("/shop/web", 10000, 31000, VHOST="shop.example.com", PATH="/cart"),
+                        app("/shop/web", 10000, 31001, VHOST="shop.example.com", PATH="/cart"),
+                        app("/db", 10005, 32000)])
+    text = render.render(render.load_template("haproxy"), snap, render.Settings(http_port=8080)).text
+    lines = [ln.strip() for ln in text.splitlines()]
+    assert "frontend marathon_http_in" in lines and "bind 127.0.0.1:8080" in lines
+    assert "acl host_shop_web_10000 req.hdr(host),field(1,:) -i shop.example.com" in lines
+    assert "use_backend shop_web_10000 if host_shop_web_10000 path_shop_web_10000" in lines
+    assert "frontend db_10005" in lines and "bind 127.0.0.1:10005" in lines
+    assert "server slot2 127.0.0.1:31001" in lines and "server-template slot 3-4 127.0.0.1:1 disabled" in lines
+    assert "option idle-close-on-response" in lines
+    assert any(ln.startswith("stats socket") and ln.endswith("expose-fd listeners") for ln in lines)
+
+
+def test_a_watch_follows_the_index_rules_rate_limits_and_reports_outages() -> None:
+    import threading
+    import time
+
+    from consul_templates.watch import Watch
+
+    answers = iter([(5, "a"), (5, "a"), (7, "b"), ConnectionError("down"), ConnectionError("down"), (3, "c"),
+                    (0, "d"), (4, "e")])
+    calls: list[tuple[float, int]] = []
+    events: list[str] = []
+    done = threading.Event()
+
+    def fetch(index: int) -> tuple[int, str]:
+        calls.append((time.monotonic(), index))
+        try:
+            answer = next(answers)
+        except StopIteration:
+            done.set()
+            time.sleep(0.05)
+            return 4, "e"
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    watch = Watch("test", fetch, lambda name, kind: events.append(kind), rate_limit=0.05)
+    watch.backoff = Retry(delay=0.01, max_delay=0.02, jitter=0)
+    watch.start()
+    assert done.wait(10)
+    watch.stop()
+    watch.join(5)
+    # equal: no news; after an error: from 0; 0 counts as 1, which is backwards from 3: from 0 again
+    assert [i for _, i in calls[:9]] == [0, 5, 5, 7, 0, 0, 3, 0, 4]
+    assert events[:6] == ["change", "change", "down", "up", "reset", "change"]
+    assert all(b - a >= 0.05 for (a, _), (b, _) in zip(calls, calls[1:], strict=False))  # the rate limit
