@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
-DEMO_STEPS := demo-render demo-autoscale demo-framework
+DEMO_STEPS := demo-apps demo-render demo-autoscale demo-framework
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) bench lint clean
 
@@ -65,6 +65,24 @@ demo-render:
 # wrk load through HAProxy scales the demo's web up, and down again once the load stops.
 demo-autoscale:
 	$(BIN)/python -m autoscale.demo
+
+# A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
+# Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
+DEMO_APPS = $(WHARF_STATE_DIR)/apps-demo
+demo-apps:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-apps: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@set -e; eval "$$($(BIN)/wharf dev env)"; rm -rf $(DEMO_APPS); mkdir -p $(DEMO_APPS); \
+	git init -q --bare -b main $(DEMO_APPS)/config.git; \
+	echo "== wharf apps hook install $(DEMO_APPS)/config.git --env dev"; \
+	$(BIN)/wharf apps hook install $(DEMO_APPS)/config.git --env dev --branch main; \
+	cp -r examples $(DEMO_APPS)/work; cd $(DEMO_APPS)/work; \
+	git init -q -b main; git add -A; \
+	git -c user.name=demo -c user.email=demo@localhost commit -q -m "the example apps"; \
+	git remote add origin $(DEMO_APPS)/config.git; \
+	echo "== git push origin main (the hooks validate, then deploy /api, then /web)"; \
+	git push -q origin main; \
+	echo "== wharf apps status"; $(CURDIR)/$(BIN)/wharf apps status; \
+	echo "== wharf apps plan . --env dev (a second run: nothing to do)"; $(CURDIR)/$(BIN)/wharf apps plan . --env dev
 
 # Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over.
 demo-framework:

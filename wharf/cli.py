@@ -13,6 +13,7 @@ from autoscale.cli import autoscale
 from consul_templates.cli import render_group
 from devcluster.cli import dev
 from framework.cli import framework
+from marathon_apps.cli import apps
 from wharf import __version__, log, settings
 
 
@@ -67,6 +68,7 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 
 cli.add_command(dev)
+cli.add_command(apps)
 cli.add_command(render_group)
 cli.add_command(autoscale)
 cli.add_command(framework)
