@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["GraphError", "check", "children", "descendants", "dot", "order", "text"]
+__all__ = ["GraphError", "check", "children", "descendants", "dot", "external_parents", "order", "parents_of", "text"]
 
 Jobs = Mapping[str, Mapping[str, Any]]
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from chronos_jobs.cli import jobs
 from devcluster.cli import dev
 from wharf import __version__, log, settings
 
@@ -64,6 +65,7 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 
 cli.add_command(dev)
+cli.add_command(jobs)
 
 
 def main() -> None:
