@@ -17,6 +17,7 @@ DEFAULT_OWNER = "wharf"
 _dir_argument = click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 _env_option = click.option("--env", "env", default=None, metavar="E", help="Values file values/E.yaml")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+_quiet_option = click.option("--quiet", is_flag=True, help="Print nothing on success (for hooks)")
 _owner_option = click.option("--owner", default=DEFAULT_OWNER, show_default=True,
                              help="Owner marker written into each job; only jobs with it are pruned")
 
@@ -44,12 +45,18 @@ def jobs() -> None:
 @_env_option
 @_owner_option
 @_json_option
-def render(directory: Path, env: str | None, owner: str, as_json: bool) -> None:
-    """Print the Chronos jobs DIRECTORY/jobs/*.yaml render to, parents first (checks, sends nothing)."""
+@_quiet_option
+def render(directory: Path, env: str | None, owner: str, as_json: bool, quiet: bool) -> None:
+    """Print the Chronos jobs DIRECTORY/jobs/*.yaml render to, parents first (checks, sends nothing).
+
+    Parents that are not in the repository are checked by `plan` and `sync`, which ask Chronos.
+    """
     from chronos_jobs import graph, repo, sync
 
     files = repo.load(directory, env)
     repo.check_graph(files, None)
+    if quiet:
+        return
     bodies = sync.desired(files, owner)
     ordered = [bodies[name] for name in graph.order(bodies)]
     if as_json:
@@ -95,11 +102,14 @@ def _plan(ctx: click.Context, directory: Path, env: str | None, owner: str, prun
 @_owner_option
 @click.option("--prune", is_flag=True, help="Also plan deleting wharf's jobs that left the repository")
 @_json_option
+@_quiet_option
 @click.pass_context
-def plan(ctx: click.Context, directory: Path, env: str | None, owner: str, prune: bool, as_json: bool) -> None:
-    """Show what `sync` would send to Chronos (sends nothing)."""
+def plan(ctx: click.Context, directory: Path, env: str | None, owner: str, prune: bool, as_json: bool,
+         quiet: bool) -> None:
+    """Show what `sync` would send to Chronos (checks against Chronos's jobs, sends nothing)."""
     _, todo = _plan(ctx, directory, env, owner, prune)
-    _show_plan(todo, as_json, sent=False)
+    if not quiet:
+        _show_plan(todo, as_json, sent=False)
 
 
 @jobs.command()

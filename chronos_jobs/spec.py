@@ -37,11 +37,25 @@ SHORTHANDS = frozenset({"image", "env"})
 _NOW_FOR_SYNTAX = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+FieldPath = tuple[str | int, ...]
+
+
+def _path(dotted: str) -> FieldPath:
+    """`container.parameters[0]` -> `("container", "parameters", 0)`."""
+    parts: list[str | int] = []
+    for piece in dotted.split("."):
+        name, *indexes = piece.replace("]", "").split("[")
+        parts.append(name)
+        parts.extend(int(index) for index in indexes)
+    return tuple(parts)
+
+
 class SpecError(ValueError):
-    """One field of one spec is wrong: `field` is its dotted path, `reason` says why."""
+    """One field of one spec is wrong: `field` is its dotted name, `path` the same as a tuple."""
 
     def __init__(self, field: str, reason: str) -> None:
         self.field, self.reason = field, reason
+        self.path: FieldPath = _path(field)
         super().__init__(f"{field}: {reason}")
 
 
@@ -147,18 +161,22 @@ def _environment(spec: Mapping[str, Any]) -> list[dict[str, str]] | None:
     return [dict(item) for item in variables]
 
 
-def to_chronos(spec: Any) -> dict[str, Any]:
-    """The Chronos job body for one spec; raises SpecError naming the field and the reason."""
+def to_chronos(spec: Any, default_name: str | None = None) -> dict[str, Any]:
+    """The Chronos job body for one spec; raises SpecError naming the field and the reason.
+
+    `name` may be left out when `default_name` (the spec file's name) is given.
+    """
     if not isinstance(spec, Mapping):
         raise SpecError("job", f"a job spec must be a mapping of fields, got {type(spec).__name__}")
     unknown = sorted(set(spec) - FIELDS - SHORTHANDS)
     if unknown:
         raise SpecError(unknown[0], "unknown field (see the job spec in the README)")
-    name = spec.get("name")
+    name = spec.get("name", default_name)
     if not isinstance(name, str) or not name:
-        raise SpecError("name", "is required")
+        raise SpecError("name", "is required" if name is None else f"must be a string, got {name!r}")
     if not NAME_PATTERN.fullmatch(name):
-        raise SpecError("name", f"'{name}' is invalid: Chronos allows letters, digits, '_', '.' and '-'")
+        origin = "" if "name" in spec else " (the file's name, as no 'name' is given)"
+        raise SpecError("name", f"'{name}'{origin} is invalid: Chronos allows letters, digits, '_', '.' and '-'")
     for key in _TEXT:
         _check_text(spec, key)
 

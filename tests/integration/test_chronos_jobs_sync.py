@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import requests
 
 from tests.conftest import Endpoint, stand_in_only, wharf
 from tests.polling import wait_for
+from wharf import configrepo
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +211,40 @@ def test_bad_repositories_are_refused_before_anything_is_sent(
             assert message in line, (case, line)
         assert received.writes() == [], case
     assert jobs_in(chronos) == before
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit(work: Path, message: str) -> str:
+    _git("add", "-A", ".", cwd=work)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message, cwd=work)
+    return _git("rev-parse", "HEAD", cwd=work)
+
+
+def test_the_git_hook_step_checks_jobs_before_a_push_and_syncs_them_after(chronos: Endpoint, tmp_path: Path) -> None:
+    work = chain(tmp_path / "work")
+    (work / "jobs" / "extract.yaml").write_text("name: extract\nparents: [report]\ncommand: echo\n")
+    _git("init", "-q", "-b", "main", cwd=work)
+    broken = _commit(work, "a cycle")
+    steps = configrepo.steps_named(["jobs"])
+    said: list[str] = []
+
+    def invoke(argv: list[str]) -> int:
+        result = jobs_cmd(chronos, *argv[1:])
+        said.extend(result.stderr.splitlines())
+        return result.returncode
+
+    pushed = [configrepo.RefUpdate(configrepo.ZERO, broken, "refs/heads/main")]
+    assert configrepo.run_hook("pre-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 2
+    assert any("jobs/extract.yaml:2: parents: the parents form a cycle" in line for line in said)
+    assert jobs_in(chronos) == {}
+
+    chain(work)
+    fixed = _commit(work, "no cycle")
+    pushed = [configrepo.RefUpdate(broken, fixed, "refs/heads/main")]
+    assert configrepo.run_hook("pre-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 0
+    assert jobs_in(chronos) == {}  # the check sends nothing
+    assert configrepo.run_hook("post-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 0
+    assert sorted(jobs_in(chronos)) == ["extract", "report", "transform"]
