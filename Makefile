@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt test demo bench lint clean
+.PHONY: bootstrap apt test demo demo-jobs bench lint clean
 
 bootstrap: apt $(VENV)/.installed
 
@@ -43,7 +43,19 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
+	$(MAKE) --no-print-directory demo-jobs || { $(BIN)/wharf dev down --purge; exit 1; }
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
+
+# Each demo-<room> expects a running dev cluster (WHARF_STATE_DIR, exported by `demo`).
+# Chronos jobs: sync the example jobs (a second sync sends nothing), run the scheduled one, watch its
+# dependent run after it, show the status.
+demo-jobs:
+	@eval "$$($(BIN)/wharf dev env)" && set -x && \
+	$(BIN)/wharf jobs graph examples && \
+	$(BIN)/wharf jobs sync examples && \
+	$(BIN)/wharf jobs sync examples && \
+	$(BIN)/wharf jobs run nightly-extract --wait --timeout 300 && \
+	$(BIN)/wharf jobs status
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

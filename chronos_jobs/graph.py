@@ -110,8 +110,12 @@ def order(jobs: Jobs) -> list[str]:
     return result
 
 
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _quote(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f'"{_escape(name)}"'
 
 
 def dot(jobs: Jobs) -> str:
@@ -120,8 +124,8 @@ def dot(jobs: Jobs) -> str:
     for name in order(jobs):
         job = jobs[name]
         if job.get("schedule"):
-            label = f"{name}\\n{job['schedule']}"
-            lines.append(f"  {_quote(name)} [shape=box, label={_quote(label)}];")
+            label = f'"{_escape(name)}\\n{_escape(str(job["schedule"]))}"'  # dot's \n: a line break
+            lines.append(f"  {_quote(name)} [shape=box, label={label}];")
         else:
             lines.append(f"  {_quote(name)};")
     for name in order(jobs):

@@ -65,9 +65,13 @@ def progress(name: str, before: Snapshot, jobs: Mapping[str, Mapping[str, Any]])
         if any(finished.get(parent) == "failure" or parent in skipped for parent in parents):
             skipped.append(job)
             continue
-        if parents and not all(finished.get(parent) == "success" for parent in parents):
-            if any(parent in pending for parent in parents):
-                pending.append(job)
+        succeeded = [p for p in parents if finished.get(p) == "success"
+                     or (p not in finished and outcome(before.get(p, ("", "")), jobs.get(p, {})) == "success")]
+        waiting = [p for p in parents if p in pending]
+        if len(succeeded) + len(waiting) < len(parents):
+            continue  # a parent outside this run has not succeeded since it started
+        if waiting:
+            pending.append(job)
             continue
         result = outcome(before.get(job, ("", "")), jobs[job])
         if result is None:
