@@ -216,8 +216,8 @@ def to_chronos(spec: Any, default_name: str | None = None) -> dict[str, Any]:
                               or spec["retries"] < 0):
         raise SpecError("retries", f"must be a whole number >= 0, got {spec['retries']!r}")
     for key in _RESOURCES:
-        if key in spec and ((number := _number(spec[key])) is None or number <= 0):
-            raise SpecError(key, f"must be a number > 0, got {spec[key]!r}")
+        if key in spec and ((number := _number(spec[key])) is None or number < 0):
+            raise SpecError(key, f"must be a number >= 0 (0: Chronos's default), got {spec[key]!r}")
     if "arguments" in spec:
         _check_strings(spec["arguments"], "arguments")
     for index, constraint in enumerate(spec.get("constraints") or []):
