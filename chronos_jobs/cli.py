@@ -83,9 +83,12 @@ def _show_plan(todo: Any, as_json: bool, sent: bool) -> None:
                           ", ".join(change.fields))
         Console().print(table)
         verb = "sent" if sent else "to send"
-        click.echo(f"{len(todo.changes)} changes {verb}, {len(todo.unchanged)} unchanged")
+        count = len(todo.changes)
+        click.echo(f"{count} change{'' if count == 1 else 's'} {verb}, {len(todo.unchanged)} unchanged")
+    if todo.stale:
+        click.echo(f"not in the repository (deleted with --prune): {', '.join(todo.stale)}")
     if todo.unowned:
-        click.echo(f"left alone (not owned by wharf): {', '.join(todo.unowned)}")
+        click.echo(f"left alone (not owned by this wharf owner): {', '.join(todo.unowned)}")
 
 
 def _plan(ctx: click.Context, directory: Path, env: str | None, owner: str, prune: bool) -> tuple[Any, Any]:

@@ -138,6 +138,7 @@ class Plan:
     changes: tuple[Change, ...]
     unchanged: tuple[str, ...]
     unowned: tuple[str, ...]  # jobs in Chronos, not in the repository, that wharf does not own
+    stale: tuple[str, ...] = ()  # wharf's jobs that left the repository and were not pruned
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +146,7 @@ class Plan:
                         for c in self.changes],
             "unchanged": list(self.unchanged),
             "unowned": list(self.unowned),
+            "stale": list(self.stale),
         }
 
 
@@ -173,4 +175,4 @@ def plan(desired: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping
         leaving = {name: current[name] for name in stale}
         changes.extend(Change("delete", name) for name in reversed(graph.order(leaving)))
     unowned = sorted(name for name in current if name not in desired and name not in stale)
-    return Plan(tuple(changes), tuple(unchanged), tuple(unowned))
+    return Plan(tuple(changes), tuple(unchanged), tuple(unowned), () if prune else tuple(stale))

@@ -248,3 +248,30 @@ def test_the_git_hook_step_checks_jobs_before_a_push_and_syncs_them_after(chrono
     assert jobs_in(chronos) == {}  # the check sends nothing
     assert configrepo.run_hook("post-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 0
     assert sorted(jobs_in(chronos)) == ["extract", "report", "transform"]
+
+
+def test_prune_deletes_only_wharfs_jobs_and_only_when_asked(chronos: Endpoint, tmp_path: Path) -> None:
+    repo = chain(tmp_path)
+    assert jobs_cmd(chronos, "sync", str(repo)).returncode == 0
+    theirs = {"name": "theirs", "command": "echo theirs", "schedule": SCHEDULE}
+    requests.post(chronos.url + "/v1/scheduler/iso8601", json=theirs, auth=chronos.auth,
+                  timeout=10).raise_for_status()
+    (repo / "jobs" / "report.yaml").unlink()
+
+    kept = jobs_cmd(chronos, "sync", str(repo), "--json")
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(kept.stdout)["stale"] == ["report"]
+    assert sorted(jobs_in(chronos)) == ["extract", "report", "theirs", "transform"]
+
+    pruned = jobs_cmd(chronos, "sync", str(repo), "--prune", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert [(c["action"], c["name"]) for c in json.loads(pruned.stdout)["changes"]] == [("delete", "report")]
+    assert sorted(jobs_in(chronos)) == ["extract", "theirs", "transform"]
+
+    # a job that still needs a parent the prune would delete is refused before anything is deleted
+    (repo / "jobs" / "extract.yaml").unlink()
+    refused = jobs_cmd(chronos, "sync", str(repo), "--prune")
+    assert refused.returncode == 2
+    assert "jobs/transform.yaml:2: parents: parent 'extract' does not exist in the repository or in Chronos " \
+           "(a prune would delete it)" in refused.stderr
+    assert sorted(jobs_in(chronos)) == ["extract", "theirs", "transform"]

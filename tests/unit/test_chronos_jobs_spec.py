@@ -212,8 +212,10 @@ def test_plan_creates_parents_first_updates_changes_and_prunes_only_owned() -> N
         ("create", "extract", "iso8601", ()), ("update", "load", "dependency", ("command",))]
     assert kept.unchanged == ("report",)
     assert kept.unowned == ("other-owner", "theirs")
+    assert kept.stale == ("stale", "stale-child")
     pruned = plan.plan(desired, current, owner="wharf", prune=True)
     assert [(c.action, c.name) for c in pruned.changes[2:]] == [("delete", "stale-child"), ("delete", "stale")]
+    assert pruned.stale == ()
 
 
 def test_removing_a_field_from_the_spec_is_a_change_back_to_the_default() -> None:
