@@ -47,9 +47,10 @@ def _number(value: Any, default: float) -> float:
 def _container(value: Any) -> Any:
     if not isinstance(value, Mapping):
         return value
-    keys = set(_CONTAINER_DEFAULTS) | set(value) | {"image"}
-    return {key: value.get(key, _CONTAINER_DEFAULTS.get(key)) for key in sorted(keys)
-            if key in value or key in _CONTAINER_DEFAULTS or key == "image"}
+    # empty extras (say `networkInfos: []` from a newer Chronos) are the same as absent ones
+    return {key: value.get(key, _CONTAINER_DEFAULTS.get(key))
+            for key in sorted({*_CONTAINER_DEFAULTS, *value, "image"})
+            if key in _CONTAINER_DEFAULTS or key == "image" or value.get(key) not in (None, "", [], {})}
 
 
 def _epsilon(value: Any) -> Any:

@@ -181,6 +181,10 @@ def test_what_chronos_fills_in_is_not_a_change() -> None:
     desired = spec.with_owner(spec.to_chronos({**SCHEDULED, "image": "img", "cpus": 0.5}), "wharf")
     current = chronos_view(desired, cpus="0.5")
     assert plan.diff_fields(desired, current) == []
+    current["container"]["networkInfos"] = []
+    assert plan.diff_fields(desired, current) == []
+    current["container"]["volumes"] = [{"containerPath": "/data", "hostPath": "/srv", "mode": "RW"}]
+    assert plan.diff_fields(desired, current) == ["container"]
 
 
 def test_advanced_schedules_are_unchanged_but_edits_are_not() -> None:
