@@ -11,6 +11,8 @@ import json
 import logging
 import subprocess
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,11 @@ def write_repo(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def chain(root: Path, parent_command: str = "echo extracted") -> Path:
+def chain(root: Path, parent_command: str = "echo extracted", tag: str = "") -> Path:
+    """A scheduled job and two dependents; `tag` ends each name (unique names on a real Chronos)."""
     return write_repo(root, {
         "extract.yaml": f"""
-            name: extract
+            name: extract{tag}
             schedule: {SCHEDULE}
             image: {IMAGE}
             command: {parent_command}
@@ -48,15 +51,15 @@ def chain(root: Path, parent_command: str = "echo extracted") -> Path:
             mem: 32
             """,
         "transform.yaml": f"""
-            name: transform
-            parents: [extract]
+            name: transform{tag}
+            parents: [extract{tag}]
             image: {IMAGE}
             command: echo transformed
             env: {{STAGE: test}}
             """,
         "report.yaml": f"""
-            name: report
-            parents: [extract]
+            name: report{tag}
+            parents: [extract{tag}]
             image: {IMAGE}
             command: echo reported
             """,
@@ -81,16 +84,35 @@ class Received:
         self.caplog.clear()
 
 
-def jobs_in(chronos: Endpoint) -> dict[str, dict[str, Any]]:
+def jobs_in(chronos: Endpoint, tag: str = "") -> dict[str, dict[str, Any]]:
+    """Chronos's jobs by name; with `tag`, only those whose names end with it, the tag cut off."""
     response = requests.get(chronos.url + "/v1/scheduler/jobs", auth=chronos.auth, timeout=10)
     response.raise_for_status()
-    return {job["name"]: job for job in response.json()}
+    return {job["name"].removesuffix(tag): job for job in response.json() if job["name"].endswith(tag)}
 
 
-def graph_states(chronos: Endpoint) -> dict[str, str]:
+def graph_states(chronos: Endpoint, tag: str = "") -> dict[str, str]:
     response = requests.get(chronos.url + "/v1/scheduler/graph/csv", auth=chronos.auth, timeout=10)
     response.raise_for_status()
-    return {row[1]: row[3] for row in (line.split(",") for line in response.text.splitlines()) if row[0] == "node"}
+    rows = (line.split(",") for line in response.text.splitlines())
+    return {row[1].removesuffix(tag): row[3] for row in rows if row[0] == "node" and row[1].endswith(tag)}
+
+
+@pytest.fixture
+def tag(chronos: Endpoint) -> Iterator[str]:
+    """"" on a fresh stand-in; on a real Chronos a suffix that keeps this test's jobs apart, and
+    deletes them afterwards (dependents first)."""
+    if not chronos.real:
+        yield ""
+        return
+    suffix = f"-{uuid.uuid4().hex[:6]}"
+    yield suffix
+    for _ in range(5):
+        left = list(jobs_in(chronos, suffix).values())
+        if not left:
+            break
+        for job in sorted(left, key=lambda j: not j.get("parents")):
+            requests.delete(f"{chronos.url}/v1/scheduler/job/{job['name']}", auth=chronos.auth, timeout=10)
 
 
 def jobs_cmd(chronos: Endpoint, *args: str) -> Any:
@@ -145,20 +167,19 @@ def test_sync_then_run_parent_runs_dependents_after_it_and_a_resync_sends_nothin
     assert jobs_in(chronos)["report"]["command"] == "echo reported again"
 
 
-def test_a_failing_parent_does_not_run_its_dependents(chronos: Endpoint, tmp_path: Path) -> None:
-    repo = chain(tmp_path, parent_command="exit 3")
+def test_a_failing_parent_does_not_run_its_dependents(chronos: Endpoint, tmp_path: Path, tag: str) -> None:
+    repo = chain(tmp_path, parent_command="exit 3", tag=tag)
     assert jobs_cmd(chronos, "sync", str(repo)).returncode == 0
 
-    run = jobs_cmd(chronos, "run", "extract", "--wait", "--timeout", "240")
+    run = jobs_cmd(chronos, "run", f"extract{tag}", "--wait", "--timeout", "240")
     assert run.returncode == 1
-    assert "extract: failure" in run.stdout
-    assert "not run (a parent failed): transform, report" in run.stdout or \
-        "not run (a parent failed): report, transform" in run.stdout
-    jobs = wait_for(lambda: (j := jobs_in(chronos)) and j["extract"]["lastError"] and j, timeout=30,
+    assert f"extract{tag}: failure" in run.stdout
+    assert f"not run (a parent failed): report{tag}, transform{tag}" in run.stdout
+    jobs = wait_for(lambda: (j := jobs_in(chronos, tag)) and j["extract"]["lastError"] and j, timeout=30,
                     what="the parent's failure recorded")
     assert jobs["extract"]["errorCount"] == 1
     # the stand-in queues dependents as it records the outcome: nothing queued now means none will run
-    states = graph_states(chronos)
+    states = graph_states(chronos, tag)
     for child in ("transform", "report"):
         assert states[child] == "idle"
         assert jobs[child]["successCount"] == 0 and jobs[child]["errorCount"] == 0
@@ -223,9 +244,10 @@ def _commit(work: Path, message: str) -> str:
     return _git("rev-parse", "HEAD", cwd=work)
 
 
-def test_the_git_hook_step_checks_jobs_before_a_push_and_syncs_them_after(chronos: Endpoint, tmp_path: Path) -> None:
-    work = chain(tmp_path / "work")
-    (work / "jobs" / "extract.yaml").write_text("name: extract\nparents: [report]\ncommand: echo\n")
+def test_the_git_hook_step_checks_jobs_before_a_push_and_syncs_them_after(
+        chronos: Endpoint, tmp_path: Path, tag: str) -> None:
+    work = chain(tmp_path / "work", tag=tag)
+    (work / "jobs" / "extract.yaml").write_text(f"name: extract{tag}\nparents: [report{tag}]\ncommand: echo\n")
     _git("init", "-q", "-b", "main", cwd=work)
     broken = _commit(work, "a cycle")
     steps = configrepo.steps_named(["jobs"])
@@ -239,39 +261,40 @@ def test_the_git_hook_step_checks_jobs_before_a_push_and_syncs_them_after(chrono
     pushed = [configrepo.RefUpdate(configrepo.ZERO, broken, "refs/heads/main")]
     assert configrepo.run_hook("pre-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 2
     assert any("jobs/extract.yaml:2: parents: the parents form a cycle" in line for line in said)
-    assert jobs_in(chronos) == {}
+    assert jobs_in(chronos, tag) == {}
 
-    chain(work)
+    chain(work, tag=tag)
     fixed = _commit(work, "no cycle")
     pushed = [configrepo.RefUpdate(broken, fixed, "refs/heads/main")]
     assert configrepo.run_hook("pre-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 0
-    assert jobs_in(chronos) == {}  # the check sends nothing
+    assert jobs_in(chronos, tag) == {}  # the check sends nothing
     assert configrepo.run_hook("post-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 0
-    assert sorted(jobs_in(chronos)) == ["extract", "report", "transform"]
+    assert sorted(jobs_in(chronos, tag)) == ["extract", "report", "transform"]
 
 
-def test_prune_deletes_only_wharfs_jobs_and_only_when_asked(chronos: Endpoint, tmp_path: Path) -> None:
-    repo = chain(tmp_path)
-    assert jobs_cmd(chronos, "sync", str(repo)).returncode == 0
-    theirs = {"name": "theirs", "command": "echo theirs", "schedule": SCHEDULE}
+def test_prune_deletes_only_wharfs_jobs_and_only_when_asked(chronos: Endpoint, tmp_path: Path, tag: str) -> None:
+    repo = chain(tmp_path, tag=tag)
+    owner = ("--owner", f"test{tag}")  # on a real Chronos, never prune anything but this test's jobs
+    assert jobs_cmd(chronos, "sync", str(repo), *owner).returncode == 0
+    theirs = {"name": f"theirs{tag}", "command": "echo theirs", "schedule": SCHEDULE}
     requests.post(chronos.url + "/v1/scheduler/iso8601", json=theirs, auth=chronos.auth,
                   timeout=10).raise_for_status()
     (repo / "jobs" / "report.yaml").unlink()
 
-    kept = jobs_cmd(chronos, "sync", str(repo), "--json")
+    kept = jobs_cmd(chronos, "sync", str(repo), *owner, "--json")
     assert kept.returncode == 0, kept.stderr
-    assert json.loads(kept.stdout)["stale"] == ["report"]
-    assert sorted(jobs_in(chronos)) == ["extract", "report", "theirs", "transform"]
+    assert json.loads(kept.stdout)["stale"] == [f"report{tag}"]
+    assert sorted(jobs_in(chronos, tag)) == ["extract", "report", "theirs", "transform"]
 
-    pruned = jobs_cmd(chronos, "sync", str(repo), "--prune", "--json")
+    pruned = jobs_cmd(chronos, "sync", str(repo), *owner, "--prune", "--json")
     assert pruned.returncode == 0, pruned.stderr
-    assert [(c["action"], c["name"]) for c in json.loads(pruned.stdout)["changes"]] == [("delete", "report")]
-    assert sorted(jobs_in(chronos)) == ["extract", "theirs", "transform"]
+    assert [(c["action"], c["name"]) for c in json.loads(pruned.stdout)["changes"]] == [("delete", f"report{tag}")]
+    assert sorted(jobs_in(chronos, tag)) == ["extract", "theirs", "transform"]
 
     # a job that still needs a parent the prune would delete is refused before anything is deleted
     (repo / "jobs" / "extract.yaml").unlink()
-    refused = jobs_cmd(chronos, "sync", str(repo), "--prune")
+    refused = jobs_cmd(chronos, "sync", str(repo), *owner, "--prune")
     assert refused.returncode == 2
-    assert "jobs/transform.yaml:2: parents: parent 'extract' does not exist in the repository or in Chronos " \
-           "(a prune would delete it)" in refused.stderr
-    assert sorted(jobs_in(chronos)) == ["extract", "theirs", "transform"]
+    assert f"jobs/transform.yaml:2: parents: parent 'extract{tag}' does not exist in the repository or in " \
+           "Chronos (a prune would delete it)" in refused.stderr
+    assert sorted(jobs_in(chronos, tag)) == ["extract", "theirs", "transform"]
