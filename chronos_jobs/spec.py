@@ -140,7 +140,7 @@ def _environment(spec: Mapping[str, Any]) -> list[dict[str, str]] | None:
             raise SpecError("env", f"must be a mapping of variable names to values, got {env!r}")
         variables = []
         for name, value in env.items():
-            if not isinstance(value, str | int | float | bool) or value is None:
+            if not isinstance(value, str | int | float | bool):
                 raise SpecError(f"env.{name}", f"must be a string or number, got {value!r}")
             shown = str(value).lower() if isinstance(value, bool) else str(value)
             variables.append({"name": str(name), "value": shown})
