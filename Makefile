@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: bootstrap apt test demo demo-jobs bench lint clean
 
-bootstrap: apt $(VENV)/.installed
+bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -34,6 +34,12 @@ $(VENV)/wheels/.built:
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(VENV)/wheels/.built
 	$(BIN)/pip install -q --find-links $(VENV)/wheels -e '.[test]'
+	touch $@
+
+# Consul 1.8.7 is Debian 11's (bookworm dropped it): fetched by apt with a private configuration
+# derived from this machine's own Debian source, unpacked into the virtualenv; nothing else changes.
+$(VENV)/.consul: devcluster/fetch_consul.py $(VENV)/.installed
+	$(PYTHON) devcluster/fetch_consul.py $(VENV)
 	touch $@
 
 test: bootstrap

@@ -1,7 +1,7 @@
-"""Blocking-query wake-up latency of the Consul stand-in.
+"""Blocking-query wake-up latency of the real Consul agent (1.8.7, `consul agent -dev`).
 
-Starts the stand-in on a free loopback port, then N times: a watcher sends a blocking
-query (``?index=<last>&wait=10s``); once it is parked in the server, the main thread makes
+Starts the agent on free loopback ports, then N times: a watcher sends a blocking
+query (``?index=<last>&wait=10s``); once it has had time to park in the agent, the main thread makes
 a change the query is about (a TTL check flipping between passing and critical, or a KV
 write); the latency is from just before the change request is sent to the moment the
 watcher has the answer. Prints p50/p99/max per kind and exits 0.
@@ -16,13 +16,19 @@ import http.client
 import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devcluster.consul import ConsulStandin  # noqa: E402
+from devcluster.cluster import running  # noqa: E402
+from devcluster.consul import Consul  # noqa: E402
+from devcluster.process import claim_ports  # noqa: E402
+
+#: how long the watcher gets to park its query before the change is made (the agent gives no sign)
+PARK_SECONDS = 0.02
 
 
 def _request(
@@ -38,26 +44,17 @@ def _watch(conn: http.client.HTTPConnection, path: str, result: dict[str, object
     result.update(at=time.perf_counter(), status=status, index=index, payload=payload)
 
 
-def _parked(standin: ConsulStandin, waiters_before: int, deadline: float) -> None:
-    """Wait until one more thread waits on the stand-in's condition (the blocked query)."""
-    while len(standin._cond._waiters) <= waiters_before:  # type: ignore[attr-defined]  # noqa: SLF001
-        if time.monotonic() > deadline:
-            raise RuntimeError("the blocking query never parked")
-        time.sleep(0.0002)
-
-
-def measure(standin: ConsulStandin, query: str, changes: list[tuple[str, str, str | None]]) -> list[float]:
-    host, port = "127.0.0.1", standin.port
+def measure(port: int, query: str, changes: list[tuple[str, str, str | None]]) -> list[float]:
+    host = "127.0.0.1"
     watcher, changer = http.client.HTTPConnection(host, port), http.client.HTTPConnection(host, port)
     _, index, _ = _request(watcher, "GET", query)
     latencies = []
     for method, path, body in changes:
         result: dict[str, object] = {}
-        waiters_before = len(standin._cond._waiters)  # type: ignore[attr-defined]  # noqa: SLF001
         blocking = f"{query}{'&' if '?' in query else '?'}index={index}&wait=10s"
         thread = threading.Thread(target=_watch, args=(watcher, blocking, result))
         thread.start()
-        _parked(standin, waiters_before, time.monotonic() + 5)
+        time.sleep(PARK_SECONDS)
         started = time.perf_counter()
         status, _, _ = _request(changer, method, path, body)
         thread.join()
@@ -82,8 +79,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=200)
     args = parser.parse_args()
-    with ConsulStandin() as standin:
-        conn = http.client.HTTPConnection("127.0.0.1", standin.port)
+    with tempfile.TemporaryDirectory() as tmp, \
+            running(Consul(Path(tmp), claim_ports({f: None for f in Consul.port_flags}))) as agent:
+        port = agent.ports["--consul-port"]
+        conn = http.client.HTTPConnection("127.0.0.1", port)
         service = {"Name": "bench", "Port": 8080, "Check": {"TTL": "1h"}}
         assert _request(conn, "PUT", "/v1/agent/service/register", json.dumps(service))[0] == 200
         conn.close()
@@ -91,17 +90,20 @@ def main() -> int:
             ("PUT", f"/v1/agent/check/{'pass' if i % 2 == 0 else 'fail'}/service:bench", None)
             for i in range(args.changes)
         ]
-        health = measure(standin, "/v1/health/service/bench", flips)
+        health = measure(port, "/v1/health/service/bench", flips)
         writes = [("PUT", "/v1/kv/bench/key", str(i)) for i in range(args.changes)]
-        kv = measure(standin, "/v1/kv/bench/key", writes)
+        kv = measure(port, "/v1/kv/bench/key", writes)
         tree = measure(
-            standin, "/v1/kv/bench/?recurse", [("PUT", f"/v1/kv/bench/k{i}", "x") for i in range(args.changes)]
+            port, "/v1/kv/bench/?recurse", [("PUT", f"/v1/kv/bench/k{i}", "x") for i in range(args.changes)]
         )
-    print(f"Consul stand-in blocking-query wake-up after a change ({args.changes} changes each, loopback):")
+    print(f"Consul 1.8.7 agent (dev mode) blocking-query wake-up after a change "
+          f"({args.changes} changes each, loopback):")
     report("health/service (TTL check flips)", health)
     report("kv single key (PUT)", kv)
     report("kv prefix ?recurse (PUT new key)", tree)
     print("latency = change request sent -> blocked query answered; target < 100 ms")
+    print("former stand-in, same machine: health p50 0.79 / p99 1.06 ms, kv key 0.80 / 1.11 ms, "
+          "kv prefix 1.07 / 1.52 ms")
     return 0
 
 

@@ -33,7 +33,8 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
 
 @click.group()
 def dev() -> None:
-    """The embedded single-machine dev cluster: real ZooKeeper, HAProxy, nginx, Docker; stand-ins for the rest."""
+    """The embedded single-machine dev cluster: real ZooKeeper, HAProxy, nginx, Docker and Consul;
+    stand-ins for Mesos, Marathon and Chronos."""
 
 
 @dev.command()
@@ -41,16 +42,17 @@ def dev() -> None:
 @click.option("--haproxy-port", type=int, help="HAProxy HTTP frontend port [default: a free one]")
 @click.option("--haproxy-stats-port", type=int, help="HAProxy stats page port [default: a free one]")
 @click.option("--nginx-port", type=int, help="nginx HTTP port [default: a free one]")
-@click.option("--consul-port", type=int, help="Consul stand-in HTTP port [default: a free one]")
+@click.option("--consul-port", type=int, help="Consul HTTP port [default: a free one]")
+@click.option("--consul-acl", is_flag=True, help="Consul with ACLs on, default deny; `dev env` exports the token")
 @click.option("--mesos-port", type=int, help="Mesos master stand-in HTTP port [default: a free one]")
 @click.option("--marathon-port", type=int, help="Marathon stand-in HTTP port [default: a free one]")
 @click.option("--chronos-port", type=int, help="Chronos stand-in HTTP port [default: a free one]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
 @click.pass_context
-def up(ctx: click.Context, as_json: bool, **ports: int | None) -> None:
+def up(ctx: click.Context, as_json: bool, consul_acl: bool, **ports: int | None) -> None:
     """Start the dev cluster and wait until every service is healthy."""
     flags = {"--" + name.replace("_", "-"): port for name, port in ports.items()}
-    status = _cluster(ctx).up(flags)
+    status = _cluster(ctx).up(flags, options={"consul_acl": consul_acl})
     if status["already_running"] and not as_json:
         click.echo(f"dev cluster already running in {status['state_dir']}")
     _print_status(status, as_json)

@@ -11,18 +11,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from devcluster.consul import Consul
 from devcluster.docker_engine import DockerEngine
 from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
 from devcluster.service import Service
-from devcluster.standins import ChronosStandIn, ConsulStandIn, MarathonStandIn, MesosStandIn
+from devcluster.standins import ChronosStandIn, MarathonStandIn, MesosStandIn
 from devcluster.zookeeper import ZooKeeper
 from wharf.errors import BadInput, Failure
 
 #: in start order (a service starts once the ones it `needs` are healthy); stopped in reverse
 SERVICE_TYPES: tuple[type[Service], ...] = (
-    ZooKeeper, HAProxy, Nginx, DockerEngine, ConsulStandIn, MesosStandIn, MarathonStandIn, ChronosStandIn,
+    ZooKeeper, HAProxy, Nginx, DockerEngine, Consul, MesosStandIn, MarathonStandIn, ChronosStandIn,
 )
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
 
@@ -73,8 +74,11 @@ class Cluster:
         self.state_dir = Path(state_dir)
         self.state_file = self.state_dir / "cluster.json"
 
-    def services(self, ports: dict[str, int]) -> list[Service]:
-        return [t(self.state_dir / t.name, ports) for t in SERVICE_TYPES]
+    def services(self, ports: dict[str, int], options: dict[str, Any] | None = None) -> list[Service]:
+        return [t(self.state_dir / t.name, ports, options) for t in SERVICE_TYPES]
+
+    def _services_of(self, state: dict[str, Any]) -> list[Service]:
+        return self.services(state["ports"], state.get("options"))
 
     def read_state(self) -> dict[str, Any] | None:
         try:
@@ -102,8 +106,12 @@ class Cluster:
         state = self.read_state()
         return bool(state) and any(p.alive() for p in self._procs(state or {}).values())
 
-    def up(self, ports: dict[str, int | None] | None = None, timeout: float = 90.0) -> dict[str, Any]:
-        """Start every service and wait until all are healthy; a running cluster is left as it is."""
+    def up(self, ports: dict[str, int | None] | None = None, timeout: float = 90.0,
+           options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start every service and wait until all are healthy; a running cluster is left as it is.
+
+        `options` are choices beyond ports, kept with the cluster (e.g. `{"consul_acl": True}`).
+        """
         with self._locked():
             if self.running():
                 return {**self.status(), "already_running": True}
@@ -115,8 +123,9 @@ class Cluster:
             for service in self.services({}):
                 service.check_installed()
             chosen = claim_ports(wanted)
-            services = self.services(chosen)
-            state: dict[str, Any] = {"ports": chosen, "procs": {}, "started_at": time.time()}
+            state: dict[str, Any] = {"ports": chosen, "options": dict(options or {}), "procs": {},
+                                     "started_at": time.time()}
+            services = self._services_of(state)
             by_name = {s.name: s for s in services}
             healthy: set[str] = set()
             deadline = time.monotonic() + timeout
@@ -149,7 +158,7 @@ class Cluster:
             state = self.read_state()
             if state is None or not self.running():
                 raise Failure(f"no dev cluster running in {self.state_dir} (run `wharf dev up`)")
-            services = {s.name: s for s in self.services(state["ports"])}
+            services = {s.name: s for s in self._services_of(state)}
             if name not in services:
                 raise BadInput(f"{name}: not a dev cluster service (one of {', '.join(services)})")
             service, old = services[name], self._procs(state).get(name)
@@ -170,7 +179,7 @@ class Cluster:
             return {"state_dir": str(self.state_dir), "running": False, "services": {}}
         procs = self._procs(state)
         services: dict[str, Any] = {}
-        for service in self.services(state["ports"]):
+        for service in self._services_of(state):
             proc = procs.get(service.name)
             row: dict[str, Any] = {"pid": proc.pid if proc else None, "running": bool(proc and proc.alive())}
             error = None
@@ -192,7 +201,7 @@ class Cluster:
         if state is None:
             raise Failure(f"no dev cluster in {self.state_dir} (run `wharf dev up`)")
         merged: dict[str, str] = {}
-        for service in self.services(state["ports"]):
+        for service in self._services_of(state):
             merged.update(service.env())
         return merged
 
@@ -217,7 +226,7 @@ class Cluster:
     def _stop_all(self, state: dict[str, Any]) -> list[str]:
         procs = self._procs(state)
         stopped = []
-        for service in reversed(self.services(state["ports"])):
+        for service in reversed(self._services_of(state)):
             proc = procs.get(service.name)
             if proc and proc.alive():
                 stop(proc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,9 +23,11 @@ class Service(ABC):
     #: services that must be healthy before this one starts
     needs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, directory: Path, ports: dict[str, int]) -> None:
+    def __init__(self, directory: Path, ports: dict[str, int], options: Mapping[str, Any] | None = None) -> None:
         self.dir = directory
         self.ports = ports
+        #: `wharf dev up` choices beyond ports (e.g. {"consul_acl": True}), kept in cluster.json
+        self.choices: Mapping[str, Any] = options or {}
         self.log_path = directory / f"{self.name}.log"
 
     def check_installed(self) -> None:

@@ -52,24 +52,6 @@ class PythonStandIn(Service):
         return {"http": self.url}
 
 
-class ConsulStandIn(PythonStandIn):
-    """Consul's agent, catalog, health, KV and session APIs."""
-
-    name = "consul"
-    module = "consul"
-    port_flags = ("--consul-port",)
-
-    def options(self) -> list[str]:
-        return ["--node", "wharf-dev"]
-
-    def probe(self) -> None:
-        if not _get(f"{self.url}/v1/status/leader"):
-            raise RuntimeError("no leader")
-
-    def env(self) -> dict[str, str]:
-        return {"CONSUL_HTTP_ADDR": f"127.0.0.1:{self.port}"}
-
-
 class MesosStandIn(PythonStandIn):
     """A Mesos master with its agents; tasks run as containers on the dev cluster's Docker engine."""
 

@@ -1,10 +1,11 @@
-"""Fixtures that give tests real ZooKeeper, HAProxy, nginx and Docker, built on the dev cluster's code,
-and the Mesos master, Marathon and Chronos under test.
+"""Fixtures that give tests real ZooKeeper, HAProxy, nginx, Docker and Consul, built on the dev
+cluster's code, and the Mesos master, Marathon and Chronos under test.
 
-Those three follow the standard variables (see DESIGN.md, "Where each outside system comes from"):
-with `MESOS_MASTER`, `MARATHON_URL` or `CHRONOS_URL` set, the tests run against those real endpoints
-and start nothing; otherwise the fixtures start the stand-ins. Tests of what only a stand-in on this
-machine can show are marked `@stand_in_only(...)`: skipped, saying why, against a real endpoint.
+They follow the standard variables (see DESIGN.md, "Where each outside system comes from"): with
+`CONSUL_HTTP_ADDR` (and `CONSUL_HTTP_TOKEN`), `MESOS_MASTER`, `MARATHON_URL` or `CHRONOS_URL` set,
+the tests run against those real endpoints and start nothing; otherwise the fixtures start a local
+Consul agent and the stand-ins. Tests of what only a stand-in on this machine can show are marked
+`@stand_in_only(...)`: skipped, saying why, against a real endpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 
 from devcluster.chronos.server import ChronosStandin
 from devcluster.cluster import running
+from devcluster.consul import Consul
 from devcluster.docker_engine import DockerEngine
 from devcluster.haproxy import HAProxy
 from devcluster.marathon.standin import MarathonStandin
@@ -63,6 +65,91 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
 def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
     """A real Docker engine with its own roots and socket, with the local base image built."""
     yield from _run(DockerEngine, tmp_path_factory)
+
+
+@dataclass
+class ConsulUnderTest:
+    """A Consul agent for a test: the shared one, a real endpoint, or a local one a test may break."""
+
+    addr: str
+    token: str | None = field(default=None, repr=False)
+    service: Consul | None = None  # None for a real endpoint
+
+    @property
+    def local(self) -> bool:
+        return self.service is not None
+
+    @property
+    def url(self) -> str:
+        return self.addr if "://" in self.addr else f"http://{self.addr}"
+
+    def client(self, **kwargs: Any) -> Any:
+        """A py-consul client for this agent, with its token."""
+        import consul
+
+        parts = urlsplit(self.url)
+        return consul.Consul(host=parts.hostname, port=parts.port or 8500, scheme=parts.scheme,
+                             token=self.token, **kwargs)
+
+
+class LocalConsul(ConsulUnderTest):
+    """A fresh `consul agent -dev` of the test's own, which it may stop, start and restart."""
+
+    def __init__(self, directory: Path, acl: bool = False) -> None:
+        ports = claim_ports({flag: None for flag in Consul.port_flags})
+        service = Consul(directory, ports, {"consul_acl": acl})
+        service.prepare()
+        super().__init__(service.addr, service.token, service)
+        self._running: Any = None
+
+    def start(self) -> LocalConsul:
+        """Start it (again, empty, on the same ports) and wait until it has a leader."""
+        if self._running is None:
+            assert self.service is not None
+            self._running = running(self.service)
+            self._running.__enter__()
+        return self
+
+    def stop(self) -> None:
+        if self._running is not None:
+            running_, self._running = self._running, None
+            running_.__exit__(None, None, None)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def consul(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulUnderTest]:
+    """The Consul under test, shared by the session: `CONSUL_HTTP_ADDR`'s, or a local dev agent.
+    Never stop or restart it; use `consul_factory` for that."""
+    addr = os.environ.get("CONSUL_HTTP_ADDR", "").strip()
+    if addr:
+        yield ConsulUnderTest(addr, os.environ.get("CONSUL_HTTP_TOKEN") or None)
+        return
+    agent = LocalConsul(tmp_path_factory.mktemp("consul")).start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+@pytest.fixture
+def consul_factory(tmp_path: Path) -> Iterator[Any]:
+    """`consul_factory(acl=False)`: a started local agent of the test's own, stopped at its end."""
+    made: list[LocalConsul] = []
+
+    def make(acl: bool = False) -> LocalConsul:
+        agent = LocalConsul(tmp_path / f"consul-{len(made)}", acl=acl)
+        made.append(agent)
+        return agent.start()
+
+    try:
+        yield make
+    finally:
+        for agent in made:
+            agent.stop()
 
 
 def wharf(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

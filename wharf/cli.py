@@ -11,6 +11,7 @@ import click
 
 from chronos_jobs.cli import jobs
 from devcluster.cli import dev
+from marathon_apps.cli import apps
 from wharf import __version__, log, settings
 
 
@@ -65,6 +66,7 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 
 cli.add_command(dev)
+cli.add_command(apps)
 cli.add_command(jobs)
 
 

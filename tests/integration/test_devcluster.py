@@ -1,10 +1,11 @@
-"""`wharf dev up/status/env/down` start and stop real ZooKeeper, HAProxy, nginx and Docker."""
+"""`wharf dev up/status/env/down` start and stop real ZooKeeper, HAProxy, nginx, Docker and Consul."""
 
 from __future__ import annotations
 
 import json
 import shlex
 import socket
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,16 +119,55 @@ def test_docker_runs_the_base_image_and_streams_its_events(cluster: Path) -> Non
         client.close()
 
 
-def test_consul_stand_in_serves_py_consul_and_a_restart_drops_its_state(cluster: Path) -> None:
+def _consul_get(addr: str, path: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
+    request = urllib.request.Request(f"http://{addr}{path}", method=method,
+                                     headers={"X-Consul-Token": token} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def test_consul_is_the_real_agent_and_a_restart_empties_it_on_the_same_port(cluster: Path) -> None:
     import consul
 
-    host, port = dev_env(cluster)["CONSUL_HTTP_ADDR"].split(":")
+    status = json.loads(wharf("dev", "status", "--json", env={"WHARF_STATE_DIR": str(cluster)}).stdout)
+    addr = dev_env(cluster)["CONSUL_HTTP_ADDR"]
+    assert status["services"]["consul"]["healthy"] and status["services"]["consul"]["http"] == f"http://{addr}"
+    code, agent = _consul_get(addr, "/v1/agent/self")
+    assert code == 200 and agent["Config"]["Version"] == "1.8.7"
+    host, port = addr.split(":")
     client = consul.Consul(host=host, port=int(port))
     assert client.kv.put("wharf/restart-test", "before")
+    client.agent.service.register("restart-test", port=1234)
     assert client.kv.get("wharf/restart-test")[1]["Value"] == b"before"
     result = wharf("dev", "restart", "consul", env={"WHARF_STATE_DIR": str(cluster)})
     assert result.returncode == 0, result.stderr
+    assert dev_env(cluster)["CONSUL_HTTP_ADDR"] == addr
     assert client.kv.get("wharf/restart-test")[1] is None
+    assert "restart-test" not in client.agent.services()
+
+
+def test_acl_mode_refuses_requests_without_the_token_which_no_command_line_shows(tmp_path: Path) -> None:
+    state_dir = tmp_path / "acl"
+    result = wharf("dev", "up", "--consul-acl", env={"WHARF_STATE_DIR": str(state_dir)})
+    assert result.returncode == 0, result.stderr
+    try:
+        env = dev_env(state_dir)
+        addr, token = env["CONSUL_HTTP_ADDR"], env["CONSUL_HTTP_TOKEN"]
+        assert len(token) >= 32
+        assert _consul_get(addr, "/v1/kv/anything", method="PUT")[0] == 403
+        assert _consul_get(addr, "/v1/kv/anything", token, method="PUT")[0] == 200
+        assert _consul_get(addr, "/v1/agent/self")[0] == 403
+        assert _consul_get(addr, "/v1/agent/self", token)[0] == 200
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                assert token.encode() not in cmdline.read_bytes(), f"token on the command line of {cmdline}"
+            except OSError:
+                continue  # the process ended
+    finally:
+        wharf("dev", "down", "--purge", env={"WHARF_STATE_DIR": str(state_dir)})
 
 
 def test_chronos_runs_a_job_on_the_mesos_stand_in_found_through_zookeeper(cluster: Path) -> None:
@@ -225,16 +265,17 @@ def test_down_leaves_no_process_and_no_mount_and_a_second_down_is_harmless(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["unrelated.txt"]
 
 
-def test_taken_port_is_bad_input_and_starts_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("flag", "service"), [("--zk-port", "zookeeper"), ("--consul-port", "consul")])
+def test_taken_port_is_bad_input_and_starts_nothing(tmp_path: Path, flag: str, service: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = wharf("dev", "up", "--zk-port", str(port), env={"WHARF_STATE_DIR": str(tmp_path / "s")})
+        result = wharf("dev", "up", flag, str(port), env={"WHARF_STATE_DIR": str(tmp_path / "s")})
     assert result.returncode == 2
-    assert result.stderr.strip() == f"Error: --zk-port: 127.0.0.1:{port} is already in use"
+    assert result.stderr.strip() == f"Error: {flag}: 127.0.0.1:{port} is already in use"
     assert not (tmp_path / "s" / "cluster.json").exists()
-    assert not (tmp_path / "s" / "zookeeper").exists()
+    assert not (tmp_path / "s" / service).exists()
 
 
 @pytest.mark.parametrize(("setup", "expected"), [
