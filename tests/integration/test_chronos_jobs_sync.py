@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import textwrap
 import uuid
@@ -21,7 +22,6 @@ import requests
 
 from tests.conftest import Endpoint, stand_in_only, wharf
 from tests.polling import wait_for
-from wharf import configrepo
 
 pytestmark = pytest.mark.integration
 
@@ -234,42 +234,41 @@ def test_bad_repositories_are_refused_before_anything_is_sent(
     assert jobs_in(chronos) == before
 
 
-def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith(("WHARF_", "MARATHON_", "CONSUL_"))},
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com", **(env or {})}
+    return subprocess.run(["git", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
 
 
-def _commit(work: Path, message: str) -> str:
-    _git("add", "-A", ".", cwd=work)
-    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message, cwd=work)
-    return _git("rev-parse", "HEAD", cwd=work)
-
-
-def test_the_git_hook_step_checks_jobs_before_a_push_and_syncs_them_after(
+def test_a_push_through_wharfs_git_hooks_checks_jobs_first_and_syncs_them_after(
         chronos: Endpoint, tmp_path: Path, tag: str) -> None:
-    work = chain(tmp_path / "work", tag=tag)
+    bare, work = tmp_path / "config.git", tmp_path / "work"
+    assert _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path).returncode == 0
+    assert _git("init", "-q", "-b", "main", str(work), cwd=tmp_path).returncode == 0
+    _git("remote", "add", "origin", str(bare), cwd=work)
+    installed = wharf("apps", "hook", "install", str(bare), "--branch", "main")  # every room's steps
+    assert installed.returncode == 0, installed.stderr
+
+    def push(message: str) -> subprocess.CompletedProcess[str]:
+        _git("add", "-A", cwd=work)
+        _git("commit", "-q", "-m", message, cwd=work)
+        return _git("push", "-q", "origin", "main", cwd=work, env={"CHRONOS_URL": chronos.url})
+
+    chain(work, tag=tag)
     (work / "jobs" / "extract.yaml").write_text(f"name: extract{tag}\nparents: [report{tag}]\ncommand: echo\n")
-    _git("init", "-q", "-b", "main", cwd=work)
-    broken = _commit(work, "a cycle")
-    steps = configrepo.steps_named(["jobs"])
-    said: list[str] = []
-
-    def invoke(argv: list[str]) -> int:
-        result = jobs_cmd(chronos, *argv[1:])
-        said.extend(result.stderr.splitlines())
-        return result.returncode
-
-    pushed = [configrepo.RefUpdate(configrepo.ZERO, broken, "refs/heads/main")]
-    assert configrepo.run_hook("pre-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 2
-    assert any("jobs/extract.yaml:2: parents: the parents form a cycle" in line for line in said)
+    rejected = push("a cycle")
+    assert rejected.returncode != 0
+    assert "jobs/extract.yaml:2: parents: the parents form a cycle" in rejected.stderr
+    assert _git("ls-remote", str(bare), cwd=work).stdout == "", "the bare repository took the push"
     assert jobs_in(chronos, tag) == {}
 
     chain(work, tag=tag)
-    fixed = _commit(work, "no cycle")
-    pushed = [configrepo.RefUpdate(broken, fixed, "refs/heads/main")]
-    assert configrepo.run_hook("pre-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 0
-    assert jobs_in(chronos, tag) == {}  # the check sends nothing
-    assert configrepo.run_hook("post-receive", pushed, "main", steps, None, invoke, work / ".git", said.append) == 0
-    assert sorted(jobs_in(chronos, tag)) == ["extract", "report", "transform"]
+    accepted = push("no cycle")
+    assert accepted.returncode == 0, accepted.stderr
+    jobs = wait_for(lambda: (j := jobs_in(chronos, tag)) and len(j) == 3 and j, timeout=60,
+                    what="the pushed jobs in Chronos")
+    assert jobs["report"]["parents"] == [f"extract{tag}"]
 
 
 def test_prune_deletes_only_wharfs_jobs_and_only_when_asked(chronos: Endpoint, tmp_path: Path, tag: str) -> None:
