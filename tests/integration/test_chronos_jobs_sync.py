@@ -148,6 +148,15 @@ def test_sync_then_run_parent_runs_dependents_after_it_and_a_resync_sends_nothin
     for child in ("transform", "report"):
         assert jobs[child]["successCount"] == 1 and jobs[child]["lastSuccess"] >= parent_done
 
+    status = jobs_cmd(chronos, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    rows = {row["name"]: row for row in json.loads(status.stdout)}
+    assert rows["extract"]["lastSuccess"] == parent_done and rows["extract"]["last"] == "success"
+    assert rows["extract"]["nextRun"] == "2030-01-01T02:00:00.000Z" and rows["extract"]["owned"]
+    assert rows["report"]["parents"] == ["extract"] and rows["report"]["status"] == "idle"
+    drawn = jobs_cmd(chronos, "graph")  # of what Chronos has
+    assert drawn.stdout == f"extract  {SCHEDULE}\n└── report\n└── transform\n", drawn.stderr
+
     # nothing changed in the repository, the jobs have run since: the second sync only reads
     received.clear()
     again = jobs_cmd(chronos, "sync", str(repo), "--json")
