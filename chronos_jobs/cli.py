@@ -174,35 +174,6 @@ def run(ctx: click.Context, name: str, wait: bool, timeout: float, as_json: bool
         raise Failure(f"job run failed: {', '.join(j for j, r in state.finished.items() if r != 'success')}")
 
 
-def _status_rows(jobs_now: dict[str, Any], graph_states: dict[str, dict[str, str]], now: datetime,
-                 owner: str) -> list[dict[str, Any]]:
-    from chronos_jobs import schedule as sched
-    from chronos_jobs import spec
-
-    rows = []
-    for name in sorted(jobs_now):
-        job = jobs_now[name]
-        next_run: str | None = None
-        if job.get("disabled"):
-            when = "disabled"
-        elif job.get("parents"):
-            when = "after " + ", ".join(job["parents"])
-        else:
-            try:
-                parsed = sched.parse(job["schedule"], job.get("scheduleTimeZone") or None, now=now)
-                moment = sched.next_run(parsed, now)
-            except (sched.ScheduleError, KeyError, TypeError):
-                moment = None
-            next_run = sched.format_datetime(moment) if moment else None
-            when = next_run or "never (no runs left)"
-        node = graph_states.get(name, {})
-        rows.append({"name": name, "schedule": job.get("schedule"), "parents": job.get("parents") or [],
-                     "status": node.get("status", "idle"), "last": node.get("last", ""),
-                     "lastSuccess": job.get("lastSuccess") or None, "lastError": job.get("lastError") or None,
-                     "nextRun": next_run, "next": when, "owned": spec.owner_of(job) == owner})
-    return rows
-
-
 @jobs.command()
 @_owner_option
 @_json_option
@@ -210,7 +181,9 @@ def _status_rows(jobs_now: dict[str, Any], graph_states: dict[str, dict[str, str
 def status(ctx: click.Context, owner: str, as_json: bool) -> None:
     """Each Chronos job: running or idle, last success and error, next run."""
     client = _client(ctx)
-    rows = _status_rows(client.jobs(), client.graph(), datetime.now(UTC), owner)
+    from chronos_jobs.status import rows as status_rows
+
+    rows = status_rows(client.jobs(), client.graph(), datetime.now(UTC), owner)
     if as_json:
         _echo_json([{k: v for k, v in row.items() if k != "next"} for row in rows])
         return

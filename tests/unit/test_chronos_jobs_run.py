@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from chronos_jobs import run
-from chronos_jobs.cli import _status_rows
 from chronos_jobs.client import parse_graph_csv
+from chronos_jobs.status import rows as status_rows
 
 pytestmark = pytest.mark.unit
 
@@ -71,7 +71,7 @@ def test_status_rows_say_when_each_job_runs_next() -> None:
                    job("b", "a"), {**job("c"), "schedule": "R0/2026-12-01T02:00:00.000Z/PT1H"},
                    {**job("d"), "disabled": True},
                    {**job("e"), "environmentVariables": [{"name": "WHARF_OWNER", "value": "wharf"}]})
-    rows = {row["name"]: row for row in _status_rows(current, {"a": {"last": "success", "status": "idle"}},
+    rows = {row["name"]: row for row in status_rows(current, {"a": {"last": "success", "status": "idle"}},
                                                      now, "wharf")}
     assert rows["a"]["nextRun"] == "2026-12-01T11:00:00.000Z" and rows["a"]["last"] == "success"
     assert rows["b"]["next"] == "after a" and rows["b"]["nextRun"] is None
