@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt test demo demo-jobs bench lint clean
+.PHONY: bootstrap apt test demo demo-apps demo-jobs bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -49,19 +49,39 @@ test: bootstrap
 demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
+	$(MAKE) --no-print-directory demo-apps || { $(BIN)/wharf dev down --purge; exit 1; }
 	$(MAKE) --no-print-directory demo-jobs || { $(BIN)/wharf dev down --purge; exit 1; }
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
 
-# Each demo-<room> expects a running dev cluster (WHARF_STATE_DIR, exported by `demo`).
-# Chronos jobs: sync the example jobs (a second sync sends nothing), run the scheduled one, watch its
-# dependent run after it, show the status.
+# A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
+# Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
+DEMO_APPS = $(WHARF_STATE_DIR)/apps-demo
+demo-apps:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-apps: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@set -e; eval "$$($(BIN)/wharf dev env)"; rm -rf $(DEMO_APPS); mkdir -p $(DEMO_APPS); \
+	git init -q --bare -b main $(DEMO_APPS)/config.git; \
+	echo "== wharf apps hook install $(DEMO_APPS)/config.git --env dev"; \
+	$(BIN)/wharf apps hook install $(DEMO_APPS)/config.git --env dev --branch main; \
+	cp -r examples $(DEMO_APPS)/work; cd $(DEMO_APPS)/work; \
+	git init -q -b main; git add -A; \
+	git -c user.name=demo -c user.email=demo@localhost commit -q -m "the example apps"; \
+	git remote add origin $(DEMO_APPS)/config.git; \
+	echo "== git push origin main (the hooks validate, then deploy /api, then /web)"; \
+	git push -q origin main; \
+	echo "== wharf apps status"; $(CURDIR)/$(BIN)/wharf apps status; \
+	echo "== wharf apps plan . --env dev (a second run: nothing to do)"; $(CURDIR)/$(BIN)/wharf apps plan . --env dev
+
+# Chronos jobs: the example jobs synced (only what changed is sent: the push of demo-apps, whose hooks
+# run every room's step, has synced them already), the scheduled one run, its dependent after it.
+# Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
 demo-jobs:
-	@eval "$$($(BIN)/wharf dev env)" && set -x && \
-	$(BIN)/wharf jobs graph examples && \
-	$(BIN)/wharf jobs sync examples && \
-	$(BIN)/wharf jobs sync examples && \
-	$(BIN)/wharf jobs run nightly-extract --wait --timeout 300 && \
-	$(BIN)/wharf jobs status
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-jobs: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@set -e; eval "$$($(BIN)/wharf dev env)"; \
+	echo "== wharf jobs graph examples --env dev"; $(BIN)/wharf jobs graph examples --env dev; \
+	echo "== wharf jobs sync examples --env dev"; $(BIN)/wharf jobs sync examples --env dev; \
+	echo "== wharf jobs run nightly-extract --wait (daily-report runs once it succeeds)"; \
+	$(BIN)/wharf jobs run nightly-extract --wait --timeout 300; \
+	echo "== wharf jobs status"; $(BIN)/wharf jobs status
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

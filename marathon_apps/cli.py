@@ -253,12 +253,12 @@ def _follow_one(client: Any, app_id: str, deployment: str, timeout: float, as_js
 
 @apps.command()
 @click.argument("app_id", metavar="APP")
-@click.option("--to", "version", default=None, help="Version to go back to [default: the previous configuration]")
+@click.option("--to", "version", default=None, help="Version to go back to [default: the one before the current]")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for it")
 @json_option
 @click.pass_context
 def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: float, as_json: bool) -> None:
-    """Put an app back to an earlier version (by default the configuration before the current one)."""
+    """Put an app back to an earlier version (by default the one before the current version)."""
     from marathon_apps.client import MarathonError
 
     client = _client(ctx)
@@ -267,7 +267,7 @@ def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: floa
         raise BadInput(f"APP: no app {app_id} in Marathon")
     versions = client.versions(app["id"])
     if version is None:
-        current = (app.get("versionInfo") or {}).get("lastConfigChangeAt") or app.get("version")
+        current = app.get("version")
         older = sorted((v for v in versions if v < current), reverse=True)
         if not older:
             raise BadInput(f"APP: {app['id']} has no version before {current}")

@@ -209,7 +209,7 @@ class Deployer:
             run.failed_reason = f"Marathon refused it: {exc}"
             return run
         self.reporter.update(change.app_id, "deploying", f"{change.kind}, deployment {run.deployment}")
-        log.info("sent", extra={"app": change.app_id, "action": change.kind, "deployment": run.deployment})
+        log.debug("sent", extra={"app": change.app_id, "action": change.kind, "deployment": run.deployment})
         return run
 
     def _wait_events(self, running: dict[str, _Run], feed: EventFeed | None) -> None:
