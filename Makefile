@@ -10,7 +10,7 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
-DEMO_STEPS := demo-apps demo-render demo-autoscale demo-framework
+DEMO_STEPS := demo-apps demo-jobs demo-render demo-autoscale demo-framework
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) bench lint clean
 
@@ -87,6 +87,18 @@ demo-apps:
 # Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over.
 demo-framework:
 	$(BIN)/python -m framework.demo
+
+# Chronos jobs: the example jobs synced (only what changed is sent: the push of demo-apps, whose hooks
+# run every room's step, has synced them already), the scheduled one run, its dependent after it.
+# Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
+demo-jobs:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-jobs: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@set -e; eval "$$($(BIN)/wharf dev env)"; \
+	echo "== wharf jobs graph examples --env dev"; $(BIN)/wharf jobs graph examples --env dev; \
+	echo "== wharf jobs sync examples --env dev"; $(BIN)/wharf jobs sync examples --env dev; \
+	echo "== wharf jobs run nightly-extract --wait (daily-report runs once it succeeds)"; \
+	$(BIN)/wharf jobs run nightly-extract --wait --timeout 300; \
+	echo "== wharf jobs status"; $(BIN)/wharf jobs status
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

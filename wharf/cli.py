@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from autoscale.cli import autoscale
+from chronos_jobs.cli import jobs
 from consul_templates.cli import render_group
 from devcluster.cli import dev
 from framework.cli import framework
@@ -69,6 +70,7 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 cli.add_command(dev)
 cli.add_command(apps)
+cli.add_command(jobs)
 cli.add_command(render_group)
 cli.add_command(autoscale)
 cli.add_command(framework)

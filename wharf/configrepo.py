@@ -326,6 +326,10 @@ STEPS: list[HookStep] = [
     HookStep("apps", "apps",
              check=("apps", "render", "{tree}", "--env", "{env}", "--quiet"),
              sync=("apps", "deploy", "{tree}", "--env", "{env}", "--commit", "{commit}")),
+    # jobs: the check asks Chronos too (parents may live there), so a broken graph never lands
+    HookStep("jobs", "jobs",
+             check=("jobs", "plan", "{tree}", "--env", "{env}", "--quiet"),
+             sync=("jobs", "sync", "{tree}", "--env", "{env}")),
 ]
 
 
