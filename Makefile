@@ -11,7 +11,7 @@ HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
 # demo-registrator leaves the registrator running for the later steps; demo-registrator-stop ends it.
-DEMO_STEPS := demo-registrator demo-render demo-autoscale demo-framework
+DEMO_STEPS := demo-apps demo-jobs demo-render demo-registrator demo-autoscale demo-framework
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-registrator-stop bench lint clean
 
@@ -69,37 +69,47 @@ demo-render:
 demo-autoscale:
 	$(BIN)/python -m autoscale.demo
 
+# A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
+# Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
+DEMO_APPS = $(WHARF_STATE_DIR)/apps-demo
+demo-apps:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-apps: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@set -e; eval "$$($(BIN)/wharf dev env)"; rm -rf $(DEMO_APPS); mkdir -p $(DEMO_APPS); \
+	git init -q --bare -b main $(DEMO_APPS)/config.git; \
+	echo "== wharf apps hook install $(DEMO_APPS)/config.git --env dev"; \
+	$(BIN)/wharf apps hook install $(DEMO_APPS)/config.git --env dev --branch main; \
+	cp -r examples $(DEMO_APPS)/work; cd $(DEMO_APPS)/work; \
+	git init -q -b main; git add -A; \
+	git -c user.name=demo -c user.email=demo@localhost commit -q -m "the example apps"; \
+	git remote add origin $(DEMO_APPS)/config.git; \
+	echo "== git push origin main (the hooks validate, then deploy /api, then /web)"; \
+	git push -q origin main; \
+	echo "== wharf apps status"; $(CURDIR)/$(BIN)/wharf apps status; \
+	echo "== wharf apps plan . --env dev (a second run: nothing to do)"; $(CURDIR)/$(BIN)/wharf apps plan . --env dev
+
 # Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over.
 demo-framework:
 	$(BIN)/python -m framework.demo
 
-# The registrator against the dev cluster's Docker engine and Consul, in the background until
-# demo-registrator-stop: every container the demo runs (Marathon's tasks included) appears in
-# Consul with its health. It also runs one web container of its own with SERVICE_* labels.
-REGISTRATOR_PID = $(WHARF_STATE_DIR)/registrator.pid
+# Chronos jobs: the example jobs synced (only what changed is sent: the push of demo-apps, whose hooks
+# run every room's step, has synced them already), the scheduled one run, its dependent after it.
+# Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
+demo-jobs:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-jobs: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	@set -e; eval "$$($(BIN)/wharf dev env)"; \
+	echo "== wharf jobs graph examples --env dev"; $(BIN)/wharf jobs graph examples --env dev; \
+	echo "== wharf jobs sync examples --env dev"; $(BIN)/wharf jobs sync examples --env dev; \
+	echo "== wharf jobs run nightly-extract --wait (daily-report runs once it succeeds)"; \
+	$(BIN)/wharf jobs run nightly-extract --wait --timeout 300; \
+	echo "== wharf jobs status"; $(BIN)/wharf jobs status
+
+# The registrator in the background for the later steps, until demo-registrator-stop: the apps the
+# deploy step pushed appear in Consul at their agents' addresses, with one web of its own and its check.
 demo-registrator:
-	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-registrator: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
-	@eval "$$($(BIN)/wharf dev env)"; \
-	if ! { test -f $(REGISTRATOR_PID) && kill -0 $$(cat $(REGISTRATOR_PID)) 2>/dev/null; }; then \
-	  $(BIN)/wharf registrator run --resync 30 --metrics-port $$($(BIN)/python -c 'from devcluster.process import free_port; print(free_port())') \
-	    >$(WHARF_STATE_DIR)/registrator.log 2>&1 & echo $$! > $(REGISTRATOR_PID); \
-	fi; \
-	port=$$($(BIN)/python -c 'from devcluster.process import free_port; print(free_port())'); \
-	docker rm -f demo-web >/dev/null 2>&1; \
-	docker run -d --name demo-web --network host --expose $$port -l SERVICE_NAME=demo-web -l SERVICE_TAGS=demo \
-	  -l SERVICE_CHECK_HTTP=/ -l SERVICE_CHECK_INTERVAL=1s wharf/busybox:latest \
-	  sh -c "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 127.0.0.1:$$port -h /www" >/dev/null && \
-	healthy='import json, sys; rows = json.load(sys.stdin); sys.exit(not any(r["name"] == "demo-web" and r["health"] == "passing" for r in rows))'; \
-	for i in $$(seq 150); do \
-	  $(BIN)/wharf registrator list --json | $(BIN)/python -c "$$healthy" && break; sleep 0.2; done; \
-	echo "services registered in Consul by the registrator:"; $(BIN)/wharf registrator list; \
-	$(BIN)/wharf registrator list --json | $(BIN)/python -c "$$healthy" || { echo "demo-web is not passing in Consul"; exit 1; }
+	$(BIN)/python -m registrator.demo
 
 demo-registrator-stop:
-	@eval "$$($(BIN)/wharf dev env)"; \
-	echo "services in Consul at the end of the demo:"; $(BIN)/wharf registrator list; \
-	docker rm -f demo-web >/dev/null 2>&1; \
-	if test -f $(REGISTRATOR_PID); then kill $$(cat $(REGISTRATOR_PID)) 2>/dev/null; rm -f $(REGISTRATOR_PID); fi; true
+	$(BIN)/python -m registrator.demo --stop
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

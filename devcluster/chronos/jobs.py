@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from devcluster.chronos import schedule as sched
+from chronos_jobs import schedule as sched
 
 __all__ = [
     "CONSTRAINT_OPERATORS", "KINDS", "Constraint", "Container", "EdgeCounts", "EnvironmentVariable",

@@ -29,8 +29,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from chronos_jobs import schedule as sched
 from devcluster.chronos import jobs as J
-from devcluster.chronos import schedule as sched
 from devcluster.chronos.runner import ChronosFramework, ChronosState, Clock, RunnerError, utc_now
 from devcluster.httpapi import HTTPError, Request, Response, Router, RunningServer, json_response, serve, text_response
 

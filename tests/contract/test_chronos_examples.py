@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from chronos_jobs import schedule as sched
 from devcluster.chronos import jobs as J
-from devcluster.chronos import schedule as sched
 from tests.upstream import UPSTREAM as UPSTREAM_ROOT
 
 UPSTREAM = UPSTREAM_ROOT / "chronos"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from devcluster.chronos import schedule as sched
+from chronos_jobs import schedule as sched
 from devcluster.chronos.server import ChronosStandin
 from devcluster.mesos import MesosStandin
 from tests.conftest import Endpoint, stand_in_only

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def launches(n: int, command: str) -> list[Launch]:
-    agent = make_agents("m", 1)[0]
+    agent = make_agents("m", [(31000, 31099)])[0]  # these tasks use no ports
     return [Launch("fw", parse_task({"name": f"t-{i}", "task_id": {"value": f"t-{i}"}, "agent_id": {"value": agent.id},
                                      "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.01}}],
                                      "command": {"value": command}}), agent, f"c-{i}") for i in range(n)]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from chronos_jobs import schedule as sched
 from devcluster.chronos import jobs as J
-from devcluster.chronos import schedule as sched
 from devcluster.chronos.jobs import Job, JobError
 
 pytestmark = pytest.mark.unit
@@ -113,7 +113,8 @@ def test_missing_name() -> None:
 
 def test_a_bad_schedule_names_the_job_and_the_schedule() -> None:
     error = refused({**SCHEDULED, "schedule": "R/2026-13-01T00:00:00Z/PT1H"})
-    assert str(error) == "job 'nightly': schedule 'R/2026-13-01T00:00:00Z/PT1H': invalid start date"
+    assert str(error) == ("job 'nightly': schedule 'R/2026-13-01T00:00:00Z/PT1H': "
+                          "bad start '2026-13-01T00:00:00Z': not a valid ISO 8601 date-time")
     assert (error.job, error.field) == ("nightly", "schedule")
 
 

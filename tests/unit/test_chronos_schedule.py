@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devcluster.chronos import schedule as sched
-from devcluster.chronos.schedule import Period, Schedule, ScheduleError
+from chronos_jobs import schedule as sched
+from chronos_jobs.schedule import Period, Schedule, ScheduleError
 
 pytestmark = pytest.mark.unit
 
@@ -72,22 +72,24 @@ def test_start_forms(start: str, expected: datetime) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("R/2026-13-01T00:00:00Z/PT1H", "schedule 'R/2026-13-01T00:00:00Z/PT1H': invalid start date"),
-    ("R/2026-02-30T00:00:00Z/PT1H", "invalid start date"),
-    ("R/2026-01-01T24:00:00Z/PT1H", "invalid start date"),
-    ("R/2026-01-01T00:00:00+24:00/PT1H", "invalid start date"),
-    ("R/tomorrow/PT1H", "invalid start date"),
-    ("R/2026-01-01T00:00:00Z/P1Q", "invalid period"),
-    ("R/2026-01-01T00:00:00Z/P", "invalid period"),
-    ("R/2026-01-01T00:00:00Z/PT", "invalid period"),
-    ("R/2026-01-01T00:00:00Z/P1DT", "invalid period"),
-    ("R/2026-01-01T00:00:00Z/PT1H2D", "invalid period"),
-    ("R/2026-01-01T00:00:00Z/PT1.5S", "invalid period"),
-    ("R/2026-01-01T00:00:00Z/P-1D", "invalid period"),
+    ("R/2026-13-01T00:00:00Z/PT1H", "schedule 'R/2026-13-01T00:00:00Z/PT1H': bad start '2026-13-01T00:00:00Z'"),
+    ("R/2026-02-30T00:00:00Z/PT1H", "bad start"),
+    ("R/2026-01-01T24:00:00Z/PT1H", "bad start"),
+    ("R/2026-01-01T00:00:00+24:00/PT1H", "bad start"),
+    ("R/tomorrow/PT1H", "bad start"),
+    ("R/2026-01-01T00:00:00Z/P1Q", "bad duration"),
+    ("R/2026-01-01T00:00:00Z/P", "bad duration"),
+    ("R/2026-01-01T00:00:00Z/PT", "bad duration"),
+    ("R/2026-01-01T00:00:00Z/P1DT", "bad duration"),
+    ("R/2026-01-01T00:00:00Z/PT1H2D", "bad duration"),
+    ("R/2026-01-01T00:00:00Z/PT1.5S", "bad duration"),
+    ("R/2026-01-01T00:00:00Z/P-1D", "bad duration"),
     ("R/2026-01-01T00:00:00Z/PT0S", "the period must be longer than zero"),
     ("R/2026-01-01T00:00:00Z/P0Y0M", "the period must be longer than zero"),
     ("2026-01-01T00:00:00Z/PT1H", "not of the form R[n]/<start>/<period>"),
-    ("R-1/2026-01-01T00:00:00Z/PT1H", "not of the form"),
+    ("R-1/2026-01-01T00:00:00Z/PT1H", "bad repeat count 'R-1'"),
+    ("Rx/2026-01-01T00:00:00Z/PT1H", "bad repeat count 'Rx'"),
+    ("R/2026-01-01T00:00:00Z/1H", "bad duration '1H'"),
     ("R/2026-01-01T00:00:00Z", "not of the form"),
     (" R/2026-01-01T00:00:00Z/PT1H", "not of the form"),
     ("", "not of the form"),

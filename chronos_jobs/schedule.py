@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "Period", "Schedule", "ScheduleError", "add_period", "advance", "check_start", "format",
-    "format_datetime", "format_period", "is_due", "next_run", "parse", "parse_datetime",
+    "format_datetime", "format_period", "is_due", "next_run", "occurrence_index", "parse", "parse_datetime",
     "parse_period", "resolve_zone",
 ]
 
@@ -227,7 +227,7 @@ def format_datetime(moment: datetime) -> str:
 
 # --- schedules -----------------------------------------------------------------------------------
 
-_SCHEDULE = re.compile(r"R(?P<repetitions>\d*)/(?P<start>.*)/(?P<period>P.*)")
+_SCHEDULE = re.compile(r"R(?P<repetitions>[^/]*)/(?P<start>[^/]*)/(?P<period>[^/]*)")
 
 
 def _utc(moment: datetime, what: str = "now") -> datetime:
@@ -246,6 +246,8 @@ def parse(text: str, tz: str | None = None, *, now: datetime | None = None) -> S
     match = _SCHEDULE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise fail("not of the form R[n]/<start>/<period>")
+    if not re.fullmatch(r"\d*", match["repetitions"], re.ASCII):
+        raise fail(f"bad repeat count 'R{match['repetitions']}': R repeats forever, R<n> n times (n a whole number)")
     repetitions = int(match["repetitions"]) if match["repetitions"] else None
     zone = None
     if tz:
@@ -257,7 +259,7 @@ def parse(text: str, tz: str | None = None, *, now: datetime | None = None) -> S
         try:
             start = parse_datetime(match["start"], zone)
         except ScheduleError:
-            raise fail("invalid start date") from None
+            raise fail(f"bad start '{match['start']}': not a valid ISO 8601 date-time") from None
     elif now is None:
         raise fail("an empty start means now, and no current time was given")
     else:
@@ -266,7 +268,8 @@ def parse(text: str, tz: str | None = None, *, now: datetime | None = None) -> S
     try:
         period = parse_period(match["period"])
     except ScheduleError:
-        raise fail("invalid period") from None
+        raise fail(f"bad duration '{match['period']}': not an ISO 8601 period "
+                   "P[nY][nM][nW][nD][T[nH][nM][nS]]") from None
     if period.is_zero:
         raise fail("the period must be longer than zero")
     return Schedule(repetitions, start, period)
@@ -328,6 +331,16 @@ def next_run(schedule: Schedule, now: datetime) -> datetime | None:
     if schedule.repetitions is not None and count >= schedule.repetitions:
         return None
     return _at(schedule, count)
+
+
+def occurrence_index(schedule: Schedule, moment: datetime) -> int | None:
+    """k such that `moment` is `start + period * k`, ignoring the repetition count; None if it is none."""
+    moment = _utc(moment, "moment")
+    forever = Schedule(None, schedule.start, schedule.period)
+    count = _count_through(forever, moment)
+    if count and _at_utc(forever, count - 1) == moment:
+        return count - 1
+    return None
 
 
 def is_due(schedule: Schedule, now: datetime, epsilon: Period | timedelta) -> bool:

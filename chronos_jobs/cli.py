@@ -1,0 +1,218 @@
+"""`wharf jobs`: render, plan and sync the config repository's jobs to Chronos; run, status, graph."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wharf.errors import BadInput, Failure
+
+DEFAULT_OWNER = "wharf"
+
+_dir_argument = click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+_env_option = click.option("--env", "env", default=None, metavar="E", help="Values file values/E.yaml")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+_quiet_option = click.option("--quiet", is_flag=True, help="Print nothing on success (for hooks)")
+_owner_option = click.option("--owner", default=DEFAULT_OWNER, show_default=True,
+                             help="Owner marker written into each job; only jobs with it are pruned")
+
+
+def _client(ctx: click.Context) -> Any:
+    from chronos_jobs.client import ChronosClient
+
+    url = ctx.obj["chronos_url"] if ctx.obj is not None else None
+    if not url:
+        raise BadInput("--chronos-url: not set (give --chronos-url or CHRONOS_URL)")
+    return ChronosClient(url)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+@click.group()
+def jobs() -> None:
+    """Scheduled and dependent Chronos jobs from the config repository's jobs/."""
+
+
+@jobs.command()
+@_dir_argument
+@_env_option
+@_owner_option
+@_json_option
+@_quiet_option
+def render(directory: Path, env: str | None, owner: str, as_json: bool, quiet: bool) -> None:
+    """Print the Chronos jobs DIRECTORY/jobs/*.yaml render to, parents first (checks, sends nothing).
+
+    Parents that are not in the repository are checked by `plan` and `sync`, which ask Chronos.
+    """
+    from chronos_jobs import graph, repo, sync
+
+    files = repo.load(directory, env)
+    repo.check_graph(files, None)
+    if quiet:
+        return
+    bodies = sync.desired(files, owner)
+    ordered = [bodies[name] for name in graph.order(bodies)]
+    if as_json:
+        _echo_json(ordered)
+        return
+    import yaml
+
+    click.echo(yaml.safe_dump_all(ordered, sort_keys=False, explicit_start=True), nl=False)
+
+
+def _show_plan(todo: Any, as_json: bool, sent: bool) -> None:
+    if as_json:
+        _echo_json({**todo.as_json(), "sent": sent})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not todo.changes:
+        click.echo(f"no changes ({len(todo.unchanged)} jobs up to date)")
+    else:
+        table = Table("action", "job", "endpoint", "fields", box=None)
+        for change in todo.changes:
+            table.add_row(change.action, change.name, change.endpoint and f"/{change.endpoint}",
+                          ", ".join(change.fields))
+        Console().print(table)
+        verb = "sent" if sent else "to send"
+        count = len(todo.changes)
+        click.echo(f"{count} change{'' if count == 1 else 's'} {verb}, {len(todo.unchanged)} unchanged")
+    if todo.stale:
+        click.echo(f"not in the repository (deleted with --prune): {', '.join(todo.stale)}")
+    if todo.unowned:
+        click.echo(f"left alone (not owned by this wharf owner): {', '.join(todo.unowned)}")
+
+
+def _plan(ctx: click.Context, directory: Path, env: str | None, owner: str, prune: bool) -> tuple[Any, Any]:
+    from chronos_jobs import repo, sync
+
+    files = repo.load(directory, env)  # bad specs are refused before Chronos is asked anything
+    client = _client(ctx)
+    return client, sync.prepare(client, files, owner, prune)
+
+
+@jobs.command()
+@_dir_argument
+@_env_option
+@_owner_option
+@click.option("--prune", is_flag=True, help="Also plan deleting wharf's jobs that left the repository")
+@_json_option
+@_quiet_option
+@click.pass_context
+def plan(ctx: click.Context, directory: Path, env: str | None, owner: str, prune: bool, as_json: bool,
+         quiet: bool) -> None:
+    """Show what `sync` would send to Chronos (checks against Chronos's jobs, sends nothing)."""
+    _, todo = _plan(ctx, directory, env, owner, prune)
+    if not quiet:
+        _show_plan(todo, as_json, sent=False)
+
+
+@jobs.command()
+@_dir_argument
+@_env_option
+@_owner_option
+@click.option("--prune", is_flag=True, help="Delete wharf's jobs that left the repository")
+@_json_option
+@click.pass_context
+def sync(ctx: click.Context, directory: Path, env: str | None, owner: str, prune: bool, as_json: bool) -> None:
+    """Make Chronos's jobs match DIRECTORY/jobs: send only what changed, parents first."""
+    from chronos_jobs import sync as syncing
+
+    client, todo = _plan(ctx, directory, env, owner, prune)
+    syncing.apply(client, todo)
+    _show_plan(todo, as_json, sent=True)
+
+
+@jobs.command()
+@click.argument("name")
+@click.option("--wait", is_flag=True, help="Wait for the run and the dependents it sets off; exit 1 if one fails")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait with --wait")
+@_json_option
+@click.pass_context
+def run(ctx: click.Context, name: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """Start a run of job NAME now (its dependents follow when it succeeds)."""
+    from chronos_jobs import run as runs
+
+    client = _client(ctx)
+    before = client.jobs()
+    if name not in before:
+        raise BadInput(f"NAME: job '{name}' does not exist in Chronos")
+    snapshot = runs.snapshot(before)
+    client.run(name)
+    if not wait:
+        if as_json:
+            _echo_json({"started": name})
+        else:
+            click.echo(f"started {name}")
+        return
+    deadline = time.monotonic() + timeout
+    shown: set[str] = set()
+    while True:
+        state = runs.progress(name, snapshot, client.jobs())
+        for job, result in state.finished.items():
+            if job not in shown and not as_json:
+                shown.add(job)
+                click.echo(f"{job}: {result}")
+        if state.done:
+            break
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out after {timeout:g}s waiting for {', '.join(state.pending)}")
+        time.sleep(0.5)
+    if as_json:
+        _echo_json({"finished": dict(state.finished), "skipped": list(state.skipped)})
+    elif state.skipped:
+        click.echo(f"not run (a parent failed): {', '.join(state.skipped)}")
+    if not state.ok:
+        raise Failure(f"job run failed: {', '.join(j for j, r in state.finished.items() if r != 'success')}")
+
+
+@jobs.command()
+@_owner_option
+@_json_option
+@click.pass_context
+def status(ctx: click.Context, owner: str, as_json: bool) -> None:
+    """Each Chronos job: running or idle, last success and error, next run."""
+    client = _client(ctx)
+    from chronos_jobs.status import rows as status_rows
+
+    rows = status_rows(client.jobs(), client.graph(), datetime.now(UTC), owner)
+    if as_json:
+        _echo_json([{k: v for k, v in row.items() if k != "next"} for row in rows])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("job", "status", "last", "last success", "last error", "next", "wharf", box=None)
+    for row in rows:
+        table.add_row(row["name"], row["status"], row["last"], row["lastSuccess"] or "-", row["lastError"] or "-",
+                      row["next"], "yes" if row["owned"] else "")
+    Console(width=200).print(table)
+
+
+@jobs.command("graph")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@_env_option
+@click.option("--format", "fmt", type=click.Choice(["text", "dot"]), default="text", show_default=True)
+@click.pass_context
+def graph_command(ctx: click.Context, directory: Path | None, env: str | None, fmt: str) -> None:
+    """The dependency graph of DIRECTORY's jobs, or of Chronos's jobs without DIRECTORY."""
+    from chronos_jobs import graph, repo
+
+    if directory is not None:
+        files = repo.load(directory, env)
+        repo.check_graph(files, None)
+        jobs_shown: dict[str, Any] = {name: f.job for name, f in files.items()}
+    else:
+        jobs_shown = _client(ctx).jobs()
+    try:
+        click.echo(graph.dot(jobs_shown) if fmt == "dot" else graph.text(jobs_shown), nl=False)
+    except ValueError as error:
+        raise Failure(str(error)) from None

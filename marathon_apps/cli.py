@@ -1,0 +1,430 @@
+"""`wharf apps`: render, plan and deploy a config repository's apps to Marathon; status, rollback,
+scale; the git hooks that make a push deploy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wharf.errors import BadInput, Failure
+
+ENV_HELP = "Environment whose values/<env>.yaml fills the templates"
+OWNER_HELP = "Value of the wharf.owner label: which apps this repository owns (and may prune)"
+
+
+def _client(ctx: click.Context) -> Any:
+    from marathon_apps.client import Marathon
+
+    urls = ctx.find_root().obj["marathon_url"]
+    if not urls:
+        raise BadInput("MARATHON_URL: not set (or give --marathon-url)")
+    return Marathon(urls)
+
+
+def _load(directory: str, env: str | None, owner: str) -> list[Any]:
+    from marathon_apps.repo import load_apps
+
+    return load_apps(Path(directory), env, owner)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _table(*columns: str) -> Any:
+    from rich.table import Table
+
+    return Table(*columns, box=None)
+
+
+def _print(table: Any) -> None:
+    from rich.console import Console
+
+    Console(soft_wrap=True).print(table)
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@click.group()
+def apps() -> None:
+    """Deploy a config repository's apps/ to Marathon: render, plan, deploy in dependency order, roll back."""
+
+
+dir_argument = click.argument("directory", type=click.Path(exists=True, file_okay=False))
+env_option = click.option("--env", "env", default=None, metavar="ENV", help=ENV_HELP)
+owner_option = click.option("--owner", default="wharf", show_default=True, help=OWNER_HELP)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+
+
+@apps.command()
+@dir_argument
+@env_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write each app's Marathon JSON to OUT/<app id>.json")
+@owner_option
+@json_option
+@click.option("--quiet", is_flag=True, help="Print nothing when every spec is valid")
+def render(directory: str, env: str | None, out_dir: str | None, owner: str, as_json: bool, quiet: bool) -> None:
+    """Render every app spec to Marathon JSON and validate it against Marathon's app contract."""
+    from wharf.configrepo import write_atomic
+
+    loaded = _load(directory, env, owner)
+    if out_dir:
+        for app in loaded:
+            write_atomic(Path(out_dir) / f"{app.id.strip('/')}.json",
+                         json.dumps(app.definition, indent=2, sort_keys=True) + "\n")
+    if as_json:
+        _echo_json([a.definition for a in loaded])
+        return
+    if quiet:
+        return
+    table = _table("app", "file", "instances", "after")
+    for app in loaded:
+        table.add_row(app.id, app.spec.file, str(app.definition.get("instances", 1)), ", ".join(app.dependencies))
+    _print(table)
+    click.echo(f"{len(loaded)} apps valid" + (f", written to {out_dir}" if out_dir else ""))
+
+
+def _plan(ctx: click.Context, directory: str, env: str | None, owner: str, prune: bool) -> tuple[Any, Any]:
+    from marathon_apps.plan import make_plan
+
+    loaded = _load(directory, env, owner)
+    client = _client(ctx)
+    return client, make_plan(loaded, client.apps(), owner, prune)
+
+
+def _print_plan(plan: Any) -> None:
+    from marathon_apps.plan import MISSING
+
+    colours = {"create": "green", "update": "yellow", "scale": "cyan", "delete": "red", "unchanged": "dim"}
+    table = _table("app", "action", "after", "field", "now", "wanted")
+    for change in plan.changes:
+        action = f"[{colours[change.kind]}]{change.kind}[/]"
+        after = ", ".join(change.after)
+        if not change.fields:
+            table.add_row(change.app_id, action, after, "", "", "")
+        for i, f in enumerate(change.fields):
+            old = "-" if f.old is MISSING else _short(f.old)
+            new = "-" if f.new is MISSING else _short(f.new)
+            table.add_row(change.app_id if i == 0 else "", action if i == 0 else "", after if i == 0 else "",
+                          f.path, old, new)
+    _print(table)
+    counts = plan.counts()
+    todo = len(plan.todo())
+    click.echo("nothing to do" if not todo else
+               ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "unchanged")
+               + f"; {counts['unchanged']} unchanged")
+
+
+@apps.command()
+@dir_argument
+@env_option
+@click.option("--prune", is_flag=True, help="Also delete apps this owner has in Marathon that the repository lacks")
+@owner_option
+@json_option
+@click.pass_context
+def plan(ctx: click.Context, directory: str, env: str | None, prune: bool, owner: str, as_json: bool) -> None:
+    """Show what a deploy would change in Marathon, in deploy order."""
+    _, result = _plan(ctx, directory, env, owner, prune)
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        _print_plan(result)
+
+
+def _reporter(as_json: bool, names: list[str]) -> Any:
+    from marathon_apps.deploy import PlainReporter, RichReporter, SilentReporter
+
+    if as_json:
+        return SilentReporter()
+    if sys.stdout.isatty():
+        return RichReporter(names)
+    return PlainReporter(lambda line: click.echo(line))
+
+
+def _run_deploy(reporter: Any, work: Callable[[Any], Any]) -> Any:
+    if hasattr(reporter, "__enter__"):
+        with reporter:
+            return work(reporter)
+    return work(reporter)
+
+
+@apps.command()
+@dir_argument
+@env_option
+@click.option("--prune", is_flag=True, help="Also delete apps this owner has in Marathon that the repository lacks")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds each app may take to deploy and become healthy before it is rolled back")
+@click.option("--commit", default=None, help="Commit id recorded in the wharf.commit label of each changed app")
+@owner_option
+@json_option
+@click.pass_context
+def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, timeout: float, commit: str | None,
+           owner: str, as_json: bool) -> None:
+    """Send the changed apps in dependency order, wait until each is healthy, roll back a failure."""
+    from marathon_apps.deploy import Deployer
+
+    client, result = _plan(ctx, directory, env, owner, prune)
+    todo = result.todo()
+    if not todo:
+        if as_json:
+            _echo_json({"ok": True, "deployed": [], "rolled_back": [], "failed": {}, "not_attempted": [],
+                        "unchanged": [c.app_id for c in result.changes]})
+        else:
+            click.echo(f"nothing to do: {len(result.changes)} apps unchanged")
+        return
+    reporter = _reporter(as_json, [c.app_id for c in todo])
+    outcome = _run_deploy(reporter, lambda r: Deployer(client, r, timeout=timeout, commit=commit).run(result))
+    if as_json:
+        _echo_json(outcome.to_json())
+    else:
+        click.echo(_summary(outcome))
+    if not outcome.ok:
+        failed = "; ".join(f"{app}: {why}" for app, why in outcome.failed.items())
+        raise Failure(f"deploy failed: {failed}")
+
+
+def _summary(outcome: Any) -> str:
+    parts = [f"deployed: {', '.join(outcome.deployed) or 'none'}"]
+    if outcome.failed:
+        parts.append(f"failed: {', '.join(outcome.failed)}")
+    if outcome.rolled_back:
+        parts.append(f"rolled back: {', '.join(outcome.rolled_back)}")
+    if outcome.not_attempted:
+        parts.append(f"not attempted: {', '.join(outcome.not_attempted)}")
+    if outcome.unchanged:
+        parts.append(f"unchanged: {len(outcome.unchanged)}")
+    return "; ".join(parts)
+
+
+@apps.command()
+@click.option("--owner", default=None, help="Only apps with this wharf.owner label")
+@json_option
+@click.pass_context
+def status(ctx: click.Context, owner: str | None, as_json: bool) -> None:
+    """Each app in Marathon: version, instances healthy/wanted, the commit that deployed it."""
+    from marathon_apps.deploy import healthy_counts
+    from marathon_apps.spec import COMMIT_LABEL, OWNER_LABEL
+
+    rows = []
+    for app in sorted(_client(ctx).apps(), key=lambda a: a["id"]):
+        labels = app.get("labels") or {}
+        if owner is not None and labels.get(OWNER_LABEL) != owner:
+            continue
+        healthy, wanted = healthy_counts(app)
+        rows.append({"app": app["id"], "version": app.get("version"), "healthy": healthy, "instances": wanted,
+                     "commit": labels.get(COMMIT_LABEL), "owner": labels.get(OWNER_LABEL),
+                     "deploying": bool(app.get("deployments"))})
+    if as_json:
+        _echo_json(rows)
+        return
+    table = _table("app", "version", "healthy", "commit", "owner", "")
+    for row in rows:
+        table.add_row(row["app"], row["version"] or "", f"{row['healthy']}/{row['instances']}",
+                      (row["commit"] or "-")[:12], row["owner"] or "-", "deploying" if row["deploying"] else "")
+    _print(table)
+
+
+def _follow_one(client: Any, app_id: str, deployment: str, timeout: float, as_json: bool) -> None:
+    """Wait for one app's deployment to end and the app to be healthy (no rollback: it is one)."""
+    import time
+
+    from marathon_apps.deploy import healthy_counts, ready
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app = client.app(app_id)
+        if ready(app) and deployment not in {d.get("id") for d in client.deployments()}:
+            healthy, wanted = healthy_counts(app)
+            if not as_json:
+                click.echo(f"{app_id}: version {app.get('version')}, {healthy}/{wanted} healthy")
+            return
+        time.sleep(0.5)
+    raise Failure(f"{app_id}: deployment {deployment} not done and healthy within {timeout:g}s")
+
+
+@apps.command()
+@click.argument("app_id", metavar="APP")
+@click.option("--to", "version", default=None, help="Version to go back to [default: the one before the current]")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for it")
+@json_option
+@click.pass_context
+def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: float, as_json: bool) -> None:
+    """Put an app back to an earlier version (by default the one before the current version)."""
+    from marathon_apps.client import MarathonError
+
+    client = _client(ctx)
+    app = client.app(app_id)
+    if app is None:
+        raise BadInput(f"APP: no app {app_id} in Marathon")
+    versions = client.versions(app["id"])
+    if version is None:
+        current = app.get("version")
+        older = sorted((v for v in versions if v < current), reverse=True)
+        if not older:
+            raise BadInput(f"APP: {app['id']} has no version before {current}")
+        version = older[0]
+    elif version not in versions:
+        raise BadInput(f"--to: {app['id']} has no version {version} (it has {', '.join(sorted(versions)[-5:])})")
+    try:
+        deployment = client.patch_app(app["id"], {"version": version})
+    except MarathonError as exc:
+        raise Failure(str(exc)) from None
+    if as_json:
+        _echo_json({"app": app["id"], "version": version, "deployment": deployment})
+    else:
+        click.echo(f"{app['id']}: rolling back to {version} (deployment {deployment})")
+    _follow_one(client, app["id"], deployment, timeout, as_json)
+
+
+@apps.command()
+@click.argument("app_id", metavar="APP")
+@click.argument("instances", type=click.IntRange(min=0), metavar="N")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for it")
+@json_option
+@click.pass_context
+def scale(ctx: click.Context, app_id: str, instances: int, timeout: float, as_json: bool) -> None:
+    """Set an app's instance count and wait until that many are healthy."""
+    from marathon_apps.client import MarathonError
+
+    client = _client(ctx)
+    app = client.app(app_id)
+    if app is None:
+        raise BadInput(f"APP: no app {app_id} in Marathon")
+    try:
+        deployment = client.patch_app(app["id"], {"instances": instances})
+    except MarathonError as exc:
+        raise Failure(str(exc)) from None
+    if as_json:
+        _echo_json({"app": app["id"], "instances": instances, "deployment": deployment})
+    else:
+        click.echo(f"{app['id']}: scaling {app.get('instances')} -> {instances} (deployment {deployment})")
+    _follow_one(client, app["id"], deployment, timeout, as_json)
+
+
+# --- git hooks -----------------------------------------------------------------------------------
+
+@apps.group()
+def hook() -> None:
+    """Git hooks on a bare config repository: check a push before accepting it, deploy it after."""
+
+
+@hook.command("install")
+@click.argument("repo", type=click.Path(exists=True, file_okay=False), metavar="REPO.git")
+@env_option
+@click.option("--branch", default="main", show_default=True, help="The branch whose pushes deploy")
+@click.option("--step", "steps", multiple=True, help="Only these steps (default: every room's: apps, ...)")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="wharf.yaml the hooks read (MARATHON_URL etc.); else the pusher's environment")
+def hook_install(repo: str, env: str | None, branch: str, steps: tuple[str, ...], config: str | None) -> None:
+    """Install pre-receive (render and validate; reject bad pushes) and post-receive (deploy) hooks."""
+    from wharf import configrepo
+
+    chosen = configrepo.steps_named(steps) if steps else list(configrepo.STEPS)
+    args = ["--branch", branch] + (["--env", env] if env else [])
+    for step in chosen:
+        args += ["--step", step.name]
+    scripts = configrepo.hook_scripts(sys.executable, args, str(Path(config).resolve()) if config else None)
+    for path in configrepo.install_hooks(Path(repo), scripts):
+        click.echo(f"installed {path}")
+    click.echo(f"pushes to {branch} run: {', '.join(s.name for s in chosen)}" + (f" (env {env})" if env else ""))
+
+
+def invoke_wharf(argv: list[str]) -> int:
+    """Run one `wharf` command in this process and return its exit code (as a hook step)."""
+    from wharf.cli import cli
+
+    try:
+        result = cli.main(args=argv, prog_name="wharf", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 1
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sys.stdout.flush()
+    return int(result) if isinstance(result, int) else 0
+
+
+@hook.command("run", hidden=True)
+@click.argument("kind", type=click.Choice(["pre-receive", "post-receive"]))
+@env_option
+@click.option("--branch", default="main")
+@click.option("--step", "steps", multiple=True)
+@click.pass_context
+def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps: tuple[str, ...]) -> None:
+    """What the installed hooks run: the pushed refs come on standard input."""
+    import os
+
+    from wharf import configrepo
+
+    updates = configrepo.parse_ref_updates(sys.stdin.read())
+    chosen = configrepo.steps_named(steps) if steps else list(configrepo.STEPS)
+    git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
+    code = configrepo.run_hook(kind, updates, branch, chosen, env, invoke_wharf, git_dir,
+                               say=lambda line: click.echo(line, err=True))
+    ctx.exit(code)
+
+
+# --- the Consul KV trigger -----------------------------------------------------------------------
+
+def _consul(ctx: click.Context) -> Any:
+    from marathon_apps.kv import consul_client
+
+    settings = ctx.find_root().obj
+    return consul_client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
+
+
+@apps.command("sync-kv")
+@dir_argument
+@click.option("--prefix", required=True, help="KV prefix the apps go under (wharf owns every key below it)")
+@env_option
+@click.option("--commit", default=None, help="Commit id stored beside the apps, for the wharf.commit label")
+@owner_option
+@json_option
+@click.pass_context
+def sync_kv(ctx: click.Context, directory: str, prefix: str, env: str | None, commit: str | None, owner: str,
+            as_json: bool) -> None:
+    """Write the rendered apps to Consul KV in one transaction (only the keys that change)."""
+    from marathon_apps import kv
+
+    base = kv.prefix_of(prefix)
+    loaded = _load(directory, env, owner)
+    changed = kv.sync(_consul(ctx), loaded, base, commit)
+    if as_json:
+        _echo_json({"prefix": base, "apps": len(loaded), "changed": changed})
+        return
+    for key in changed:
+        click.echo(f"wrote {key}")
+    click.echo(f"{len(changed)} keys changed under {base}/ ({len(loaded)} apps)" if changed
+               else f"nothing to write: {len(loaded)} apps under {base}/ are up to date")
+
+
+@apps.command("watch-kv")
+@click.option("--prefix", required=True, help="KV prefix whose apps to deploy")
+@click.option("--prune", is_flag=True, help="Delete apps this owner has in Marathon that the prefix lacks")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds each app may take to deploy and become healthy before it is rolled back")
+@click.option("--wait", "wait", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Longest blocking query on the prefix, in seconds")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here")
+@owner_option
+@click.pass_context
+def watch_kv(ctx: click.Context, prefix: str, prune: bool, timeout: float, wait: float, metrics_port: int | None,
+             owner: str) -> None:
+    """Daemon: deploy the apps under a KV prefix whenever it changes (until SIGTERM)."""
+    from marathon_apps import kv
+
+    watcher = kv.KvWatcher(_consul(ctx), _client(ctx), kv.prefix_of(prefix), owner, prune=prune,
+                           timeout=timeout, wait=wait, metrics_port=metrics_port)
+    ctx.exit(watcher.run())
