@@ -262,13 +262,15 @@ def main(argv: list[str] | None = None) -> int:
             engine: Any = service
             docker = engine.client()
             reg = RunningRegistrator(consul, engine.host, tmp / "reg.log", "--resync", "0").start()
-            poller = Poller(consul)
-            cid, name, port = web(docker, "warmup", www=False)
-            poller.until(f"{reg.hostname}:{name}:{port}", True, 30)
-            docker.api.remove_container(cid, force=True)
-            latency(reg, docker, consul, args.runs)
-            burst(reg, docker, consul, args.burst)
-            reg.stop()
+            try:
+                poller = Poller(consul)
+                cid, name, port = web(docker, "warmup", www=False)
+                poller.until(f"{reg.hostname}:{name}:{port}", True, 30)
+                docker.api.remove_container(cid, force=True)
+                latency(reg, docker, consul, args.runs)
+                burst(reg, docker, consul, args.burst)
+            finally:
+                reg.stop()
             own_restart(tmp, engine.host, docker, consul)
             full_reconcile(docker, consul, args.ports)
             consul_restart(tmp, engine.host, docker)
