@@ -10,9 +10,10 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
-DEMO_STEPS := demo-apps demo-jobs demo-render demo-autoscale demo-framework
+# demo-registrator leaves the registrator running for the later steps; demo-registrator-stop ends it.
+DEMO_STEPS := demo-apps demo-jobs demo-render demo-registrator demo-autoscale demo-framework
 
-.PHONY: bootstrap apt test demo $(DEMO_STEPS) bench lint clean
+.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-registrator-stop bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -52,8 +53,10 @@ demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
 	@for step in $(DEMO_STEPS); do \
-	  $(MAKE) --no-print-directory $$step || { $(BIN)/wharf dev down --purge; exit 1; }; \
+	  $(MAKE) --no-print-directory $$step || { $(MAKE) --no-print-directory demo-registrator-stop; \
+	    $(BIN)/wharf dev down --purge; exit 1; }; \
 	done
+	@$(MAKE) --no-print-directory demo-registrator-stop
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
 
 # Each demo-<room> expects a running dev cluster (WHARF_STATE_DIR, exported by `demo`).
@@ -99,6 +102,14 @@ demo-jobs:
 	echo "== wharf jobs run nightly-extract --wait (daily-report runs once it succeeds)"; \
 	$(BIN)/wharf jobs run nightly-extract --wait --timeout 300; \
 	echo "== wharf jobs status"; $(BIN)/wharf jobs status
+
+# The registrator in the background for the later steps, until demo-registrator-stop: the apps the
+# deploy step pushed appear in Consul at their agents' addresses, with one web of its own and its check.
+demo-registrator:
+	$(BIN)/python -m registrator.demo
+
+demo-registrator-stop:
+	$(BIN)/python -m registrator.demo --stop
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

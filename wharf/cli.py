@@ -15,6 +15,7 @@ from consul_templates.cli import render_group
 from devcluster.cli import dev
 from framework.cli import framework
 from marathon_apps.cli import apps
+from registrator.cli import registrator
 from wharf import __version__, log, settings
 
 
@@ -69,6 +70,7 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
 
 
 cli.add_command(dev)
+cli.add_command(registrator)
 cli.add_command(apps)
 cli.add_command(jobs)
 cli.add_command(render_group)

@@ -1,0 +1,60 @@
+"""The local Consul agent as the registrator uses it (py-consul); the ACL token is never logged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import consul
+from consul.callback import CB
+
+from registrator.model import Registered, Registration, listing
+
+
+def client(addr: str, token: str | None = None, cacert: str | None = None, timeout: float = 10.0) -> consul.Consul:
+    """A `consul.Consul` for `CONSUL_HTTP_ADDR`-style `addr` (`host:port` or `http(s)://host:port`)."""
+    parts = urlsplit(addr if "://" in addr else f"http://{addr}")
+    c = consul.Consul(host=parts.hostname, port=parts.port or 8500, token=token, scheme=parts.scheme,
+                      verify=cacert or True)
+    c.http.connections_timeout = timeout
+    return c
+
+
+class Agent:
+    """Register, deregister, drain and list services on one agent."""
+
+    def __init__(self, consul_client: consul.Consul) -> None:
+        self.c = consul_client
+
+    def listing(self) -> dict[str, Registered]:
+        """Every service on the agent (anyone's), with its maintenance state."""
+        return listing(self.c.agent.services(), self.c.agent.checks())
+
+    def register(self, reg: Registration) -> None:
+        body = reg.body()
+        self.c.agent.service.register(body["Name"], service_id=body["ID"], address=body["Address"],
+                                      port=body["Port"], tags=body["Tags"], meta=body["Meta"],
+                                      check=body.get("Check"), replace_existing_checks=True)
+
+    def deregister(self, service_id: str) -> None:
+        self.c.agent.service.deregister(service_id)
+
+    def maintenance(self, service_id: str, enable: bool, reason: str = "container stopping") -> None:
+        self.c.agent.service.maintenance(service_id, "true" if enable else "false", reason if enable else None)
+
+    def has_leader(self) -> bool:
+        """Whether the agent's cluster has a leader: an agent that just started answers before it
+        has one, and what is registered with it before that can be dropped as it finishes starting."""
+        return bool(self.c.status.leader())
+
+    def watch(self, content_hash: str | None, wait: str = "10s") -> tuple[str | None, dict[str, Any]]:
+        """`GET /v1/agent/services`, blocking until its content hash differs from `content_hash`."""
+        params = [("hash", content_hash), ("wait", wait)] if content_hash else []
+
+        def read(response: Any) -> tuple[str | None, dict[str, Any]]:
+            CB._status(response)  # noqa: SLF001 - the library's own status check
+            return response.headers.get("X-Consul-ContentHash"), json.loads(response.body)
+
+        return self.c.http.get(read, "/v1/agent/services", params=params,  # type: ignore[no-any-return]
+                               headers=self.c.prepare_headers())

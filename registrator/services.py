@@ -1,0 +1,210 @@
+"""The registrations a container should have: registrator's rules plus the Marathon contract.
+
+Pure: a `Container`, the `Options` and (for Marathon tasks) the app's service ports go in, a list
+of `Registration`s comes out. The rules, as gliderlabs/registrator applies them:
+
+- Ports: published ports (at their host port), or with host networking the exposed ports, or with
+  `internal` the exposed ports at the container's own address. A Marathon task (`MARATHON_APP_ID`)
+  has one service per `PORT<i>` variable, `port_index` i.
+- Settings come from `SERVICE_<KEY>` environment variables and labels (labels win);
+  `SERVICE_<port>_<KEY>` applies to one port and beats `SERVICE_<KEY>`.
+- ID `<hostname>:<container name>:<port>[:udp]` (the container-side port), unless `SERVICE_ID`.
+- Name `SERVICE_NAME`, else the image's base name (with `-<port>` when the container has several
+  services and the name is not port-specific); a Marathon task's is its app id, `/` as `-`.
+- `SERVICE_IGNORE` skips; with `explicit` a service without a name of its own is skipped.
+- Tags `SERVICE_TAGS` (comma-separated) plus the `tags` option, plus `udp` for UDP ports.
+- Meta: every other `SERVICE_*` key, lower-cased; then the contract's keys (owner, container id,
+  Marathon ids, port index, service port, every `HAPROXY_*` label), which a user cannot override.
+- Address: `ip` when given, else a Marathon task's `HOST`, else a published port's specific host
+  address, else the host's; with `internal`, the container's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from registrator.model import CONTAINER_KEY, OWNER_KEY, Container, Options, Registration
+
+PREFIX = "SERVICE_"
+_PORT_KEY = re.compile(r"^(\d+)_(.+)$")
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+META_MAX_PAIRS = 64  # Consul's limits on service Meta
+META_MAX_VALUE = 512
+CHECK_KINDS = ("check_http", "check_https", "check_cmd", "check_script", "check_ttl", "check_tcp")
+DEFAULT_INTERVAL = "10s"
+_NOT_META = {"id", "name", "tags"}
+
+
+@dataclass(frozen=True)
+class Port:
+    """One candidate service: the container-side port (for ID and settings) and where it is reached."""
+
+    exposed: int
+    proto: str
+    address: str
+    port: int
+    index: int | None = None  # Marathon's port index
+
+
+def settings_of(container: Container) -> dict[str, str]:
+    """Every `SERVICE_*` setting, key lower-cased without the prefix; labels override env."""
+    found: dict[str, str] = {}
+    for source in (container.env, container.labels):
+        for key, value in source.items():
+            if key.upper().startswith(PREFIX) and len(key) > len(PREFIX):
+                found[key[len(PREFIX):].lower()] = value
+    return found
+
+
+def for_port(settings: Mapping[str, str], port: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(merged settings for `port`, the port-specific ones alone)."""
+    general: dict[str, str] = {}
+    specific: dict[str, str] = {}
+    for key, value in settings.items():
+        match = _PORT_KEY.match(key)
+        if match is None:
+            general[key] = value
+        elif int(match.group(1)) == port:
+            specific[match.group(2)] = value
+    return {**general, **specific}, specific
+
+
+def image_name(image: str) -> str:
+    """`registry:5000/acme/web:1.2` -> `web` (the default service name)."""
+    base = image.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return base.split(":", 1)[0]
+
+
+def marathon_name(app_id: str) -> str:
+    """`/shop/web` -> `shop-web` (the contract's service name of a Marathon app)."""
+    return app_id.strip("/").replace("/", "-")
+
+
+def split_tags(text: str) -> list[str]:
+    """`a,b\\,c` -> [`a`, `b,c`]; blanks dropped."""
+    parts = re.split(r"(?<!\\),", text)
+    return [p.replace("\\,", ",").strip() for p in parts if p.strip()]
+
+
+def _specific_ip(host_ip: str) -> bool:
+    return host_ip not in ("", "0.0.0.0", "::")
+
+
+def ports_of(container: Container, options: Options) -> list[Port]:
+    """The container's candidate services, in a stable order."""
+    host = options.ip or options.host_ip
+    if "MARATHON_APP_ID" in container.env:
+        host = options.ip or container.env.get("HOST") or options.host_ip
+        indexed = sorted((int(k[4:]), v) for k, v in container.env.items()
+                         if re.fullmatch(r"PORT\d+", k) and v.isdigit())
+        out = []
+        for index, value in indexed:
+            host_port = int(value)
+            bound = next((b for b in container.published if b.host_port == host_port), None)
+            exposed, proto = (bound.port, bound.proto) if bound else (host_port, "tcp")
+            if options.internal and container.ip:
+                out.append(Port(exposed, proto, container.ip, exposed, index))
+            else:
+                out.append(Port(exposed, proto, host, host_port, index))
+        return out
+    if options.internal:
+        address = container.ip or host
+        return [Port(p, proto, address, p) for p, proto in container.exposed]
+    if container.network_mode == "host":
+        return [Port(p, proto, host, p) for p, proto in container.exposed]
+    out, seen = [], set()
+    for b in container.published:
+        if (b.port, b.proto) in seen:
+            continue  # one service per container port, even when bound on IPv4 and IPv6
+        seen.add((b.port, b.proto))
+        address = options.ip or (b.host_ip if _specific_ip(b.host_ip) else options.host_ip)
+        out.append(Port(b.port, b.proto, address, b.host_port))
+    return out
+
+
+def build_check(settings: Mapping[str, str], address: str, port: int, container_id: str
+                ) -> dict[str, Any] | None:
+    """The Consul check definition the `check_*` settings ask for, by registrator's precedence."""
+    kind = next((k for k in CHECK_KINDS if settings.get(k)), None)
+    if kind is None:
+        return None
+    value = settings[kind]
+    interval = settings.get("check_interval") or DEFAULT_INTERVAL
+    check: dict[str, Any]
+    if kind in ("check_http", "check_https"):
+        scheme = "https" if kind == "check_https" else "http"
+        path = value if value.startswith("/") else "/" + value
+        check = {"HTTP": f"{scheme}://{address}:{port}{path}", "Interval": interval}
+    elif kind == "check_cmd":
+        check = {"DockerContainerID": container_id, "Shell": "/bin/sh", "Args": ["/bin/sh", "-c", value],
+                 "Interval": interval}
+    elif kind == "check_script":
+        script = value.replace("$SERVICE_IP", address).replace("$SERVICE_PORT", str(port))
+        check = {"Args": ["/bin/sh", "-c", script], "Interval": interval}
+    elif kind == "check_ttl":
+        check = {"TTL": value}
+    else:
+        check = {"TCP": f"{address}:{port}", "Interval": interval}
+    if settings.get("check_timeout") and kind != "check_ttl":
+        check["Timeout"] = settings["check_timeout"]
+    if settings.get("check_deregister_after"):
+        check["DeregisterCriticalServiceAfter"] = settings["check_deregister_after"]
+    if settings.get("check_initial_status"):
+        check["Status"] = settings["check_initial_status"]
+    return check
+
+
+def _meta(user: Mapping[str, str], contract: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Meta within Consul's limits: the contract's keys always, user keys as room allows."""
+    meta = {k: v for k, v in contract.items() if _META_KEY.match(k) and len(v) <= META_MAX_VALUE}
+    for key in sorted(user):
+        value = user[key]
+        if key in meta or len(meta) >= META_MAX_PAIRS:
+            continue
+        if _META_KEY.match(key) and not key.startswith("consul-") and len(value) <= META_MAX_VALUE:
+            meta[key] = value
+    return tuple(sorted(meta.items()))
+
+
+def desired(container: Container, options: Options, service_ports: Mapping[int, int] | None = None
+            ) -> list[Registration]:
+    """The registrations `container` should have (none unless it runs; draining is the caller's)."""
+    if not container.running:
+        return []
+    settings = settings_of(container)
+    ports = ports_of(container, options)
+    app_id = container.env.get("MARATHON_APP_ID")
+    haproxy = {k: v for k, v in container.labels.items() if k.startswith("HAPROXY_")}
+    out = []
+    for port in ports:
+        merged, specific = for_port(settings, port.exposed)
+        if merged.get("ignore"):
+            continue
+        if options.explicit and not merged.get("name"):
+            continue
+        name = merged.get("name") or (marathon_name(app_id) if app_id else image_name(container.image))
+        if len(ports) > 1 and "name" not in specific and not app_id:
+            name = f"{name}-{port.exposed}"
+        udp = port.proto == "udp"
+        service_id = merged.get("id") or f"{options.hostname}:{container.name}:{port.exposed}{':udp' if udp else ''}"
+        tags = split_tags(merged.get("tags", "")) + list(options.tags) + (["udp"] if udp else [])
+        contract = {OWNER_KEY: options.owner, CONTAINER_KEY: container.id}
+        if app_id:
+            contract["marathon_app_id"] = app_id
+            contract["mesos_task_id"] = container.env.get("MESOS_TASK_ID", "")
+            contract["port_index"] = str(port.index)
+            service_port = (service_ports or {}).get(port.index or 0) or haproxy.get(f"HAPROXY_{port.index}_PORT")
+            if service_port:
+                contract["service_port"] = str(service_port)
+            contract.update(haproxy)
+        user = {k: v for k, v in merged.items() if k not in _NOT_META}
+        check = build_check(merged, port.address, port.port, container.id)
+        out.append(Registration(
+            id=service_id, name=name, address=port.address, port=port.port, container_id=container.id,
+            tags=tuple(dict.fromkeys(tags)), meta=_meta(user, contract),
+            check=tuple(sorted(check.items())) if check else None,
+        ))
+    return out

@@ -1,0 +1,197 @@
+"""Which registrations a container gets: registrator's SERVICE_* rules and the Marathon contract."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from registrator.marathon import service_ports
+from registrator.model import DIGEST_KEY, Container, Options, Registered, health_rows, listing
+from registrator.services import desired, image_name, marathon_name, split_tags
+from tests.upstream import upstream
+
+pytestmark = pytest.mark.unit
+
+OPTS = Options(hostname="node1", host_ip="10.0.0.5", owner="reg-a")
+
+
+def inspect(env: dict[str, str] | None = None, labels: dict[str, str] | None = None, *,
+            name: str = "web.1", image: str = "acme/web:1.2", ports: dict[str, Any] | None = None,
+            exposed: list[str] | None = None, network: str = "default", running: bool = True,
+            ip: str = "") -> dict[str, Any]:
+    """A `docker inspect` dict as the engine returns it, with only the fields that matter varied."""
+    return {
+        "Id": "c0ffee" * 10 + "abcd",
+        "Name": f"/{name}",
+        "Image": "sha256:1234",
+        "State": {"Running": running, "Paused": False, "ExitCode": 0 if running else 1},
+        "Config": {"Image": image, "Env": [f"{k}={v}" for k, v in (env or {}).items()] + ["PATH=/bin"],
+                   "Labels": labels or {}, "ExposedPorts": {p: {} for p in exposed or []}},
+        "HostConfig": {"NetworkMode": network},
+        "NetworkSettings": {"IPAddress": ip, "Ports": ports if ports is not None else
+                            {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "31001"}]}, "Networks": {}},
+    }
+
+
+def one(data: dict[str, Any], options: Options = OPTS, **kw: Any) -> dict[str, Any]:
+    (reg,) = desired(Container.from_inspect(data), options, **kw)
+    body = reg.body()
+    body["Meta"].pop(DIGEST_KEY)
+    return body
+
+
+def test_registrators_derived_consul_payloads() -> None:
+    """Each upstream case: the same ID, name, tags, address, port, user Meta and check."""
+    cases = json.loads(upstream("registrator", "consul_register_payloads_derived.json").read_text())["cases"]
+    for case in cases:
+        body = one(inspect(case["env"]))
+        expected = case["register_body"]
+        for key in ("ID", "Name", "Tags", "Port", "Address"):
+            assert body[key] == expected[key], (case["env"], key)
+        meta = {k: v for k, v in body["Meta"].items() if k not in ("wharf_owner", "container_id")}
+        assert meta == expected["Meta"]
+        if "Args" in expected["Check"]:
+            # registrator's `Script` ran in a shell; Consul's `Args` does not, so the shell is explicit
+            assert body["Check"]["Args"] == ["/bin/sh", "-c", *expected["Check"]["Args"]]
+            assert body["Check"]["Interval"] == expected["Check"]["Interval"]
+        else:
+            assert body["Check"] == expected["Check"]
+
+
+def test_registrators_documented_examples() -> None:
+    examples = json.loads(upstream("registrator", "docs_service_examples.json").read_text())["examples"]
+    for example in examples:
+        argv = example["docker_run"].split()
+        env, labels, ports, name = {}, {}, {}, ""
+        for flag, value in zip(argv, argv[1:], strict=False):
+            if flag == "-e":
+                env.update([value.split("=", 1)])
+            elif flag == "-l":
+                labels.update([value.split("=", 1)])
+            elif flag == "-p":
+                host, container = value.split(":")
+                ports[f"{container}/tcp"] = [{"HostIp": "0.0.0.0", "HostPort": host}]
+            elif flag == "--name":
+                name = value
+        regs = desired(Container.from_inspect(inspect(env, labels, name=name, image=argv[-1], ports=ports)),
+                       Options(hostname="hostname", host_ip="192.168.1.102", owner="o"))
+        got = sorted(({"ID": r.id, "Name": r.name, "Port": r.port, "IP": r.address, "Tags": list(r.tags),
+                       "Attrs": {k: v for k, v in r.meta if k not in ("wharf_owner", "container_id")}}
+                      for r in regs), key=lambda s: s["ID"])
+        assert got == sorted(example["services"], key=lambda s: s["ID"]), example["title"]
+
+
+def test_labels_beat_env_and_port_settings_beat_general_ones() -> None:
+    body = one(inspect({"SERVICE_NAME": "from-env", "SERVICE_TAGS": "a"},
+                       {"SERVICE_NAME": "from-label", "SERVICE_8080_TAGS": "b,c\\,d", "SERVICE_9999_TAGS": "x"}))
+    assert body["Name"] == "from-label"
+    assert body["Tags"] == ["b", "c,d"]
+
+
+def test_ignore_explicit_and_the_tags_option() -> None:
+    assert desired(Container.from_inspect(inspect({"SERVICE_IGNORE": "1"})), OPTS) == []
+    assert desired(Container.from_inspect(inspect({"SERVICE_8080_IGNORE": "yes"})), OPTS) == []
+    explicit = Options(hostname="h", host_ip="10.0.0.5", owner="o", explicit=True, tags=("dc1",))
+    assert desired(Container.from_inspect(inspect()), explicit) == []
+    assert one(inspect({"SERVICE_NAME": "api"}), explicit)["Tags"] == ["dc1"]
+
+
+def test_udp_ports_get_a_suffix_and_a_tag_and_several_ports_a_name_suffix() -> None:
+    ports = {"53/udp": [{"HostIp": "", "HostPort": "5353"}], "80/tcp": [{"HostIp": "", "HostPort": "8000"},
+                                                                        {"HostIp": "::", "HostPort": "8000"}]}
+    regs = desired(Container.from_inspect(inspect({"SERVICE_80_NAME": "http"}, ports=ports, image="dns")), OPTS)
+    assert [(r.id, r.name, r.tags, r.port) for r in regs] == [
+        ("node1:web.1:53:udp", "dns-53", ("udp",), 5353), ("node1:web.1:80", "http", (), 8000)]
+
+
+def test_addresses_ip_flag_specific_binding_host_network_and_internal() -> None:
+    bound = {"8080/tcp": [{"HostIp": "127.0.0.9", "HostPort": "31001"}]}
+    assert one(inspect(ports=bound))["Address"] == "127.0.0.9"
+    flagged = Options(hostname="h", host_ip="10.0.0.5", owner="o", ip="192.0.2.1")
+    assert one(inspect(ports=bound), flagged)["Address"] == "192.0.2.1"
+    host_net = one(inspect(ports={}, exposed=["7000/tcp"], network="host"))
+    assert (host_net["Address"], host_net["Port"], host_net["ID"]) == ("10.0.0.5", 7000, "node1:web.1:7000")
+    internal = Options(hostname="h", host_ip="10.0.0.5", owner="o", internal=True)
+    body = one(inspect({"SERVICE_CHECK_TCP": "1"}, ip="172.17.0.4"), internal)
+    assert (body["Address"], body["Port"], body["Check"]["TCP"]) == ("172.17.0.4", 8080, "172.17.0.4:8080")
+    assert desired(Container.from_inspect(inspect(ports={})), OPTS) == []  # nothing published
+
+
+def test_check_precedence_and_options() -> None:
+    check = one(inspect({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_HTTPS": "/h", "SERVICE_CHECK_TIMEOUT": "1s",
+                         "SERVICE_CHECK_INITIAL_STATUS": "critical"}))["Check"]
+    assert check == {"HTTP": "https://10.0.0.5:31001/h", "Interval": "10s", "Timeout": "1s", "Status": "critical"}
+    cmd = one(inspect({"SERVICE_CHECK_CMD": "test -f /ok", "SERVICE_CHECK_TTL": "5s"}))["Check"]
+    assert cmd["DockerContainerID"].startswith("c0ffee") and cmd["Args"] == ["/bin/sh", "-c", "test -f /ok"]
+    assert "Check" not in one(inspect())
+
+
+def test_contract_keys_cannot_be_overridden_and_meta_keeps_consuls_limits() -> None:
+    env = {"SERVICE_WHARF_OWNER": "someone-else", "SERVICE_CONTAINER_ID": "x", "SERVICE_BAD.KEY": "v",
+           "SERVICE_LONG": "v" * 600, **{f"SERVICE_K{i:02d}": "v" for i in range(80)}}
+    meta = one(inspect(env))["Meta"]
+    assert meta["wharf_owner"] == "reg-a" and meta["container_id"].startswith("c0ffee")
+    assert "bad.key" not in meta and "long" not in meta
+    assert len(meta) <= 64
+
+
+def marathon_task(index_ports: list[int], labels: dict[str, str], **env: str) -> dict[str, Any]:
+    task_env = {"MARATHON_APP_ID": "/shop/web", "MARATHON_APP_VERSION": "2026-01-01T00:00:00.000Z",
+                "MESOS_TASK_ID": "shop_web.instance-1234._app.1", "HOST": "127.0.0.3", **env}
+    task_env.update({f"PORT{i}": str(p) for i, p in enumerate(index_ports)})
+    return inspect(task_env, labels, name="mesos-abc", image="wharf/busybox:latest", ports={}, network="host")
+
+
+def test_marathon_task_gets_the_contracts_name_address_and_meta() -> None:
+    labels = {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com", "HAPROXY_1_PORT": "10011",
+              "SERVICE_32001_NAME": "shop-admin", "wharf.owner": "deploy"}
+    regs = desired(Container.from_inspect(marathon_task([32000, 32001], labels)), OPTS, service_ports={0: 10010})
+    assert [(r.id, r.name, r.address, r.port) for r in regs] == [
+        ("node1:mesos-abc:32000", "shop-web", "127.0.0.3", 32000),
+        ("node1:mesos-abc:32001", "shop-admin", "127.0.0.3", 32001)]
+    first, second = (dict(r.meta) for r in regs)
+    assert first == {"wharf_owner": "reg-a", "container_id": "c0ffee" * 10 + "abcd", "marathon_app_id": "/shop/web",
+                     "mesos_task_id": "shop_web.instance-1234._app.1", "port_index": "0", "service_port": "10010",
+                     "HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com", "HAPROXY_1_PORT": "10011"}
+    assert (second["port_index"], second["service_port"]) == ("1", "10011")  # from the label: Marathon had none
+    flagged = Options(hostname="node1", host_ip="10.0.0.5", owner="reg-a", ip="192.0.2.7")
+    assert {r.address for r in desired(Container.from_inspect(marathon_task([32000], {})), flagged)} == {"192.0.2.7"}
+
+
+def test_a_stopped_container_has_no_registrations_and_names_are_derived_like_registrator() -> None:
+    assert desired(Container.from_inspect(inspect(running=False)), OPTS) == []
+    assert image_name("registry:5000/acme/web:1.2") == "web"
+    assert image_name("acme/web@sha256:abc") == "web"
+    assert marathon_name("/shop/web") == "shop-web"
+    assert split_tags(" a, ,b ") == ["a", "b"]
+
+
+def test_digest_changes_with_what_consul_would_hold() -> None:
+    a = desired(Container.from_inspect(inspect({"SERVICE_TAGS": "a"})), OPTS)[0]
+    b = desired(Container.from_inspect(inspect({"SERVICE_TAGS": "b"})), OPTS)[0]
+    assert a.digest != b.digest and a.digest == desired(Container.from_inspect(inspect({"SERVICE_TAGS": "a"})),
+                                                        OPTS)[0].digest
+    held = listing({a.id: a.body()}, {f"_service_maintenance:{a.id}": {}})
+    assert held[a.id] == Registered(a.id, "reg-a", a.container_id, a.digest, maintenance=True)
+
+
+def test_health_rows_show_drains_and_the_worst_check_of_wharf_services_only() -> None:
+    services = {"a": {"Service": "web", "Address": "127.0.0.1", "Port": 1, "Meta": {"wharf_owner": "r1"}},
+                "b": {"Service": "web", "Address": "127.0.0.1", "Port": 2, "Meta": {"wharf_owner": "r2"}},
+                "c": {"Service": "db", "Address": "127.0.0.1", "Port": 3, "Meta": {"wharf_owner": "r1"}},
+                "x": {"Service": "other", "Address": "127.0.0.1", "Port": 4, "Meta": {}}}
+    checks = {"service:a": {"CheckID": "service:a", "ServiceID": "a", "Status": "passing"},
+              "a2": {"CheckID": "a2", "ServiceID": "a", "Status": "warning"},
+              "_service_maintenance:b": {"CheckID": "_service_maintenance:b", "ServiceID": "b", "Status": "critical"}}
+    assert [(r["id"], r["health"]) for r in health_rows(services, checks)] == [
+        ("a", "warning"), ("b", "maintenance"), ("c", "passing")]
+    assert [r["id"] for r in health_rows(services, checks, owner="r2")] == ["b"]
+
+
+def test_service_ports_of_marathon_app_definitions() -> None:
+    assert service_ports({"portDefinitions": [{"port": 10001}, {"port": 0}, {"port": 10003}]}) == {0: 10001, 2: 10003}
+    assert service_ports({"container": {"portMappings": [{"containerPort": 80, "servicePort": 10080}]}}) == {0: 10080}
+    assert service_ports({"container": {"docker": {"portMappings": [{"servicePort": 10090}]}}}) == {0: 10090}
+    assert service_ports({}) == {}
