@@ -163,7 +163,9 @@ def test_consul_outage_and_empty_restart_never_empty_the_config(consul_factory: 
     with own_haproxy(tmp_path / "haproxy") as haproxy, backends(3) as (_, ports):
         for p in ports:
             register(client, "/shop/web", sp, p, group, VHOST="shop.example.com")
-        args = [*_haproxy_args(haproxy, http_port), "--wait", "0", "--recover-grace", "4"]
+        # the grace must outlast the check below that an empty Consul does not empty the config,
+        # however slowly a loaded machine runs it
+        args = [*_haproxy_args(haproxy, http_port), "--wait", "0", "--recover-grace", "10"]
         with render_run(agent.addr, *args, log_dir=tmp_path) as proc:
             want = {f"backend {p}" for p in ports}
             wait_for(lambda: seen_backends(http_port, "shop.example.com") == want, timeout=60, what="routing")
@@ -191,7 +193,7 @@ def test_consul_outage_and_empty_restart_never_empty_the_config(consul_factory: 
                 for p in ports[:2]:
                     register(client, "/shop/web", sp, p, group, VHOST="shop.example.com")
                 want = {f"backend {p}" for p in ports[:2]}
-                wait_for(lambda: seen_backends(http_port, "shop.example.com", tries=16) == want, timeout=30,
+                wait_for(lambda: seen_backends(http_port, "shop.example.com", tries=16) == want, timeout=60,
                          what="converged after re-registration")
             finally:
                 stop.set()
