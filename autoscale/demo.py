@@ -58,6 +58,13 @@ def _answers(url: str, vhost: str) -> bool:
         return False
 
 
+def _text(url: str, vhost: str) -> str:
+    try:
+        return requests.get(url, headers={"Host": vhost, "Connection": "close"}, timeout=5).text.strip()
+    except requests.RequestException as exc:
+        return f"({exc})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=90.0, help="deadline for each phase")
@@ -93,8 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         load = subprocess.Popen(["wrk", "-t1", "-c4", f"-d{int(args.seconds)}s", "-H", f"Host: {vhost}", url],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(lambda: _app(marathon)["instances"] >= high, args.seconds, f"{APP_ID} to reach {high}")
-        print(f"demo-autoscale: {APP_ID} scaled up to {_app(marathon)['instances']}; under load, status says:",
-              flush=True)
+        count = _app(marathon)["instances"]
+        seen: set[str] = set()
+
+        def all_answer() -> bool:
+            seen.add(_text(url, vhost))
+            return len({s for s in seen if s.startswith("web")}) >= count
+
+        _wait(all_answer, args.seconds, f"{count} instances answering through HAProxy (wharf render run routing them)")
+        print(f"demo-autoscale: {APP_ID} scaled up to {count}; through HAProxy by vhost {vhost}:")
+        for line in sorted(s for s in seen if s.startswith("web")):
+            print("   ", line)
+        print("demo-autoscale: under load, status says:", flush=True)
         subprocess.run([sys.executable, "-m", "wharf", "autoscale", "status", "--marathon", marathon,
                         "--haproxy", stats_base, "--window", "2"], check=False)
         print("demo-autoscale: stopping the load", flush=True)
