@@ -40,7 +40,10 @@ def _wait(predicate: Any, seconds: float, what: str) -> None:
 
 
 def _app(marathon: str) -> dict[str, Any]:
-    return dict(requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5).json()["app"])
+    answer = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5)
+    if answer.status_code == 404:
+        raise SystemExit(f"demo-autoscale: Marathon has no {APP_ID} (demo-apps deploys it)")
+    return dict(answer.json()["app"])
 
 
 def _echo(stream: IO[str], log: IO[str]) -> None:

@@ -88,7 +88,10 @@ def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:
     pairs = ["--template", "haproxy", "--dest", env["WHARF_HAPROXY_CONFIG"], "--template", "nginx",
              "--dest", env["WHARF_NGINX_CONF"], "--stats-port", str(stats_port)]
 
-    app = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5).json()["app"]
+    answer = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5)
+    if answer.status_code == 404:
+        raise SystemExit(f"demo-render: Marathon has no {APP_ID} (demo-apps deploys it)")
+    app = answer.json()["app"]
     count = int(app["instances"])
     vhost = str(app["labels"]["HAPROXY_0_VHOST"]).split(",")[0]
     entries = _wait(lambda: len(_passing(client)) >= count and _passing(client), 60,
