@@ -10,10 +10,12 @@ APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
 HTTP_PARSER := 0.9.0
 PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
-# demo-registrator leaves the registrator running for the later steps; demo-registrator-stop ends it.
-DEMO_STEPS := demo-apps demo-jobs demo-render demo-registrator demo-autoscale demo-framework
+# One pipeline: the /web that demo-apps deploys is registered in Consul by the registrator
+# (demo-registrator leaves it running), routed by `wharf render run` (demo-render leaves it running),
+# scaled by load through HAProxy (demo-autoscale). demo-stop ends both daemons, at the end and on failure.
+DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-framework
 
-.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-registrator-stop bench lint clean
+.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -53,19 +55,24 @@ demo: export WHARF_STATE_DIR := $(CURDIR)/.wharf/demo
 demo: bootstrap
 	$(BIN)/wharf dev up
 	@for step in $(DEMO_STEPS); do \
-	  $(MAKE) --no-print-directory $$step || { $(MAKE) --no-print-directory demo-registrator-stop; \
+	  $(MAKE) --no-print-directory $$step || { $(MAKE) --no-print-directory demo-stop; \
 	    $(BIN)/wharf dev down --purge; exit 1; }; \
 	done
-	@$(MAKE) --no-print-directory demo-registrator-stop
+	@$(MAKE) --no-print-directory demo-stop
 	$(BIN)/wharf dev status; rc=$$?; $(BIN)/wharf dev down --purge; exit $$rc
 
 # Each demo-<room> expects a running dev cluster (WHARF_STATE_DIR, exported by `demo`).
-# Consul -> HAProxy and nginx: web answers by its vhost through both; a scale-up reaches HAProxy
-# through the Runtime API with no reload.
+# Consul -> HAProxy and nginx: the deployed /web answers by its vhost through both; `wharf render run`
+# stays in the background until demo-render-stop; `wharf apps scale /web` reaches HAProxy through the
+# Runtime API with no reload.
 demo-render:
 	$(BIN)/python -m consul_templates.demo
 
-# wrk load through HAProxy scales the demo's web up, and down again once the load stops.
+demo-render-stop:
+	$(BIN)/python -m consul_templates.demo --stop
+
+# wrk load on /web through HAProxy by its vhost scales it up within its label bounds, and down again
+# once the load stops.
 demo-autoscale:
 	$(BIN)/python -m autoscale.demo
 
@@ -110,6 +117,11 @@ demo-registrator:
 
 demo-registrator-stop:
 	$(BIN)/python -m registrator.demo --stop
+
+# Ends the demo's background daemons (each stop runs even if the other fails).
+demo-stop:
+	-@$(MAKE) --no-print-directory demo-render-stop
+	-@$(MAKE) --no-print-directory demo-registrator-stop
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

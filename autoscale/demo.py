@@ -1,12 +1,12 @@
 """The autoscaler's step of `make demo`, against a running dev cluster (`WHARF_STATE_DIR`).
 
-wrk sends load by vhost through the dev cluster's HAProxy to the demo's `web` app; `wharf
-autoscale run` scales it up, then back down once the load stops, printing each decision with its
-reason. If the dev cluster has no routed `/web` yet (the routing and deploy steps come from other
-parts of the demo), this step brings a small app of its own, `/autoscale-demo/web`, routes it with
-`devcluster.routes` and puts HAProxy's config back afterwards.
+The /web that the git push deployed is registered by the registrator and routed by `wharf render
+run` (both in the background since the earlier steps). wrk sends load by its vhost through the dev
+cluster's HAProxy; `wharf autoscale run` scales /web up within its `wharf.autoscale.*` label bounds,
+then back down once the load stops, printing each decision with its reason. The demo shortens the
+autoscaler's interval and scale-down window through its command line.
 
-    python -m autoscale.demo [--max 4] [--seconds 90]
+    python -m autoscale.demo [--seconds 90]
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from typing import IO, Any
 
 import requests
 
-from autoscale.stats import StatsSource, backend_readings, parse_stat_csv
 from devcluster.cluster import Cluster
-from devcluster.haproxy import HAProxy, runtime_command
-from devcluster.routes import Router
+from devcluster.haproxy import HAProxy
 
-OWN_APP = "/autoscale-demo/web"
-VHOST = "web.demo.test"
+APP_ID = "/web"
+#: the demo's shorter windows (labels still set target, bounds; a base policy needs --target-rps)
+FLAGS = ["--interval", "2", "--scale-down-stabilization", "10"]
 
 
 def _wait(predicate: Any, seconds: float, what: str) -> None:
@@ -40,96 +39,96 @@ def _wait(predicate: Any, seconds: float, what: str) -> None:
     raise SystemExit(f"demo-autoscale: timed out after {seconds:g}s waiting for {what}")
 
 
-def _instances(marathon: str, app_id: str) -> int:
-    return int(requests.get(f"{marathon}/v2/apps{app_id}", timeout=5).json()["app"]["instances"])
+def _app(marathon: str) -> dict[str, Any]:
+    answer = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5)
+    if answer.status_code == 404:
+        raise SystemExit(f"demo-autoscale: Marathon has no {APP_ID} (demo-apps deploys it)")
+    return dict(answer.json()["app"])
 
 
-def _echo(stream: IO[str]) -> None:
+def _echo(stream: IO[str], log: IO[str]) -> None:
     for line in stream:
-        if " scaled " in line or " would scale " in line or "action=up" in line or "action=down" in line \
-                or "warning" in line or "error" in line:
+        log.write(line)
+        log.flush()
+        if " scaled " in line or "warning" in line or "error" in line:
             print("  autoscale:", line.rstrip(), flush=True)
+
+
+def _answers(url: str, vhost: str) -> bool:
+    try:
+        return requests.get(url, headers={"Host": vhost}, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _text(url: str, vhost: str) -> str:
+    try:
+        return requests.get(url, headers={"Host": vhost, "Connection": "close"}, timeout=5).text.strip()
+    except requests.RequestException as exc:
+        return f"({exc})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=90.0, help="deadline for each phase")
     args = parser.parse_args(argv)
     cluster = Cluster(os.environ.get("WHARF_STATE_DIR") or ".wharf/dev")
     state = cluster.read_state()
-    if state is None:
-        raise SystemExit("demo-autoscale: no dev cluster running (wharf dev up)")
+    if state is None or not cluster.running():
+        raise SystemExit("demo-autoscale: no dev cluster running (run make demo)")
     haproxy = next(s for s in cluster.services(state["ports"]) if isinstance(s, HAProxy))
     marathon = cluster.env()["MARATHON_URL"].split(",")[0]
     stats_base = haproxy.endpoints()["stats"].rsplit("/haproxy", 1)[0]
-    http = haproxy.endpoints()["http"]
+    url = f"http://{haproxy.endpoints()['http']}/"
+    log_path = cluster.state_dir / "autoscale.log"
 
-    apps = {a["id"]: a for a in requests.get(f"{marathon}/v2/apps", timeout=5).json()["apps"]}
-    web = apps.get("/web")
-    backends = backend_readings(parse_stat_csv(StatsSource(str(haproxy.admin_socket)).read()), "demo", 0)
-    routed = web is not None and any(name.startswith("web_") for name in backends)
-    router, saved_config, app_id, vhost = None, None, "/web", None
-    if routed:
-        assert web is not None
-        vhost = (web.get("labels") or {}).get("HAPROXY_0_VHOST")
-        backend = next(name for name in backends if name.startswith("web_"))
-        flags = ["--apps", backend, "--target-rps", "20", "--max-instances", str(args.max),
-                 "--scale-down-stabilization", "10"]
-        print(f"demo-autoscale: scaling the demo's /web (backend {backend})")
-    else:
-        app_id, vhost = OWN_APP, VHOST
-        print(f"demo-autoscale: no routed /web in this cluster yet; using a small app of its own, {OWN_APP}")
-        app = {"id": OWN_APP, "instances": 1, "cpus": 0.01, "mem": 16,
-               "cmd": "echo hello from $MESOS_TASK_ID > index.html && exec httpd -f -p $HOST:$PORT0 -h .",
-               "container": {"type": "DOCKER", "docker": {"image": "wharf/busybox:latest"}},
-               "portDefinitions": [{"port": 0}],
-               "labels": {"HAPROXY_0_VHOST": VHOST, "wharf.autoscale.target_rps": "20", "wharf.autoscale.min": "1",
-                          "wharf.autoscale.max": str(args.max), "wharf.autoscale.scale_down_stabilization": "10"}}
-        answer = requests.put(f"{marathon}/v2/apps{OWN_APP}", json=app, timeout=10)
-        if answer.status_code >= 400:
-            raise SystemExit(f"demo-autoscale: Marathon refused the app: {answer.status_code} {answer.text[:200]}")
-        saved_config = haproxy.config.read_text()
-        router = Router(haproxy, marathon)
-        router.start()
-        flags = []
-    headers = {"Host": vhost} if vhost else {}
-
-    daemon = subprocess.Popen([sys.executable, "-m", "wharf", "autoscale", "run", "--marathon", marathon,
-                               "--haproxy", stats_base, "--interval", "2", *flags],
+    labels = _app(marathon).get("labels") or {}
+    vhost = str(labels["HAPROXY_0_VHOST"]).split(",")[0]
+    low, high = int(labels["wharf.autoscale.min"]), int(labels["wharf.autoscale.max"])
+    _wait(lambda: _answers(url, vhost), args.seconds, f"{APP_ID} to answer through HAProxy by {vhost}")
+    start = _app(marathon)["instances"]
+    print(f"demo-autoscale: {APP_ID} runs {start} instances, bounds [{low}, {high}] and target "
+          f"{labels['wharf.autoscale.target_rps']} rps per instance from its labels", flush=True)
+    command = ["autoscale", "run", "--marathon", marathon, "--haproxy", stats_base,
+               "--target-rps", labels["wharf.autoscale.target_rps"], *FLAGS]
+    print("$ wharf " + " ".join(command) + f"  (in the background for this step; log {log_path})", flush=True)
+    daemon = subprocess.Popen([sys.executable, "-m", "wharf", *command],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert daemon.stdout is not None
-    threading.Thread(target=_echo, args=(daemon.stdout,), daemon=True).start()
+    log = open(log_path, "a")
+    threading.Thread(target=_echo, args=(daemon.stdout, log), daemon=True).start()
     load = None
     try:
-        _wait(lambda: requests.get(f"http://{http}/", headers=headers, timeout=5).status_code == 200,
-              args.seconds, f"{app_id} to answer through HAProxy")
-        start = _instances(marathon, app_id)
-        print(f"demo-autoscale: {app_id} runs {start} instance(s); wrk load through HAProxy ({vhost or 'no vhost'})")
-        load = subprocess.Popen(["wrk", "-t1", "-c4", f"-d{int(args.seconds)}s",
-                                 *(["-H", f"Host: {vhost}"] if vhost else []), f"http://{http}/"],
+        print(f"$ wrk -t1 -c4 -d{int(args.seconds)}s -H 'Host: {vhost}' {url}", flush=True)
+        load = subprocess.Popen(["wrk", "-t1", "-c4", f"-d{int(args.seconds)}s", "-H", f"Host: {vhost}", url],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: _instances(marathon, app_id) >= args.max, args.seconds, f"{app_id} to reach {args.max}")
-        print(f"demo-autoscale: {app_id} scaled up to {_instances(marathon, app_id)}; under load, status says:")
-        status = [a for a in flags if a != "--scale-down-stabilization" and a != "10"]
+        _wait(lambda: _app(marathon)["instances"] >= high, args.seconds, f"{APP_ID} to reach {high}")
+        count = _app(marathon)["instances"]
+        seen: set[str] = set()
+
+        def all_answer() -> bool:
+            seen.add(_text(url, vhost))
+            return len({s for s in seen if s.startswith("web")}) >= count
+
+        _wait(all_answer, args.seconds, f"{count} instances answering through HAProxy (wharf render run routing them)")
+        print(f"demo-autoscale: {APP_ID} scaled up to {count}; through HAProxy by vhost {vhost}:")
+        for line in sorted(s for s in seen if s.startswith("web")):
+            print("   ", line)
+        print("demo-autoscale: under load, status says:", flush=True)
         subprocess.run([sys.executable, "-m", "wharf", "autoscale", "status", "--marathon", marathon,
-                        "--haproxy", stats_base, "--window", "2", *status], check=False)
-        print("demo-autoscale: stopping the load")
+                        "--haproxy", stats_base, "--window", "2"], check=False)
+        print("demo-autoscale: stopping the load", flush=True)
         load.terminate()
         load.wait(10)
-        _wait(lambda: _instances(marathon, app_id) <= 1, args.seconds, f"{app_id} to come back down")
-        print(f"demo-autoscale: {app_id} back to {_instances(marathon, app_id)} after the down window")
+        _wait(lambda: _app(marathon)["instances"] <= low, args.seconds, f"{APP_ID} to come back down to {low}")
+        print(f"demo-autoscale: {APP_ID} back to {_app(marathon)['instances']} after the down window", flush=True)
+        _wait(lambda: _app(marathon)["tasksRunning"] == low, args.seconds, f"{APP_ID} to run {low} tasks")
     finally:
         if load is not None and load.poll() is None:
             load.kill()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(20)
-        if router is not None:
-            router.stop()
-            requests.delete(f"{marathon}/v2/apps{OWN_APP}", params={"force": "true"}, timeout=10)
-        if saved_config is not None:
-            haproxy.config.write_text(saved_config)
-            runtime_command(haproxy.master_socket, "reload")
+        log.close()
     return 0
 
 

@@ -1,19 +1,18 @@
 """The renderer's step of `make demo`, against a running dev cluster (`WHARF_STATE_DIR`).
 
-`wharf render once` writes the dev cluster's HAProxy and nginx configs from Consul; the demo's `web`
-then answers through HAProxy by its vhost and through nginx. `wharf render run` keeps them in step,
-and a scale-up reaches HAProxy through the Runtime API with no reload (the master's `show proc`
-lists the same worker before and after).
+The /web that the git push deployed is in Consul by now (the registrator runs in the background).
+`wharf render once` writes the dev cluster's HAProxy and nginx configs from Consul, and /web answers
+through HAProxy by its vhost and through nginx. Then `wharf render run` starts in the background (it
+keeps the load balancers in step for the later steps, until `--stop` at the end of the demo), and
+`wharf apps scale /web` adds an instance: it reaches HAProxy through the Runtime API with no reload
+(the master's `show proc` lists the same worker before and after).
 
-If Consul has no `web` from the deploy and registrator steps, this step starts busybox httpd
-containers of its own on the dev cluster's Docker engine and registers them as the registrator
-would (Meta with the app's HAPROXY_* labels), and removes them at the end.
-
-    python -m consul_templates.demo
+    python -m consul_templates.demo [--stop]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -24,13 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from consul_templates.apply import parse_show_proc, socket_command
 from consul_templates.watch import consul_client
 from devcluster.cluster import Cluster
 from devcluster.process import free_port
 
-APP_ID, SERVICE_PORT, VHOST = "/web", 10000, "web.shop.localhost"
-IMAGE = "wharf/busybox:latest"
+APP_ID, SERVICE = "/web", "web"
 
 
 def _wait(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
@@ -52,9 +52,12 @@ def _get(address: str, host: str) -> str:
         return f"({exc})"
 
 
-def _worker(master: str) -> int:
-    return next(p.pid for p in parse_show_proc(socket_command(master, "show proc"))
-                if p.kind == "worker" and p.reloads == 0)
+def _show_proc(master: str) -> int:
+    """Print the master's `show proc`; return the current worker's pid."""
+    text = socket_command(master, "show proc")
+    print("$ echo 'show proc' | socat stdio master.sock")
+    print("\n".join("    " + line for line in text.strip().splitlines() if line.strip()), flush=True)
+    return next(p.pid for p in parse_show_proc(text) if p.kind == "worker" and p.reloads == 0)
 
 
 def _run(*argv: str) -> None:
@@ -62,118 +65,105 @@ def _run(*argv: str) -> None:
     subprocess.run([sys.executable, "-m", "wharf", *argv], check=True)
 
 
-class OwnWeb:
-    """busybox httpd containers registered in Consul as the registrator would register /web."""
-
-    def __init__(self, env: dict[str, str], client: Any) -> None:
-        import docker
-
-        self.docker = docker.DockerClient(base_url=env["DOCKER_HOST"])
-        self.consul = client
-        self.containers: list[Any] = []
-        self.ids: list[str] = []
-
-    def add(self) -> None:
-        port = free_port()
-        n = len(self.containers) + 1
-        script = (f"mkdir -p /www && echo 'web {n} on port {port}' > /www/index.html && "
-                  f"exec httpd -f -p 127.0.0.1:{port} -h /www")
-        container = self.docker.containers.run(IMAGE, ["sh", "-c", script], network_mode="host", detach=True,
-                                               name=f"wharf-render-demo-web-{n}", labels={"wharf.demo": "render"})
-        self.containers.append(container)
-        sid = f"127.0.0.1:{container.name}:{port}"
-        self.consul.agent.service.register(
-            "web", service_id=sid, address="127.0.0.1", port=port,
-            meta={"wharf_owner": "demo-render", "container_id": container.id[:12], "marathon_app_id": APP_ID,
-                  "service_port": str(SERVICE_PORT), "port_index": "0", "HAPROXY_GROUP": "external",
-                  "HAPROXY_0_VHOST": VHOST, "HAPROXY_0_MODE": "http"},
-            check={"HTTP": f"http://127.0.0.1:{port}/", "Interval": "1s", "Timeout": "1s"})
-        self.ids.append(sid)
-        print(f"  started container {container.name} (httpd on 127.0.0.1:{port}), registered {sid}", flush=True)
-
-    def close(self) -> None:
-        for sid in self.ids:
-            self.consul.agent.service.deregister(sid)
-        for container in self.containers:
-            container.remove(force=True)
+def _passing(client: Any) -> list[dict[str, Any]]:
+    _, entries = client.health.service(SERVICE, passing=True)
+    return [e for e in entries if e["Service"].get("Meta", {}).get("marathon_app_id") == APP_ID]
 
 
-def main() -> int:
-    cluster = Cluster(os.environ.get("WHARF_STATE_DIR") or ".wharf/dev")
+def _cycled(metrics_port: int) -> bool:
+    """Whether the daemon has finished a cycle (its last-success gauge is set)."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return False
+    return any(line.startswith("wharf_daemon_last_success_timestamp_seconds{") and float(line.split()[-1]) > 0
+               for line in text.splitlines())
+
+
+def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:
+    client = consul_client(env["CONSUL_HTTP_ADDR"], env.get("CONSUL_HTTP_TOKEN"))
+    haproxy_http, nginx_http = env["WHARF_HAPROXY_HTTP"], env["WHARF_NGINX_HTTP"]
+    master = env["WHARF_HAPROXY_MASTER_SOCKET"]
+    marathon = env["MARATHON_URL"].split(",")[0]
+    pairs = ["--template", "haproxy", "--dest", env["WHARF_HAPROXY_CONFIG"], "--template", "nginx",
+             "--dest", env["WHARF_NGINX_CONF"], "--stats-port", str(stats_port)]
+
+    answer = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5)
+    if answer.status_code == 404:
+        raise SystemExit(f"demo-render: Marathon has no {APP_ID} (demo-apps deploys it)")
+    app = answer.json()["app"]
+    count = int(app["instances"])
+    vhost = str(app["labels"]["HAPROXY_0_VHOST"]).split(",")[0]
+    entries = _wait(lambda: len(_passing(client)) >= count and _passing(client), 60,
+                    f"{count} passing {APP_ID} instances in Consul")
+    print(f"Consul has {len(entries)} passing {APP_ID} instances (registered by the registrator), "
+          f"vhost {vhost}", flush=True)
+    _run("render", "check", *pairs)
+    _run("render", "once", *pairs)
+    print(f"$ curl -H 'Host: {vhost}' http://{haproxy_http}/   ->  {_get(haproxy_http, vhost)}")
+    print(f"$ curl -H 'Host: {vhost}' http://{nginx_http}/   ->  {_get(nginx_http, vhost)}", flush=True)
+
+    log_path, metrics_port = state_dir / "render.log", free_port()
+    print(f"$ wharf render run ... --wait 0  (in the background until the demo ends; log {log_path})", flush=True)
+    with open(log_path, "a") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "wharf", "render", "run", *pairs, "--wait", "0",
+                                   "--metrics-port", str(metrics_port)],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (state_dir / "render.pid").write_text(str(daemon.pid))
+    _wait(lambda: daemon.poll() is not None or _cycled(metrics_port), 60, "the renderer's first cycle")
+    if daemon.poll() is not None:
+        print(f"demo-render: the renderer exited ({daemon.returncode}); see {log_path}")
+        return 1
+    before = _show_proc(master)
+    print(f"HAProxy worker before the scale-up: {before}", flush=True)
+    _run("apps", "scale", APP_ID, str(count + 1), "--timeout", "120")
+    seen: set[str] = set()
+
+    def all_answer() -> bool:
+        seen.add(_get(haproxy_http, vhost))
+        return len({s for s in seen if s.startswith("web")}) >= count + 1
+
+    _wait(all_answer, 60, f"{count + 1} instances answering through HAProxy")
+    print(f"through HAProxy by vhost {vhost}, over a few requests:")
+    for line in sorted(s for s in seen if s.startswith("web")):
+        print("   ", line)
+    after = _show_proc(master)
+    print(f"HAProxy worker after the scale-up: {after} "
+          f"({'the same worker: no reload' if after == before else 'a new worker: reloaded'})", flush=True)
+    return 0 if after == before else 1
+
+
+def stop(state_dir: Path) -> int:
+    pid_file = state_dir / "render.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text())
+        print(f"stopping wharf render run (pid {pid})", flush=True)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stop", action="store_true", help="stop the background renderer")
+    args = parser.parse_args(argv)
+    state_dir = Path(os.environ.get("WHARF_STATE_DIR") or ".wharf/dev")
+    if args.stop:
+        return stop(state_dir)
+    cluster = Cluster(state_dir)
     state = cluster.read_state()
     if state is None or not cluster.running():
         raise SystemExit("demo-render: no dev cluster running (run make demo)")
     env = cluster.env()
     os.environ.update(env)
-    client = consul_client(env["CONSUL_HTTP_ADDR"], env.get("CONSUL_HTTP_TOKEN"))
-    haproxy_http, nginx_http = env["WHARF_HAPROXY_HTTP"], env["WHARF_NGINX_HTTP"]
-    master = env["WHARF_HAPROXY_MASTER_SOCKET"]
-    pairs = ["--template", "haproxy", "--dest", env["WHARF_HAPROXY_CONFIG"], "--template", "nginx",
-             "--dest", env["WHARF_NGINX_CONF"], "--stats-port", str(state["ports"]["--haproxy-stats-port"])]
-
-    _, entries = client.health.service("web")
-    own = None
-    if not any(e["Service"].get("Meta", {}).get("marathon_app_id") == APP_ID for e in entries):
-        print("Consul has no /web from the deploy and registrator steps: registering two of our own", flush=True)
-        own = OwnWeb(env, client)
-        own.add()
-        own.add()
-    vhost = next((e["Service"]["Meta"].get("HAPROXY_0_VHOST") for e in entries
-                  if e["Service"].get("Meta", {}).get("HAPROXY_0_VHOST")), VHOST).split(",")[0]
-    daemon = None
-    try:
-        _wait(lambda: len(client.health.service("web", passing=True)[1]) >= 2, 60, "two passing /web instances")
-        _run("render", "check", *pairs)
-        _run("render", "once", *pairs)
-        print(f"$ curl -H 'Host: {vhost}' http://{haproxy_http}/   ->  {_get(haproxy_http, vhost)}")
-        print(f"$ curl -H 'Host: {vhost}' http://{nginx_http}/   ->  {_get(nginx_http, vhost)}", flush=True)
-        print("$ wharf render run ... --wait 0  (in the background)", flush=True)
-        log_path = Path(os.environ.get("WHARF_STATE_DIR") or ".") / "render-demo.log"
-        print(f"  (its log: {log_path})", flush=True)
-        with open(log_path, "w") as log:
-            daemon = subprocess.Popen([sys.executable, "-m", "wharf", "render", "run", *pairs, "--wait", "0"],
-                                      stderr=log, text=True)
-        time.sleep(1.0)
-        before = _worker(master)
-        print(f"HAProxy worker before the scale-up: {before}")
-        if own is not None:
-            own.add()
-        else:
-            import requests
-
-            marathon = env["MARATHON_URL"].split(",")[0]
-            count = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5).json()["app"]["instances"]
-            requests.put(f"{marathon}/v2/apps{APP_ID}", json={"instances": count + 1}, timeout=10).raise_for_status()
-            print(f"  scaled {APP_ID} in Marathon to {count + 1} instances")
-        want = len(client.health.service("web")[1])
-        seen: set[str] = set()
-
-        def all_answer() -> bool:
-            seen.add(_get(haproxy_http, vhost))
-            return len({s for s in seen if s.startswith("web")}) >= want
-
-        _wait(all_answer, 60, "the new instance answering through HAProxy")
-        after = _worker(master)
-        print("through HAProxy by vhost, over a few requests:")
-        for line in sorted(s for s in seen if s.startswith("web")):
-            print("   ", line)
-        print(f"HAProxy worker after the scale-up: {after} "
-              f"({'the same worker: no reload' if after == before else 'a new worker: reloaded'})", flush=True)
-        if after != before:
-            return 1
-    finally:
-        if own is not None:  # our own web goes, and the running renderer takes it out of HAProxy
-            own.close()
-            if daemon is not None and daemon.poll() is None:
-                try:
-                    _wait(lambda: "web_10000" not in Path(env["WHARF_HAPROXY_CONFIG"]).read_text(), 30,
-                          "the demo's own web leaving HAProxy")
-                except SystemExit as exc:
-                    print(exc)
-        if daemon is not None:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=20)
-    return 0
+    return start(state_dir, env, int(state["ports"]["--haproxy-stats-port"]))
 
 
 if __name__ == "__main__":
