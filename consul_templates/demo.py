@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import requests
 from consul_templates.apply import parse_show_proc, socket_command
 from consul_templates.watch import consul_client
 from devcluster.cluster import Cluster
-from devcluster.process import free_port
+from devcluster.process import free_port, stop_pid_file
 
 APP_ID, SERVICE = "/web", "web"
 
@@ -136,17 +135,8 @@ def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:
 def stop(state_dir: Path) -> int:
     pid_file = state_dir / "render.pid"
     if pid_file.exists():
-        pid = int(pid_file.read_text())
-        print(f"stopping wharf render run (pid {pid})", flush=True)
-        try:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                os.kill(pid, 0)
-                time.sleep(0.1)
-        except ProcessLookupError:
-            pass
-        pid_file.unlink()
+        print(f"stopping wharf render run (pid {pid_file.read_text().strip()})", flush=True)
+        stop_pid_file(pid_file)
     return 0
 
 

@@ -78,6 +78,24 @@ def stop(proc: Proc, timeout: float = 20.0) -> None:
         child.poll()
 
 
+def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> int | None:
+    """SIGTERM the process whose pid `pid_file` holds and wait up to `timeout` for it to end; the
+    file is removed. Returns the pid, or None if there was no file. For daemons a demo started."""
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink()
+    return pid
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on `host` right now."""
     with socket.socket() as s:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import requests
 
 from devcluster.cluster import Cluster
 from devcluster.docker_engine import BASE_IMAGE
-from devcluster.process import free_port
+from devcluster.process import free_port, stop_pid_file
 
 NAME = "demo-web"
 
@@ -106,18 +105,7 @@ def stop(state_dir: Path, env: dict[str, str]) -> int:
     except docker.errors.NotFound:
         pass
     client.close()
-    pid_file = state_dir / "registrator.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text())
-        try:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                os.kill(pid, 0)
-                time.sleep(0.1)
-        except ProcessLookupError:
-            pass
-        pid_file.unlink()
+    stop_pid_file(state_dir / "registrator.pid", timeout=10)
     return 0
 
 
