@@ -16,6 +16,7 @@ from typing import Any
 
 from devcluster.process import free_port
 from framework.offers import TASK_LABEL
+from tests.metrics import metric
 from tests.polling import wait_for
 
 
@@ -40,11 +41,7 @@ class Scheduler:
             return False
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
-            for line in resp.read().decode().splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return metric(self.metrics_port, name)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 from devcluster.cluster import wait_healthy
 from devcluster.docker_engine import BASE_IMAGE
 from devcluster.process import Proc, free_port, spawn, stop
+from tests.metrics import metric
 
 TEST_LABEL = "wharf.test.registrator"
 
@@ -59,11 +59,7 @@ class RunningRegistrator:
         return self.proc is not None and self.proc.poll() is None
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
-            for line in resp.read().decode().splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return metric(self.metrics_port, name)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from devcluster.process import free_port
+from tests.metrics import metric
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,12 +44,6 @@ sys.exit(Counter(sys.argv[1], int(sys.argv[2])).run())
 '''
 
 
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import pytest
 from devcluster.process import free_port
 from tests.conftest import wharf
 from tests.integration.render_support import backends, current_worker, get, own_haproxy, own_nginx, seen_backends
+from tests.metrics import metric
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,12 +44,6 @@ def register(client: Any, app_id: str, service_port: int, port: int, group: str,
     return service_id
 
 
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 class Running:
