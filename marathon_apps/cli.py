@@ -233,6 +233,22 @@ def status(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     _print(table)
 
 
+def _change_and_follow(client: Any, app_id: str, change: dict[str, Any], doing: str, timeout: float,
+                       as_json: bool) -> None:
+    """PATCH `change` into the app, say what is being done, and follow the deployment it started."""
+    from marathon_apps.client import MarathonError
+
+    try:
+        deployment = client.patch_app(app_id, change)
+    except MarathonError as exc:
+        raise Failure(str(exc)) from None
+    if as_json:
+        _echo_json({"app": app_id, **change, "deployment": deployment})
+    else:
+        click.echo(f"{app_id}: {doing} (deployment {deployment})")
+    _follow_one(client, app_id, deployment, timeout, as_json)
+
+
 def _follow_one(client: Any, app_id: str, deployment: str, timeout: float, as_json: bool) -> None:
     """Wait for one app's deployment to end and the app to be healthy (no rollback: it is one)."""
     import time
@@ -259,8 +275,6 @@ def _follow_one(client: Any, app_id: str, deployment: str, timeout: float, as_js
 @click.pass_context
 def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: float, as_json: bool) -> None:
     """Put an app back to an earlier version (by default the one before the current version)."""
-    from marathon_apps.client import MarathonError
-
     client = _client(ctx)
     app = client.app(app_id)
     if app is None:
@@ -274,15 +288,7 @@ def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: floa
         version = older[0]
     elif version not in versions:
         raise BadInput(f"--to: {app['id']} has no version {version} (it has {', '.join(sorted(versions)[-5:])})")
-    try:
-        deployment = client.patch_app(app["id"], {"version": version})
-    except MarathonError as exc:
-        raise Failure(str(exc)) from None
-    if as_json:
-        _echo_json({"app": app["id"], "version": version, "deployment": deployment})
-    else:
-        click.echo(f"{app['id']}: rolling back to {version} (deployment {deployment})")
-    _follow_one(client, app["id"], deployment, timeout, as_json)
+    _change_and_follow(client, app["id"], {"version": version}, f"rolling back to {version}", timeout, as_json)
 
 
 @apps.command()
@@ -293,21 +299,12 @@ def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: floa
 @click.pass_context
 def scale(ctx: click.Context, app_id: str, instances: int, timeout: float, as_json: bool) -> None:
     """Set an app's instance count and wait until that many are healthy."""
-    from marathon_apps.client import MarathonError
-
     client = _client(ctx)
     app = client.app(app_id)
     if app is None:
         raise BadInput(f"APP: no app {app_id} in Marathon")
-    try:
-        deployment = client.patch_app(app["id"], {"instances": instances})
-    except MarathonError as exc:
-        raise Failure(str(exc)) from None
-    if as_json:
-        _echo_json({"app": app["id"], "instances": instances, "deployment": deployment})
-    else:
-        click.echo(f"{app['id']}: scaling {app.get('instances')} -> {instances} (deployment {deployment})")
-    _follow_one(client, app["id"], deployment, timeout, as_json)
+    _change_and_follow(client, app["id"], {"instances": instances},
+                       f"scaling {app.get('instances')} -> {instances}", timeout, as_json)
 
 
 # --- git hooks -----------------------------------------------------------------------------------
