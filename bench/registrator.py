@@ -111,12 +111,14 @@ def burst(reg: RunningRegistrator, docker: Any, consul: Any, count: int) -> None
     while len(registered()) < count and time.monotonic() < deadline:
         time.sleep(0.1)
     never = count - len(registered())
+    exited = sum(not docker.api.inspect_container(cid)["State"]["Running"] for cid in ids)
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda cid: docker.api.remove_container(cid, force=True), ids))
     deadline = time.monotonic() + 10
     while registered() and time.monotonic() < deadline:
         time.sleep(0.1)
-    row(f"burst of {count}", f"{never} never registered, {len(registered())} ghosts (no resync)",
+    row(f"burst of {count}", f"{never} never registered, {len(registered())} ghosts (no resync)"
+        + (f"; {exited} had exited on their own" if exited else ""),
         GLIDERLABS["burst"], "0 and 0 without resync")
     remove_all(docker, tag)
 

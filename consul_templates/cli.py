@@ -54,7 +54,8 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _build(loaded: Any, reload: bool, **o: Any) -> tuple[Any, Callable[[], Any]]:
-    from consul_templates import apply, render, runner, watch
+    from consul_templates import apply, render, runner
+    from wharf import consul_http
 
     if len(o["templates"]) != len(o["dests"]):
         raise BadInput(f"--template and --dest come in pairs: got {len(o['templates'])} templates and "
@@ -77,7 +78,7 @@ def _build(loaded: Any, reload: bool, **o: Any) -> tuple[Any, Callable[[], Any]]
         control = apply.HAProxyControl(admin, o["haproxy_master_socket"], state_file)
     renderer = runner.Renderer(targets, settings, control, o["nginx_prefix"], o["exec_command"], reload)
     addr, token, cacert = loaded["consul_http_addr"], loaded["consul_http_token"], loaded["consul_cacert"]
-    return renderer, lambda: watch.consul_client(addr, token, cacert)
+    return renderer, lambda: consul_http.client(addr, token, cacert)
 
 
 @click.group("render")

@@ -25,9 +25,9 @@ from typing import Any
 import requests
 
 from consul_templates.apply import parse_show_proc, socket_command
-from consul_templates.watch import consul_client
 from devcluster.cluster import Cluster
 from devcluster.process import free_port, stop_pid_file
+from wharf.consul_http import client as consul_client
 
 APP_ID, SERVICE = "/web", "web"
 

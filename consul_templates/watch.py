@@ -113,18 +113,6 @@ class Watch(threading.Thread):
                 self.notify(self.key, "change")
 
 
-def consul_client(addr: str, token: str | None = None, cacert: str | None = None, timeout: float = 10.0) -> Any:
-    """A py-consul client for `CONSUL_HTTP_ADDR`-style `host:port` or `http(s)://host:port`."""
-    import consul
-
-    scheme = "http"
-    if "://" in addr:
-        scheme, _, addr = addr.partition("://")
-    host, _, port = addr.rstrip("/").rpartition(":")
-    return consul.Consul(host=host, port=int(port), token=token, scheme=scheme,
-                         verify=cacert if cacert else True, connections_timeout=timeout)
-
-
 WAIT = "30s"
 
 

@@ -376,7 +376,7 @@ def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps:
 # --- the Consul KV trigger -----------------------------------------------------------------------
 
 def _consul(ctx: click.Context) -> Any:
-    from marathon_apps.kv import consul_client
+    from wharf.consul_http import client as consul_client
 
     settings = ctx.find_root().obj
     return consul_client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])

@@ -23,7 +23,6 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
 
@@ -134,16 +133,6 @@ def apps_of(entries: Mapping[str, Entry], prefix: str, owner: str) -> tuple[list
 
 
 # --- Consul I/O --------------------------------------------------------------------------------
-
-def consul_client(addr: str, token: str | None = None, cacert: str | None = None) -> Any:
-    """A py-consul client for `CONSUL_HTTP_ADDR` (`host:port` or `http(s)://host:port`)."""
-    import consul
-
-    url = addr if "://" in addr else f"http://{addr}"
-    parts = urlsplit(url)
-    return consul.Consul(host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 8500),
-                         scheme=parts.scheme, token=token, verify=cacert if cacert else True)
-
 
 def read_prefix(client: Any, prefix: str, index: int | None = None, wait: str | None = None) -> tuple[int, dict]:
     """(X-Consul-Index, entries) of everything under `prefix`; raises Failure if Consul cannot say."""

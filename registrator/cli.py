@@ -44,10 +44,11 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeout: float = 120.0) -> Any:
     """The `Registrator` with its Docker client, Consul agent and Marathon lookup, from flags and settings."""
-    from registrator.consul_agent import Agent, client
+    from registrator.consul_agent import Agent
     from registrator.marathon import ServicePorts
     from registrator.model import Options
     from registrator.runner import Registrator
+    from wharf.consul_http import client
 
     hostname = flags["hostname"] or socket.gethostname()
     for flag in ("ip", "host_ip"):
@@ -92,9 +93,10 @@ def registrator() -> None:
 @click.pass_obj
 def run(settings: Any, resync: float, drain_timeout: float, metrics_port: int | None, **flags: Any) -> None:
     """Watch Docker events and keep Consul's services in step, until SIGTERM."""
-    from registrator.consul_agent import Agent, client
+    from registrator.consul_agent import Agent
     from registrator.daemon import RegistratorDaemon
     from registrator.watch import ConsulWatcher, DockerWatcher
+    from wharf.consul_http import client
 
     reg = build(settings, flags, resync, drain_timeout)
     watcher_agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"],
@@ -147,8 +149,8 @@ def sync(settings: Any, once: bool, as_json: bool, **flags: Any) -> None:
 @click.pass_obj
 def list_services(settings: Any, owner: str | None, as_json: bool) -> None:
     """The services wharf registrators wrote on the Consul agent, with their health."""
-    from registrator.consul_agent import client
     from registrator.model import health_rows
+    from wharf.consul_http import client
 
     c = client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
     try:

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import consul
 from consul.callback import CB
 
 from registrator.model import Registered, Registration, listing
-
-
-def client(addr: str, token: str | None = None, cacert: str | None = None, timeout: float = 10.0) -> consul.Consul:
-    """A `consul.Consul` for `CONSUL_HTTP_ADDR`-style `addr` (`host:port` or `http(s)://host:port`)."""
-    parts = urlsplit(addr if "://" in addr else f"http://{addr}")
-    c = consul.Consul(host=parts.hostname, port=parts.port or 8500, token=token, scheme=parts.scheme,
-                      verify=cacert or True)
-    c.http.connections_timeout = timeout
-    return c
 
 
 class Agent:

@@ -14,9 +14,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -27,6 +28,7 @@ from registrator.services import desired
 from wharf.retry import Retry
 
 log = logging.getLogger("wharf.registrator")
+T = TypeVar("T")
 
 REGISTRATIONS = Counter("wharf_registrator_registrations_total", "Services registered (or re-registered)")
 DEREGISTRATIONS = Counter("wharf_registrator_deregistrations_total", "Services deregistered")
@@ -43,6 +45,20 @@ RECONNECTS = Counter("wharf_registrator_reconnects_total", "Reconnections", ["to
 STOP_SIGNALS = {"15", "9", "2", "3", "SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "TERM", "KILL", "INT", "QUIT"}
 DRAIN_LIMIT = 120.0  # default: a container still running this long after a stop signal is served again
 RECONNECT = Retry(delay=0.05, backoff=2.0, max_delay=0.5, jitter=0.2)
+WRITERS = 8  # parallel requests to the agent when a plan has many changes
+
+
+def _each(do: Callable[[T], None], items: Sequence[T]) -> None:
+    """`do` for every item: inline for one, else on WRITERS threads; every item is tried and the
+    first failure is raised after (what succeeded is recorded, the rest is left for a reconcile)."""
+    if len(items) <= 1:
+        for item in items:
+            do(item)
+        return
+    with ThreadPoolExecutor(min(WRITERS, len(items))) as pool:
+        futures = [pool.submit(do, item) for item in items]
+    for future in futures:
+        future.result()  # the first failure, raised
 
 
 @dataclass(frozen=True)
@@ -273,32 +289,39 @@ class Registrator:
         return plan
 
     def execute(self, plan: Plan) -> None:
+        """Make the plan's changes, phase by phase (register, drain, undrain, deregister); within a
+        phase the agent is asked in parallel, so a full reconcile costs round trips / WRITERS."""
         for sid in plan.conflicts:
             log.warning("service id held by another owner; left alone", extra={"service_id": sid})
-        for reg in plan.register:
-            self.agent.register(reg)
-            REGISTRATIONS.inc()
-            with self.lock:
-                self.written[reg.id] = Registered.written(reg, self.options.owner, False)
-                self._writes += 1
-                self.stamps[reg.id] = self._writes
-            log.info("registered", extra={"service_id": reg.id, "service": reg.name,
-                                          "address": f"{reg.address}:{reg.port}"})
-        for sid in plan.drain:
-            self.agent.maintenance(sid, True)
+        _each(self._register, plan.register)
+        _each(lambda sid: self._maintain(sid, True), plan.drain)
+        _each(lambda sid: self._maintain(sid, False), plan.undrain)
+        _each(self._deregister, plan.deregister)
+
+    def _register(self, reg: Registration) -> None:
+        self.agent.register(reg)
+        REGISTRATIONS.inc()
+        with self.lock:
+            self.written[reg.id] = Registered.written(reg, self.options.owner, False)
+            self._writes += 1
+            self.stamps[reg.id] = self._writes
+        log.info("registered", extra={"service_id": reg.id, "service": reg.name,
+                                      "address": f"{reg.address}:{reg.port}"})
+
+    def _maintain(self, sid: str, drained: bool) -> None:
+        self.agent.maintenance(sid, drained)
+        if drained:
             DRAINS.inc()
-            self._mark(sid, True)
             log.info("drained", extra={"service_id": sid})
-        for sid in plan.undrain:
-            self.agent.maintenance(sid, False)
-            self._mark(sid, False)
-        for sid in plan.deregister:
-            with self.lock:  # forgotten first, so the Consul watcher never takes it for a lost one
-                self.written.pop(sid, None)
-                self.stamps.pop(sid, None)
-            self.agent.deregister(sid)
-            DEREGISTRATIONS.inc()
-            log.info("deregistered", extra={"service_id": sid})
+        self._mark(sid, drained)
+
+    def _deregister(self, sid: str) -> None:
+        with self.lock:  # forgotten first, so the Consul watcher never takes it for a lost one
+            self.written.pop(sid, None)
+            self.stamps.pop(sid, None)
+        self.agent.deregister(sid)
+        DEREGISTRATIONS.inc()
+        log.info("deregistered", extra={"service_id": sid})
 
     def _mark(self, sid: str, maintenance: bool) -> None:
         with self.lock:

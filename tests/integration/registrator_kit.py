@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,20 @@ from devcluster.process import Proc, free_port, spawn, stop
 from tests.metrics import metric
 
 TEST_LABEL = "wharf.test.registrator"
+
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def distinct_port() -> int:
+    """A free port never handed out before in this process: the kernel's ephemeral picks repeat
+    (200 picks from ~28,000 ports share one about half the time), and a second httpd on a taken
+    port exits at once, which would pass for a container the registrator missed."""
+    with _handed_out_lock:
+        while (port := free_port()) in _handed_out:
+            pass
+        _handed_out.add(port)
+        return port
 
 
 class RunningRegistrator:
@@ -87,7 +102,7 @@ def web(client: Any, tag: str, labels: dict[str, str] | None = None, *, port: in
 
     httpd runs as PID 1 without a TERM handler, so `docker stop -t N` waits N seconds, then kills;
     with `stops_on_term` a shell runs it and exits on TERM with `term_exit`."""
-    port = port or free_port()
+    port = port or distinct_port()
     name = name or f"reg-{uuid.uuid4().hex[:10]}"
     serve = f"httpd -f -p 127.0.0.1:{port} -h {'/www' if www else '/'}"
     prepare = "mkdir -p /www && echo ok > /www/health && " if www else ""
