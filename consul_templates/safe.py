@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 
@@ -145,7 +145,7 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
                     meta[k] = v
                 else:
                     drops.append(Drop("meta", repr(k)[:80], f"{svc.name} {inst.id}: unsafe meta entry left out"))
-            kept.append(replace(inst, tags=tags, meta=MappingProxyType(meta)))
+            kept.append(inst._replace(tags=tags, meta=MappingProxyType(meta)))
         services.append(Service(svc.name, tuple(kept)))
     kv = {}
     for k, v in snapshot.kv.items():

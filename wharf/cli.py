@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -9,14 +10,32 @@ from typing import Any
 
 import click
 
-from autoscale.cli import autoscale
-from chronos_jobs.cli import jobs
-from consul_templates.cli import render_group
-from devcluster.cli import dev
-from framework.cli import framework
-from marathon_apps.cli import apps
-from registrator.cli import registrator
 from wharf import __version__, log, settings
+
+#: each room's command group, imported only when it is asked for: `wharf render once` then loads
+#: the renderer alone, not ZooKeeper's, Docker's and Marathon's clients as well
+ROOMS = {
+    "dev": "devcluster.cli:dev",
+    "registrator": "registrator.cli:registrator",
+    "apps": "marathon_apps.cli:apps",
+    "jobs": "chronos_jobs.cli:jobs",
+    "render": "consul_templates.cli:render_group",
+    "autoscale": "autoscale.cli:autoscale",
+    "framework": "framework.cli:framework",
+}
+
+
+class RoomsGroup(click.Group):
+    """A group whose room subgroups are named in `ROOMS` and imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *ROOMS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in ROOMS and cmd_name not in self.commands:
+            module, _, attr = ROOMS[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
 
 def _setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,7 +47,7 @@ def _setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RoomsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wharf")
 @click.option("--config", "config_file", default=None, metavar="PATH",
               help="Settings file [env WHARF_CONFIG; default ./wharf.yaml if present]")
@@ -69,13 +88,6 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
         click.echo(f"config file: {loaded.config_file}")
 
 
-cli.add_command(dev)
-cli.add_command(registrator)
-cli.add_command(apps)
-cli.add_command(jobs)
-cli.add_command(render_group)
-cli.add_command(autoscale)
-cli.add_command(framework)
 
 
 def main() -> None:

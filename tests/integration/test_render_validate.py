@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -168,7 +167,7 @@ def test_a_user_template_failing_at_run_time_never_replaces_the_good_file(tmp_pa
     kv = {"lb/owner": "ops"}
     assert r.apply(Snapshot.of([a, b], kv))[0].action == "written"
     # every instance of /a down: the template fails on it alone, so /a is left out and /b kept
-    down = replace(a, status="critical")
+    down = a._replace(status="critical")
     [out] = r.apply(Snapshot.of([down, b], kv))
     assert out.action == "written" and out.excluded == ("a",)
     good = dest.read_text()

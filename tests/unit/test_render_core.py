@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,7 +69,7 @@ def test_snapshot_from_catalog_takes_worst_of_service_and_node_checks_and_node_a
 ])
 def test_an_instance_with_an_unsafe_value_is_dropped_with_a_reason(field: str, value: object) -> None:
     good = Instance("id1", "web", "n1", "10.0.0.1", 80)
-    bad = replace(good, **{"id": "id2", field: value})
+    bad = good._replace(**{"id": "id2", field: value})
     clean, drops = safe.clean(Snapshot.of([good, bad]))
     assert [i.id for i in clean.instances] == ["id1"]
     assert drops[0].what == "instance" and "web" in drops[0].reason
