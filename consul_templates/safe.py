@@ -113,6 +113,23 @@ def _instance_problem(inst: Instance) -> str | None:
     return None
 
 
+def _joined(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """`pattern` repeated, newline-separated: a newline is in none of the classes, so the joined
+    values match exactly when every value matches on its own (one C-speed match instead of many)."""
+    return re.compile(rf"(?:{pattern.pattern})(?:\n(?:{pattern.pattern}))*")
+
+
+TAGS, META_KEYS, VALUES = _joined(TAG), _joined(META_KEY), _joined(VALUE)
+
+
+def _all_safe(inst: Instance) -> bool:
+    """Whether every tag and meta entry of `inst` may be written as it is."""
+    if inst.tags and not TAGS.fullmatch("\n".join(inst.tags)):
+        return False
+    meta = inst.meta
+    return not meta or bool(META_KEYS.fullmatch("\n".join(meta)) and VALUES.fullmatch("\n".join(meta.values())))
+
+
 def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     """The snapshot with every unsafe value left out, and what was left out."""
     with paused_gc():
@@ -132,7 +149,7 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
             if problem:
                 drops.append(Drop("instance", repr(inst.id)[:80], f"{svc.name}: {problem}"))
                 continue
-            if all(map(is_tag, inst.tags)) and all(is_meta_key(k) and is_value(v) for k, v in inst.meta.items()):
+            if _all_safe(inst):
                 kept.append(inst)  # the common case: nothing to leave out
                 continue
             tags = tuple(t for t in inst.tags if is_tag(t))

@@ -11,6 +11,7 @@ import gc
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -166,22 +167,47 @@ class Snapshot:
         return cls.of(found, kv)
 
 
+def _all_strings(values: Iterable[Any]) -> bool:
+    """Whether every value is a string (checked in C: `join` refuses anything else)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _sorted_tags(tags: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(sorted(map(str, tags)))
+
+
+def _tags(tags: Iterable[Any]) -> tuple[str, ...]:
+    """Tags sorted; most instances share a few tag lists, so each is sorted once."""
+    try:
+        return _sorted_tags(tuple(tags))
+    except TypeError:  # an unhashable tag: not Consul's, but never fail a read over it
+        return tuple(sorted(map(str, tags)))
+
+
 def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) -> Instance:
+    """One instance from Consul's service JSON. Meta keeps Consul's order, which is sorted by key
+    (Consul writes every map with its keys sorted); it is copied, so the snapshot shares nothing."""
     try:
         port = int(svc.get("Port") or 0)
     except (TypeError, ValueError):
         port = 0
-    meta = svc.get("Meta") or {}
-    tags = svc.get("Tags") or ()
-    if meta and not all(type(k) is str and type(v) is str for k, v in meta.items()):
-        meta = {str(k): str(v) for k, v in meta.items()}  # Consul's Meta is strings; be sure
+    meta = svc.get("Meta")
+    tags = svc.get("Tags")
+    if meta:
+        meta = MappingProxyType(dict(meta) if _all_strings(meta) and _all_strings(meta.values())
+                                else {str(k): str(v) for k, v in meta.items()})  # Consul's Meta is strings
     return Instance(  # positional, in field order: thousands are made per read
         str(svc.get("ID") or ""),
         str(svc.get("Service") or ""),
         node,
         str(svc.get("Address") or node_addr),  # Consul's rule: the service's address, else the node's
         port,
-        tuple(sorted(map(str, tags))) if tags else (),
-        MappingProxyType(dict(sorted(meta.items()))) if meta else EMPTY,
+        _tags(tags) if tags else (),
+        meta or EMPTY,
         status,
     )

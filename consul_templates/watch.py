@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from wharf.retry import Retry
 log = logging.getLogger("wharf.render.watch")
 
 BLOCKING = Gauge("wharf_render_blocking_queries", "Blocking queries held open against Consul")
+READERS = 8  # parallel requests of one full read
 RATE_LIMIT = 0.1  # at least this long between two queries of one watch (plus up to 20 ms of jitter)
 
 
@@ -136,11 +138,11 @@ Entries = list[Mapping[str, Any]]
 def fetch_catalog(client: Any, kv_prefixes: Iterable[str] = ()) -> tuple[Entries, Entries, dict[str, str]]:
     """One full read: every node's services, every check, every watched KV pair (raises if Consul fails)."""
     _, nodes = client.catalog.nodes()
-    node_entries = []
-    for node in nodes or ():
-        _, entry = client.catalog.node(node["Node"])
-        node_entries.append(entry)
-    _, checks = client.health.state("any")
+    names = [node["Node"] for node in nodes or ()]
+    with ThreadPoolExecutor(max(1, min(READERS, len(names) + 1))) as pool:  # Consul answers them side by side
+        checks_read = pool.submit(client.health.state, "any")
+        node_entries = [entry for _, entry in pool.map(client.catalog.node, names)]
+        _, checks = checks_read.result()
     kv: dict[str, str] = {}
     for prefix in kv_prefixes:
         _, items = client.kv.get(prefix, recurse=True)

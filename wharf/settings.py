@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
-
 from wharf.errors import BadInput
 
 CONFIG_FILE = "wharf.yaml"
@@ -200,6 +198,8 @@ def mask_url(text: str) -> str:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read `wharf.yaml`: a mapping of setting names to values; unknown names are bad input."""
+    import yaml  # only when there is a file: most commands then start without it
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
