@@ -88,8 +88,6 @@ def config_show(loaded: settings.Settings, as_json: bool) -> None:
         click.echo(f"config file: {loaded.config_file}")
 
 
-
-
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="wharf")
