@@ -11,7 +11,7 @@ backend outgrowing its slots changes the structure and needs a reload.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from consul_templates.routes import Route, Server
@@ -40,6 +40,12 @@ def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str,
     for route in routes:
         before = previous.get(route.name, ())
         size = slot_count(len(route.servers), len(before))
+        if not before:  # a fresh layout: the sorted servers, then the spare slots
+            layout[route.name] = (*route.servers, *(None,) * (size - len(route.servers)))
+            continue
+        if size == len(before) and tuple(filter(None, before)) == route.servers:
+            layout[route.name] = before  # the same servers in the same slots
+            continue
         slots: list[Server | None] = [None] * size
         wanted = {s.key: s for s in route.servers}
         for i, old in enumerate(before[:size]):
@@ -53,52 +59,59 @@ def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str,
 
 
 class Slot(NamedTuple):
-    """One server slot as the templates see it."""
+    """One server slot as the templates see it: its name and number, its server (None when empty),
+    and where it points (the spare address and port when empty)."""
 
     name: str
     number: int
     server: Server | None
+    address: str
+    port: int
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """A route with its slots, for templates: `filled` are written as servers, `spare` as ranges."""
+def _slot(number: int, server: Server | None) -> Slot:
+    if server is None:
+        return Slot(f"slot{number}", number, None, SPARE_ADDRESS, SPARE_PORT)
+    return Slot(f"slot{number}", number, server, server.address, server.port)
+
+
+class Backend(NamedTuple):
+    """A route with its slots, for templates: `filled` are written as servers, `spare` (contiguous
+    ranges of empty slot numbers, as (first, last)) as `server-template` ranges. Made once per render,
+    so a template reads plain fields."""
 
     route: Route
     servers: tuple[Server | None, ...]  # per slot, from the layout
-
-    @property
-    def name(self) -> str:
-        return self.route.name
+    name: str
+    filled: tuple[Slot, ...]
+    spare: tuple[tuple[int, int], ...]
 
     @property
     def slots(self) -> tuple[Slot, ...]:
-        return tuple(Slot(f"slot{i + 1}", i + 1, s) for i, s in enumerate(self.servers))
+        return tuple(_slot(i, s) for i, s in enumerate(self.servers, start=1))
 
-    @property
-    def filled(self) -> tuple[Slot, ...]:
-        return tuple(Slot(f"slot{i + 1}", i + 1, s) for i, s in enumerate(self.servers) if s is not None)
 
-    @property
-    def spare(self) -> tuple[tuple[int, int], ...]:
-        """Contiguous ranges of empty slot numbers, as (first, last)."""
-        ranges: list[tuple[int, int]] = []
-        for i, server in enumerate(self.servers, start=1):
-            if server is None:
-                if ranges and ranges[-1][1] == i - 1:
-                    ranges[-1] = (ranges[-1][0], i)
-                else:
-                    ranges.append((i, i))
-        return tuple(ranges)
+def backend(route: Route, servers: tuple[Server | None, ...]) -> Backend:
+    """`route` with its slots from the layout."""
+    filled = []
+    ranges: list[tuple[int, int]] = []
+    for number, server in enumerate(servers, start=1):
+        if server is not None:
+            filled.append(Slot(f"slot{number}", number, server, server.address, server.port))
+        elif ranges and ranges[-1][1] == number - 1:
+            ranges[-1] = (ranges[-1][0], number)
+        else:
+            ranges.append((number, number))
+    return Backend(route, servers, route.name, tuple(filled), tuple(ranges))
 
 
 def backends(routes: Iterable[Route], layout: Layout) -> tuple[Backend, ...]:
-    return tuple(Backend(r, layout[r.name]) for r in routes)
+    return tuple(backend(r, layout[r.name]) for r in routes)
 
 
 def structure(routes: Iterable[Route], layout: Layout) -> tuple[object, ...]:
     """Everything a reload would change: the routes without their servers, and the slot counts."""
-    return tuple((replace(r, servers=()), len(layout[r.name])) for r in routes)
+    return tuple((r._replace(servers=()), len(layout[r.name])) for r in routes)
 
 
 @dataclass(frozen=True, slots=True)

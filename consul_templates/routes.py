@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from consul_templates import safe
@@ -55,10 +56,9 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 
 def _vhosts(text: str) -> tuple[str, ...]:
-    hosts = tuple(h.strip().lower() for h in text.split(",") if h.strip())
-    for host in hosts:
-        if not safe.is_vhost(host):
-            raise ValueError("is not a list of host names")
+    hosts = tuple(filter(None, map(str.strip, text.lower().split(","))))
+    if not all(map(safe.is_vhost, hosts)):
+        raise ValueError("is not a list of host names")
     return hosts
 
 
@@ -113,9 +113,9 @@ class Server(NamedTuple):
         return f"{self.address}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One marathon-lb service: a backend, maybe its own frontend, maybe vhost/path rules."""
+class Route(NamedTuple):
+    """One marathon-lb service: a backend, maybe its own frontend, maybe vhost/path rules (a named
+    tuple: one is made per app port per render)."""
 
     name: str
     service: str
@@ -165,34 +165,43 @@ def sanitise(name: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _app_key(app_id: str, port_text: str) -> tuple[str, int] | None:
+def _app_key(app_id: str, port_text: str) -> tuple[str, str, int] | None:
     if app_id and APP_ID.fullmatch(app_id) and port_text.isdigit() and safe.is_port(int(port_text)):
-        return app_id, int(port_text)
+        return "app", app_id, int(port_text)
     return None
 
 
 def _key(inst: Instance) -> tuple[str, str, int | None]:
-    found = _app_key(inst.meta.get("marathon_app_id", ""), inst.meta.get("service_port", ""))
-    return ("app", *found) if found else ("service", inst.service, None)
+    """The route an instance belongs to: its app and service port, else its service."""
+    meta = inst.meta
+    return _app_key(meta.get("marathon_app_id", ""), meta.get("service_port", "")) or ("service", inst.service, None)
 
 
 def read_labels(meta: Mapping[str, str], index: int, name: str) -> tuple[dict[str, Any], list[Problem]]:
     """The honoured labels of port `index` from one instance's Meta, parsed; bad ones reported."""
     values: dict[str, Any] = {}
-    problems = []
-    prefix = f"HAPROXY_{index}_"
-    found = [(k, k[len(prefix):], v) for k, v in meta.items() if k.startswith(prefix)]
-    if "HAPROXY_GROUP" in meta and f"{prefix}GROUP" not in meta:
-        found.append(("HAPROXY_GROUP", "GROUP", meta["HAPROXY_GROUP"]))
-    for key, label_name, raw in found:
-        label = BY_NAME.get(label_name)
-        if label is None:
-            continue  # a marathon-lb label wharf does not honour
-        try:
-            values[label.name] = label.parse(raw)
-        except ValueError as exc:
-            problems.append(Problem(name, f"label {key}={raw!r} {exc}: ignored"))
+    problems: list[Problem] = []
+    prefix = _PREFIXES[index] if index < len(_PREFIXES) else f"HAPROXY_{index}_"
+    start = len(prefix)
+    for key, raw in meta.items():
+        if key.startswith(prefix):
+            _parse_into(values, problems, BY_NAME.get(key[start:]), key, raw, name)
+    if "GROUP" not in values and "HAPROXY_GROUP" in meta and f"{prefix}GROUP" not in meta:
+        _parse_into(values, problems, BY_NAME["GROUP"], "HAPROXY_GROUP", meta["HAPROXY_GROUP"], name)
     return values, problems
+
+
+_PREFIXES = tuple(f"HAPROXY_{n}_" for n in range(16))
+
+
+def _parse_into(values: dict[str, Any], problems: list[Problem], label: Label | None, key: str, raw: str,
+                name: str) -> None:
+    if label is None:
+        return  # a marathon-lb label wharf does not honour
+    try:
+        values[label.name] = label.parse(raw)
+    except ValueError as exc:
+        problems.append(Problem(name, f"label {key}={raw!r} {exc}: ignored"))
 
 
 def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
@@ -205,8 +214,9 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         grouped.setdefault(_key(inst), []).append(inst)
     problems: list[Problem] = []
     routes: dict[str, Route] = {}
-    for key in sorted(grouped, key=lambda k: (k[0], k[1], k[2] or 0)):
-        insts = sorted(grouped[key], key=lambda i: (i.node, i.id))
+    for key in sorted(grouped, key=_GROUP_ORDER):
+        insts = grouped[key]
+        insts.sort(key=_INSTANCE_ORDER)  # already in order unless several services share the route
         kind, ident, service_port = key
         first = insts[0]
         index_text = first.meta.get("port_index", "0")
@@ -232,29 +242,33 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         if name in routes:
             problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
             continue
-        unique: dict[str, Server] = {}
+        unique: dict[tuple[str, int], Server] = {}
         for inst in insts:
-            if inst.passing:
-                server = Server(inst.address, inst.port, inst.id, inst.node)
-                unique.setdefault(server.key, server)
-        routes[name] = Route(
-            name=name, service=first.service, app_id=ident if kind == "app" else None,
-            port=port if kind == "app" else None, mode=mode, balance=labels.get("BALANCE", "roundrobin"),
-            sticky=labels.get("STICKY", False), redirect_to_https=labels.get("REDIRECT_TO_HTTPS", False),
-            vhosts=vhosts, path=path, weight=labels.get("BACKEND_WEIGHT", 0), group=group,
-            servers=tuple(unique.values()),
-        )
+            if inst.status == "passing" and (inst.address, inst.port) not in unique:
+                unique[inst.address, inst.port] = Server(inst.address, inst.port, inst.id, inst.node)
+        routes[name] = Route(  # positional, in field order
+            name, first.service, ident if kind == "app" else None, port if kind == "app" else None, mode,
+            labels.get("BALANCE", "roundrobin"), labels.get("STICKY", False), labels.get("REDIRECT_TO_HTTPS", False),
+            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(unique.values()))
     used = set(reserved_ports)
     final = []
-    for route in sorted(routes.values(), key=lambda r: r.name):
+    for name in sorted(routes):
+        route = routes[name]
         port = route.port
         if port is not None and port in used:
             problems.append(Problem(route.name, f"port {port} already bound: its own frontend left out"))
-            route = replace(route, port=None)
+            route = route._replace(port=None)
         elif port is not None:
             used.add(port)
         final.append(route)
     return tuple(final), tuple(problems)
+
+
+def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
+    return key[0], key[1], key[2] or 0
+
+
+_INSTANCE_ORDER = attrgetter("node", "id")
 
 
 def http_rules(routes: Iterable[Route]) -> tuple[Route, ...]:

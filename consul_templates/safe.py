@@ -1,18 +1,21 @@
 """Which catalog values may reach a config file, position by position.
 
 A value that could end a line, start a comment, open a block or quote, or split a word
-(newline, `#`, quotes, braces, `;`, spaces, control or non-ASCII characters, huge values)
-is never written. `clean()` drops the instance or service that carries such a value in a
-position the templates use (names, addresses, ports), and drops unsafe tags, meta entries and
-KV values themselves, each with a reason for the log.
+(newline, `#`, quotes, braces, `;`, spaces, control or non-ASCII characters, huge values),
+or that is not a string where Consul writes one, is never written. `clean()` drops the instance
+or service that carries such a value in a position the templates use (names, addresses, ports),
+and drops unsafe tags, meta entries and KV values themselves, each with a reason for the log.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
+from operator import attrgetter
 from types import MappingProxyType
 
 from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
@@ -114,26 +117,65 @@ def _instance_problem(inst: Instance) -> str | None:
 
 
 def _joined(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    """`pattern` repeated, newline-separated: a newline is in none of the classes, so the joined
-    values match exactly when every value matches on its own (one C-speed match instead of many)."""
+    """`pattern` repeated, newline-separated, for `_every`."""
     return re.compile(rf"(?:{pattern.pattern})(?:\n(?:{pattern.pattern}))*")
 
 
-TAGS, META_KEYS, VALUES = _joined(TAG), _joined(META_KEY), _joined(VALUE)
+NAMES, INSTANCE_IDS, TAGS, META_KEYS, VALUES = map(_joined, (NAME, INSTANCE_ID, TAG, META_KEY, VALUE))
 
 
-def _all_safe(inst: Instance) -> bool:
-    """Whether every tag and meta entry of `inst` may be written as it is."""
-    if inst.tags and not TAGS.fullmatch("\n".join(inst.tags)):
+def _every(joined: re.Pattern[str], values: Iterable[str]) -> bool:
+    """Whether every value matches the pattern `joined` repeats, in one C-speed match: the values
+    are joined by newlines, which no pattern allows, and a value holding a newline of its own is
+    caught by the count."""
+    items = values if isinstance(values, (list, tuple)) else list(values)
+    if not items:
+        return True
+    try:
+        text = "\n".join(items)
+    except TypeError:  # not all strings
         return False
-    meta = inst.meta
-    return not meta or bool(META_KEYS.fullmatch("\n".join(meta)) and VALUES.fullmatch("\n".join(meta.values())))
+    return text.count("\n") == len(items) - 1 and joined.fullmatch(text) is not None
+
+
+_ID, _NODE, _ADDRESS, _PORT, _TAG_LIST, _META = (attrgetter(f) for f in ("id", "node", "address", "port", "tags",
+                                                                          "meta"))
+
+
+def _all_safe(instances: Sequence[Instance]) -> bool:
+    """Whether every position of every instance may be written as it is (the common case, checked
+    a position at a time across all instances)."""
+    if not instances:
+        return True
+    ports = list(map(_PORT, instances))
+    metas = [m for m in map(_META, instances) if m]
+    return (min(ports) > 0 and max(ports) < 65536
+            and _every(INSTANCE_IDS, map(_ID, instances))
+            and all(is_name(n) for n in set(map(_NODE, instances)) if n)
+            and all(is_address(a) for a in set(map(_ADDRESS, instances)))
+            and _every(TAGS, chain.from_iterable(map(_TAG_LIST, instances)))
+            and _every(META_KEYS, chain.from_iterable(metas))
+            and _every(VALUES, chain.from_iterable(m.values() for m in metas)))
 
 
 def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     """The snapshot with every unsafe value left out, and what was left out."""
     with paused_gc():
+        services = snapshot.services
+        if _every(NAMES, [s.name for s in services]) and _all_safe(snapshot.instances):
+            kv, drops = _clean_kv(snapshot.kv)
+            return (snapshot if not drops else Snapshot(services, kv)), drops
         return _clean(snapshot)
+
+
+def _clean_kv(pairs: Mapping[str, str]) -> tuple[Mapping[str, str], tuple[Drop, ...]]:
+    kv, drops = {}, []
+    for k, v in pairs.items():
+        if isinstance(k, str) and isinstance(v, str) and KV_KEY.fullmatch(k) and is_value(v):
+            kv[k] = v
+        else:
+            drops.append(Drop("kv", repr(k)[:80], "unsafe key or value left out"))
+    return (MappingProxyType(kv) if drops else pairs), tuple(drops)
 
 
 def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
@@ -143,14 +185,14 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
         if not is_name(svc.name):
             drops.append(Drop("service", repr(svc.name)[:80], "name has characters a config cannot hold"))
             continue
+        if _all_safe(svc.instances):
+            services.append(svc)  # only some services carry something to leave out
+            continue
         kept = []
         for inst in svc.instances:
             problem = _instance_problem(inst)
             if problem:
                 drops.append(Drop("instance", repr(inst.id)[:80], f"{svc.name}: {problem}"))
-                continue
-            if _all_safe(inst):
-                kept.append(inst)  # the common case: nothing to leave out
                 continue
             tags = tuple(t for t in inst.tags if is_tag(t))
             for t in inst.tags:
@@ -158,16 +200,12 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
                     drops.append(Drop("tag", repr(t)[:80], f"{svc.name} {inst.id}: unsafe tag left out"))
             meta = {}
             for k, v in inst.meta.items():
-                if is_meta_key(k) and is_value(v):
+                if isinstance(k, str) and isinstance(v, str) and is_meta_key(k) and is_value(v):
                     meta[k] = v
                 else:
                     drops.append(Drop("meta", repr(k)[:80], f"{svc.name} {inst.id}: unsafe meta entry left out"))
-            kept.append(inst._replace(tags=tags, meta=MappingProxyType(meta)))
+            kept.append(inst if len(tags) == len(inst.tags) and len(meta) == len(inst.meta) else
+                        inst._replace(tags=tags, meta=MappingProxyType(meta)))
         services.append(Service(svc.name, tuple(kept)))
-    kv = {}
-    for k, v in snapshot.kv.items():
-        if KV_KEY.fullmatch(k) and is_value(v):
-            kv[k] = v
-        else:
-            drops.append(Drop("kv", repr(k)[:80], "unsafe key or value left out"))
-    return Snapshot(tuple(services), MappingProxyType(kv)), tuple(drops)
+    kv, kv_drops = _clean_kv(snapshot.kv)
+    return Snapshot(tuple(services), kv), (*drops, *kv_drops)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from itertools import groupby
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -35,19 +37,17 @@ def paused_gc() -> Iterator[None]:
 
 
 _RANK = {status: rank for rank, status in enumerate(STATUS_ORDER)}
+_PASSING = len(STATUS_ORDER) - 1
+_MAINTENANCE_CHECKS = ("_service_maintenance", "_node_maintenance")
 
 
-def _worst(statuses: Iterable[str]) -> str:
-    """The worst status; an unknown one counts as critical."""
-    rank = min((_RANK.get(s, 1) for s in statuses), default=3)
-    return STATUS_ORDER[rank]
-
-
-def _check_status(check: Mapping[str, Any]) -> str:
-    check_id = str(check.get("CheckID") or "")
-    if check_id.startswith(("_service_maintenance", "_node_maintenance")):
-        return "maintenance"
-    return str(check.get("Status") or "critical")
+def _check_rank(check: Mapping[str, Any]) -> int:
+    """A check's place in `STATUS_ORDER`: maintenance checks first, an unknown status as critical."""
+    check_id = check.get("CheckID")
+    if isinstance(check_id, str) and check_id.startswith(_MAINTENANCE_CHECKS):
+        return 0
+    status = check.get("Status")
+    return _RANK.get(status, 1) if isinstance(status, str) else 1
 
 
 class Instance(NamedTuple):
@@ -113,46 +113,43 @@ class Snapshot:
     @classmethod
     def of(cls, instances: Iterable[Instance], kv: Mapping[str, str] | None = None) -> Snapshot:
         """Group instances into services and sort everything."""
-        by_name: dict[str, list[Instance]] = {}
-        for inst in instances:
-            by_name.setdefault(inst.service, []).append(inst)
-        services = tuple(
-            Service(name, tuple(sorted(insts, key=lambda i: (i.node, i.id))))
-            for name, insts in sorted(by_name.items())
-        )
+        found = sorted(instances, key=_ORDER)
+        services = tuple(Service(name, tuple(group)) for name, group in groupby(found, _SERVICE))
         return cls(services, MappingProxyType(dict(sorted((kv or {}).items()))))
 
     @classmethod
     def from_catalog(cls, nodes: Iterable[Mapping[str, Any]], checks: Iterable[Mapping[str, Any]],
                      kv: Mapping[str, str] | None = None) -> Snapshot:
-        """Build from `/v1/catalog/node/<node>` answers (one per node) and `/v1/health/state/any`."""
+        """Build from `/v1/catalog/node/<node>` answers (one per node) and `/v1/health/state/any`.
+        The answers are handed over: instances keep read-only views of their Meta dicts."""
         with paused_gc():
             return cls._from_catalog(nodes, checks, kv)
 
     @classmethod
     def _from_catalog(cls, nodes: Iterable[Mapping[str, Any]], checks: Iterable[Mapping[str, Any]],
                       kv: Mapping[str, str] | None) -> Snapshot:
-        by_service: dict[tuple[str, str], list[str]] = {}
-        by_node: dict[str, list[str]] = {}
+        own_rank: dict[str, dict[str, int]] = {}  # node -> service id -> the worst of its checks
+        node_rank: dict[str, int] = {}
         for check in checks:
-            node, service_id = str(check.get("Node") or ""), str(check.get("ServiceID") or "")
-            if service_id:
-                by_service.setdefault((node, service_id), []).append(_check_status(check))
+            rank, node, service_id = _check_rank(check), _text(check.get("Node")), _text(check.get("ServiceID"))
+            if not service_id:
+                node_rank[node] = min(rank, node_rank.get(node, _PASSING))
             else:
-                by_node.setdefault(node, []).append(_check_status(check))
-        node_status = {node: _worst(statuses) for node, statuses in by_node.items()}
-        found = []
+                ranks = own_rank.setdefault(node, {})
+                ranks[service_id] = min(rank, ranks.get(service_id, _PASSING))
+        on_nodes = []
         for entry in nodes:
-            if not entry:
-                continue
-            info = entry.get("Node") or {}
-            node_name, node_addr = str(info.get("Node") or ""), str(info.get("Address") or "")
-            for svc in (entry.get("Services") or {}).values():
-                sid = str(svc.get("ID") or "")
-                own = by_service.get((node_name, sid))
-                status = _worst([*own, node_status.get(node_name, "passing")]) if own else \
-                    node_status.get(node_name, "passing")
-                found.append(_instance(svc, node_name, node_addr, status))
+            if entry:
+                info = entry.get("Node") or {}
+                name = _text(info.get("Node"))
+                on_node = node_rank.get(name, _PASSING)  # a node's checks count for each of its services
+                statuses = {sid: STATUS_ORDER[min(rank, on_node)] for sid, rank in own_rank.get(name, {}).items()}
+                on_nodes.append((name, _text(info.get("Address")), STATUS_ORDER[on_node], statuses,
+                                 (entry.get("Services") or {}).values()))
+        found = _as_consul_writes(on_nodes)
+        if found is None:  # something of another shape: read every value with care
+            found = [_instance(svc, name, address, statuses.get(_text(svc.get("ID")), status))
+                     for name, address, status, statuses, services in on_nodes for svc in services]
         return cls.of(found, kv)
 
     @classmethod
@@ -161,19 +158,19 @@ class Snapshot:
         found = []
         for entry in entries:
             node = entry.get("Node") or {}
-            status = _worst(_check_status(c) for c in entry.get("Checks") or ())
-            found.append(_instance(entry.get("Service") or {}, str(node.get("Node") or ""),
-                                   str(node.get("Address") or ""), status))
+            status = STATUS_ORDER[min((_check_rank(c) for c in entry.get("Checks") or ()), default=_PASSING)]
+            found.append(_instance(entry.get("Service") or {}, _text(node.get("Node")),
+                                   _text(node.get("Address")), status))
         return cls.of(found, kv)
 
 
-def _all_strings(values: Iterable[Any]) -> bool:
-    """Whether every value is a string (checked in C: `join` refuses anything else)."""
-    try:
-        "".join(values)
-    except TypeError:
-        return False
-    return True
+_ORDER = attrgetter("service", "node", "id")
+_SERVICE = attrgetter("service")
+
+
+def _text(value: Any) -> str:
+    """A JSON value where Consul puts a string (null and missing as empty)."""
+    return value if type(value) is str else str(value or "")
 
 
 @lru_cache(maxsize=4096)
@@ -190,24 +187,59 @@ def _tags(tags: Iterable[Any]) -> tuple[str, ...]:
 
 
 def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) -> Instance:
-    """One instance from Consul's service JSON. Meta keeps Consul's order, which is sorted by key
-    (Consul writes every map with its keys sorted); it is copied, so the snapshot shares nothing."""
-    try:
-        port = int(svc.get("Port") or 0)
-    except (TypeError, ValueError):
-        port = 0
-    meta = svc.get("Meta")
-    tags = svc.get("Tags")
-    if meta:
-        meta = MappingProxyType(dict(meta) if _all_strings(meta) and _all_strings(meta.values())
-                                else {str(k): str(v) for k, v in meta.items()})  # Consul's Meta is strings
+    """One instance from Consul's service JSON, whatever the types in it. Meta keeps Consul's order,
+    which is sorted by key (Consul writes every map with its keys sorted); `safe.clean` leaves out
+    any entry that is not a string."""
+    port = svc.get("Port")
+    if type(port) is not int:
+        try:
+            port = int(port or 0)
+        except (TypeError, ValueError):
+            port = 0
+    meta, tags, address = svc.get("Meta"), svc.get("Tags"), svc.get("Address")
     return Instance(  # positional, in field order: thousands are made per read
-        str(svc.get("ID") or ""),
-        str(svc.get("Service") or ""),
+        _text(svc.get("ID")),
+        _text(svc.get("Service")),
         node,
-        str(svc.get("Address") or node_addr),  # Consul's rule: the service's address, else the node's
+        _text(address) if address else node_addr,  # Consul's rule: the service's address, else the node's
         port,
         _tags(tags) if tags else (),
-        meta or EMPTY,
+        MappingProxyType(dict(meta)) if meta else EMPTY,
         status,
     )
+
+
+#: a node's name, address and status, its services' statuses by id, and its services
+NodeServices = tuple[str, str, str, Mapping[str, str], Iterable[Mapping[str, Any]]]
+
+
+def _as_consul_writes(on_nodes: Iterable[NodeServices]) -> list[Instance] | None:
+    """Every instance, read fast on the assumption that each value has the type Consul gives it
+    (checked afterwards for all instances at once); None when one does not."""
+    found = []
+    try:
+        for name, address, status, statuses, services in on_nodes:
+            for svc in services:
+                sid, tags, meta = svc["ID"], svc["Tags"], svc["Meta"]
+                found.append(Instance(sid, svc["Service"], name, svc["Address"] or address, svc["Port"],
+                                      _tags(tags) if tags else (), MappingProxyType(meta) if meta else EMPTY,
+                                      statuses.get(sid, status)))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    typed = (_all_strings(map(_ID, found)) and _all_strings(map(_SERVICE, found))
+             and _all_strings(map(_ADDRESS, found)) and set(map(type, map(_PORT, found))) <= {int})
+    return found if typed else None
+
+
+_ID, _ADDRESS, _PORT = attrgetter("id"), attrgetter("address"), attrgetter("port")
+
+
+def _all_strings(values: Iterable[Any]) -> bool:
+    """Whether every value is a string (checked in C: `join` refuses anything else)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from jinja2.sandbox import SandboxedEnvironment
 
 from consul_templates import plan, render, routes, safe
 from consul_templates.quiescence import Quiescence, parse_wait
@@ -84,6 +85,36 @@ def test_unsafe_service_names_tags_meta_and_kv_never_reach_the_snapshot() -> Non
     inst = clean.instances[0]
     assert inst.tags == ("ok",) and dict(inst.meta) == {"k": "v"} and dict(clean.kv) == {"cfg/ok": "1"}
     assert sorted(d.what for d in drops) == ["kv", "meta", "service", "tag", "tag"]
+
+
+@pytest.mark.parametrize("where", ["service", "id", "tag", "meta key", "meta value", "kv"])
+def test_a_newline_cannot_join_two_good_values_into_one(where: str) -> None:
+    """Each part is allowed on its own; the newline between them must still keep the value out."""
+    smuggled = "ok\nglobal"
+    inst = Instance("web.1", "web", "n1", "10.0.0.1", 80, ("a",), {"k": "v"})
+    inst = {"service": inst._replace(service=smuggled), "id": inst._replace(id=smuggled),
+            "tag": inst._replace(tags=("a", smuggled)), "meta key": inst._replace(meta={"k": "v", smuggled: "v"}),
+            "meta value": inst._replace(meta={"k": smuggled})}.get(where, inst)
+    clean, drops = safe.clean(Snapshot.of([inst], {"cfg/x": smuggled} if where == "kv" else {}))
+    written = [clean.services, *(i.tags for i in clean.instances), *(dict(i.meta) for i in clean.instances),
+               dict(clean.kv)]
+    assert smuggled not in repr(written)
+    assert len(drops) == 1
+
+
+def test_odd_json_types_are_read_with_care_and_non_string_meta_left_out() -> None:
+    nodes = [{"Node": {"Node": "n1", "Address": "10.0.0.1"},
+              "Services": {"a": {"ID": "a", "Service": "web", "Port": "8080", "Meta": {"k": "v", "n": 5}},
+                           "b": {"ID": "b", "Service": "web", "Port": 81}}}]  # no Tags, Meta or Address
+    snap = Snapshot.from_catalog(nodes, [])
+    a, b = snap.instances
+    assert (a.port, a.address, b.port, b.tags, dict(b.meta)) == (8080, "10.0.0.1", 81, (), {})
+    clean, drops = safe.clean(snap)
+    assert dict(clean.instances[0].meta) == {"k": "v"} and [d.name for d in drops] == ["'n'"]
+    fast = Snapshot.from_catalog([{"Node": {"Node": "n1", "Address": "10.0.0.1"}, "Services": {
+        "a": {"ID": "a", "Service": "web", "Address": "", "Port": 8080, "Tags": None, "Meta": {"k": "v"}},
+        "b": {"ID": "b", "Service": "web", "Address": "", "Port": 81, "Tags": [], "Meta": {}}}}], [])
+    assert fast == clean  # Consul's own shapes, read on the fast path, give the same snapshot
 
 
 @pytest.mark.parametrize("value,ok", [("shop.example.com", True), ("*.example.com", True), ("a b", False),
@@ -291,6 +322,21 @@ def test_the_sandbox_refuses_unsafe_attribute_access(tmp_path: Path) -> None:
     t.write_text("{{ settings.__class__.__init__.__globals__ }}")
     with pytest.raises(render.RenderError):
         render.render(render.load_template(str(t)), Snapshot(), render.Settings())
+
+
+def test_a_copy_of_the_builtin_template_renders_the_same_in_the_sandbox(tmp_path: Path) -> None:
+    """The built-ins render outside the sandbox (they are the room's own code); a user's copy of one
+    is sandboxed, with the same context and the same output."""
+    copy = tmp_path / "haproxy.cfg.j2"
+    copy.write_text(render.BUILTIN["haproxy"].read_text())
+    snap = Snapshot.of([app("/shop/web", 10000, 31000, VHOST="shop.example.com", STICKY="true"),
+                        app("/shop/web", 10000, 31001, node="n2"), app("/db", 10001, 31002, PATH="/db")])
+    builtin, user = render.load_template("haproxy"), render.load_template(str(copy))
+    assert isinstance(user.jinja.environment, SandboxedEnvironment)
+    assert not isinstance(builtin.jinja.environment, SandboxedEnvironment)
+    settings = render.Settings(http_port=18080)
+    text = render.render(builtin, snap, settings).text
+    assert text == render.render(user, snap, settings).text and "server slot2 127.0.0.1:31001" in text
 
 
 def test_user_templates_get_services_kv_and_helper_filters(tmp_path: Path) -> None:
