@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from consul_templates.routes import Route, Server
+from consul_templates.snapshot import maker
 
 MIN_SLOTS = 4
 #: where an empty slot points, so the written file and the running HAProxy agree
@@ -71,8 +72,15 @@ class Slot(NamedTuple):
 
 def _slot(number: int, server: Server | None) -> Slot:
     if server is None:
-        return Slot(f"slot{number}", number, None, SPARE_ADDRESS, SPARE_PORT)
-    return Slot(f"slot{number}", number, server, server.address, server.port)
+        return Slot(_slot_name(number), number, None, SPARE_ADDRESS, SPARE_PORT)
+    return Slot(_slot_name(number), number, server, server.address, server.port)
+
+
+_SLOT_NAMES = tuple(f"slot{n}" for n in range(1025))
+
+
+def _slot_name(number: int) -> str:
+    return _SLOT_NAMES[number] if number < len(_SLOT_NAMES) else f"slot{number}"
 
 
 class Backend(NamedTuple):
@@ -93,16 +101,24 @@ class Backend(NamedTuple):
 
 def backend(route: Route, servers: tuple[Server | None, ...]) -> Backend:
     """`route` with its slots from the layout."""
-    filled = []
+    filled = tuple([_new_slot((_slot_name(n), n, s, s.address, s.port))
+                    for n, s in enumerate(servers, start=1) if s is not None])
+    if len(filled) == len(servers):
+        return _new_backend((route, servers, route.name, filled, ()))
+    if filled[-1:] and filled[-1].number == len(filled):  # the servers first, then the spare slots
+        return _new_backend((route, servers, route.name, filled, ((len(filled) + 1, len(servers)),)))
     ranges: list[tuple[int, int]] = []
     for number, server in enumerate(servers, start=1):
         if server is not None:
-            filled.append(Slot(f"slot{number}", number, server, server.address, server.port))
-        elif ranges and ranges[-1][1] == number - 1:
+            continue
+        if ranges and ranges[-1][1] == number - 1:
             ranges[-1] = (ranges[-1][0], number)
         else:
             ranges.append((number, number))
-    return Backend(route, servers, route.name, tuple(filled), tuple(ranges))
+    return _new_backend((route, servers, route.name, filled, tuple(ranges)))
+
+
+_new_slot, _new_backend = maker(Slot), maker(Backend)
 
 
 def backends(routes: Iterable[Route], layout: Layout) -> tuple[Backend, ...]:

@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from consul_templates import safe
-from consul_templates.snapshot import Instance, Snapshot
+from consul_templates.snapshot import Instance, Snapshot, maker
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 APP_ID = re.compile(r"(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)+")
@@ -245,11 +245,11 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         unique: dict[tuple[str, int], Server] = {}
         for inst in insts:
             if inst.status == "passing" and (inst.address, inst.port) not in unique:
-                unique[inst.address, inst.port] = Server(inst.address, inst.port, inst.id, inst.node)
-        routes[name] = Route(  # positional, in field order
+                unique[inst.address, inst.port] = _new_server((inst.address, inst.port, inst.id, inst.node))
+        routes[name] = _new_route((
             name, first.service, ident if kind == "app" else None, port if kind == "app" else None, mode,
             labels.get("BALANCE", "roundrobin"), labels.get("STICKY", False), labels.get("REDIRECT_TO_HTTPS", False),
-            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(unique.values()))
+            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(unique.values())))
     used = set(reserved_ports)
     final = []
     for name in sorted(routes):
@@ -269,6 +269,7 @@ def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
 
 
 _INSTANCE_ORDER = attrgetter("node", "id")
+_new_server, _new_route = maker(Server), maker(Route)
 
 
 def http_rules(routes: Iterable[Route]) -> tuple[Route, ...]:
