@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from consul_templates import safe
@@ -97,9 +97,6 @@ LABELS: tuple[Label, ...] = (
 )
 
 
-BY_NAME = {label.name: label for label in LABELS}
-
-
 class Server(NamedTuple):
     """One healthy instance as a backend server (a named tuple: thousands are made per render)."""
 
@@ -171,37 +168,27 @@ def _app_key(app_id: str, port_text: str) -> tuple[str, str, int] | None:
     return None
 
 
-def _key(inst: Instance) -> tuple[str, str, int | None]:
-    """The route an instance belongs to: its app and service port, else its service."""
-    meta = inst.meta
-    return _app_key(meta.get("marathon_app_id", ""), meta.get("service_port", "")) or ("service", inst.service, None)
-
-
-def read_labels(meta: Mapping[str, str], index: int, name: str) -> tuple[dict[str, Any], list[Problem]]:
-    """The honoured labels of port `index` from one instance's Meta, parsed; bad ones reported."""
+def read_labels(meta: Mapping[str, str], index: int) -> tuple[dict[str, Any], list[str]]:
+    """The honoured labels of port `index` from one instance's Meta, parsed; why bad ones are ignored."""
     values: dict[str, Any] = {}
-    problems: list[Problem] = []
-    prefix = _PREFIXES[index] if index < len(_PREFIXES) else f"HAPROXY_{index}_"
-    start = len(prefix)
-    for key, raw in meta.items():
-        if key.startswith(prefix):
-            _parse_into(values, problems, BY_NAME.get(key[start:]), key, raw, name)
-    if "GROUP" not in values and "HAPROXY_GROUP" in meta and f"{prefix}GROUP" not in meta:
-        _parse_into(values, problems, BY_NAME["GROUP"], "HAPROXY_GROUP", meta["HAPROXY_GROUP"], name)
+    problems: list[str] = []
+    for key, label in _label_keys(index):
+        raw = meta.get(key)
+        if raw is None and key.endswith("_GROUP"):
+            key, raw = "HAPROXY_GROUP", meta.get("HAPROXY_GROUP")  # the app-wide group
+        if raw is None:
+            continue
+        try:
+            values[label.name] = label.parse(raw)
+        except ValueError as exc:
+            problems.append(f"label {key}={raw!r} {exc}: ignored")
     return values, problems
 
 
-_PREFIXES = tuple(f"HAPROXY_{n}_" for n in range(16))
-
-
-def _parse_into(values: dict[str, Any], problems: list[Problem], label: Label | None, key: str, raw: str,
-                name: str) -> None:
-    if label is None:
-        return  # a marathon-lb label wharf does not honour
-    try:
-        values[label.name] = label.parse(raw)
-    except ValueError as exc:
-        problems.append(Problem(name, f"label {key}={raw!r} {exc}: ignored"))
+@lru_cache(maxsize=64)
+def _label_keys(index: int) -> tuple[tuple[str, Label], ...]:
+    """Each honoured label's Meta key for port `index`, in the order Consul lists them (by key)."""
+    return tuple(sorted((f"HAPROXY_{index}_{label.name}", label) for label in LABELS))
 
 
 def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
@@ -211,19 +198,23 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     wanted = set(groups)
     grouped: dict[tuple[str, str, int | None], list[Instance]] = {}
     for inst in snapshot.instances:  # every instance, so a route whose instances all fail keeps its place
-        grouped.setdefault(_key(inst), []).append(inst)
+        meta = inst.meta  # the route: the instance's app and service port, else its service
+        key: tuple[str, str, int | None] | None = _app_key(meta.get("marathon_app_id", ""),
+                                                           meta.get("service_port", ""))
+        grouped.setdefault(key or ("service", inst.service, None), []).append(inst)
     problems: list[Problem] = []
     routes: dict[str, Route] = {}
-    for key in sorted(grouped, key=_GROUP_ORDER):
-        insts = grouped[key]
+    for route_key in sorted(grouped, key=_GROUP_ORDER):
+        insts = grouped[route_key]
         insts.sort(key=_INSTANCE_ORDER)  # already in order unless several services share the route
-        kind, ident, service_port = key
+        kind, ident, service_port = route_key
         first = insts[0]
         index_text = first.meta.get("port_index", "0")
         index = int(index_text) if index_text.isdigit() else 0
-        provisional = route_name(ident, service_port) if service_port else sanitise(ident)
-        labels, label_problems = read_labels(first.meta, index, provisional)
-        problems += label_problems
+        labels, label_problems = read_labels(first.meta, index)
+        if label_problems:
+            provisional = route_name(ident, service_port) if service_port else sanitise(ident)
+            problems += (Problem(provisional, reason) for reason in label_problems)
         if labels.get("ENABLED") is False:
             continue
         group = labels.get("GROUP", DEFAULT_GROUP)
@@ -242,14 +233,16 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         if name in routes:
             problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
             continue
-        unique: dict[tuple[str, int], Server] = {}
-        for inst in insts:
-            if inst.status == "passing" and (inst.address, inst.port) not in unique:
-                unique[inst.address, inst.port] = _new_server((inst.address, inst.port, inst.id, inst.node))
+        servers = [_new_server((i.address, i.port, i.id, i.node)) for i in insts if i.status == "passing"]
+        if len(servers) > 1 and len(set(map(_ADDRESS_PORT, servers))) < len(servers):
+            unique: dict[tuple[str, int], Server] = {}
+            for server in servers:  # one server per address and port: the first
+                unique.setdefault((server.address, server.port), server)
+            servers = list(unique.values())
         routes[name] = _new_route((
             name, first.service, ident if kind == "app" else None, port if kind == "app" else None, mode,
             labels.get("BALANCE", "roundrobin"), labels.get("STICKY", False), labels.get("REDIRECT_TO_HTTPS", False),
-            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(unique.values())))
+            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(servers)))
     used = set(reserved_ports)
     final = []
     for name in sorted(routes):
@@ -269,6 +262,7 @@ def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
 
 
 _INSTANCE_ORDER = attrgetter("node", "id")
+_ADDRESS_PORT = itemgetter(0, 1)
 _new_server, _new_route = maker(Server), maker(Route)
 
 

@@ -139,6 +139,12 @@ def test_instances_of_one_app_port_share_a_route_and_only_passing_ones_serve() -
     assert [s.port for s in found["web_10001"].servers] == [31002]
 
 
+def test_two_registrations_of_one_address_and_port_give_one_server_the_first() -> None:
+    one, two, other = app("/web", 10000, 31000), app("/web", 10000, 31000, node="n2"), app("/web", 10000, 31001)
+    servers = routes_of(two, other, one)["web_10000"].servers
+    assert [(s.port, s.node) for s in servers] == [(31000, "n1"), (31001, "n1")]
+
+
 def test_labels_are_read_per_port_index() -> None:
     r = routes_of(app("/web", 10000, 31000, VHOST="Web.Example.com,*.web.org", PATH="/api", BALANCE="leastconn",
                       STICKY="true", REDIRECT_TO_HTTPS="1", BACKEND_WEIGHT="5"))["web_10000"]
