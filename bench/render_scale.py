@@ -49,6 +49,17 @@ def catalog(services: int) -> tuple[list[dict], list[dict]]:
     return list(nodes.values()), checks
 
 
+def pace() -> float:
+    """CPU ms for a fixed pure-Python loop, best of 5: shared machines change speed from minute to minute."""
+    best = float("inf")
+    for _ in range(5):
+        t0, total = time.process_time(), 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.process_time() - t0)
+    return best * 1000
+
+
 def in_process(services: int, runs: int = 5) -> dict[str, float]:
     nodes, checks = catalog(services)
     template = render.load_template("haproxy")
@@ -125,7 +136,8 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     print("Full render of the built-in HAProxy template (Consul JSON -> snapshot -> safe -> Jinja), in process;")
     print(f"CPU ms (best and median of 5), wall ms (median); load average now {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores; the machine's pace now: {pace():.0f} ms for a million-step Python loop "
+          "(the figures below scale with it)")
     print(f"{'services':>9} {'instances':>9} {'cpu best':>9} {'cpu med':>8} {'wall':>7} {'goal':>5} {'snapshot':>9}"
           f" {'template':>9} {'lines':>7} {'marathon-lb daemon':>19}")
     for n in sizes:
