@@ -127,15 +127,8 @@ class Route(NamedTuple):
     weight: int
     group: str
     servers: tuple[Server, ...]
-
-    @property
-    def exact_vhosts(self) -> tuple[str, ...]:
-        return tuple(h for h in self.vhosts if not h.startswith("*."))
-
-    @property
-    def wildcard_suffixes(self) -> tuple[str, ...]:
-        """`*.example.com` as `.example.com`, to match the end of the Host."""
-        return tuple(h[1:] for h in self.vhosts if h.startswith("*."))
+    exact_vhosts: tuple[str, ...]  # the vhosts without a wildcard
+    wildcard_suffixes: tuple[str, ...]  # `*.example.com` as `.example.com`, to match the end of the Host
 
     @property
     def http_routed(self) -> bool:
@@ -172,12 +165,12 @@ def read_labels(meta: Mapping[str, str], index: int) -> tuple[dict[str, Any], li
     """The honoured labels of port `index` from one instance's Meta, parsed; why bad ones are ignored."""
     values: dict[str, Any] = {}
     problems: list[str] = []
-    for key, label in _label_keys(index):
-        raw = meta.get(key)
-        if raw is None and key.endswith("_GROUP"):
-            key, raw = "HAPROXY_GROUP", meta.get("HAPROXY_GROUP")  # the app-wide group
-        if raw is None:
-            continue
+    group_key, keys, by_key = _label_keys(index)
+    present = sorted(meta.keys() & keys)
+    if "HAPROXY_GROUP" in meta and group_key not in meta:  # the app-wide group, unless the port has one
+        present.append("HAPROXY_GROUP")
+    for key in present:
+        raw, label = meta[key], by_key[key]
         try:
             values[label.name] = label.parse(raw)
         except ValueError as exc:
@@ -186,9 +179,12 @@ def read_labels(meta: Mapping[str, str], index: int) -> tuple[dict[str, Any], li
 
 
 @lru_cache(maxsize=64)
-def _label_keys(index: int) -> tuple[tuple[str, Label], ...]:
-    """Each honoured label's Meta key for port `index`, in the order Consul lists them (by key)."""
-    return tuple(sorted((f"HAPROXY_{index}_{label.name}", label) for label in LABELS))
+def _label_keys(index: int) -> tuple[str, frozenset[str], Mapping[str, Label]]:
+    """Port `index`'s GROUP key, the Meta keys of its honoured labels, and each key's label (the
+    app-wide HAPROXY_GROUP's too)."""
+    by_key = {f"HAPROXY_{index}_{label.name}": label for label in LABELS}
+    group_key = f"HAPROXY_{index}_GROUP"
+    return group_key, frozenset(by_key), {**by_key, "HAPROXY_GROUP": by_key[group_key]}
 
 
 def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
@@ -242,7 +238,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         routes[name] = _new_route((
             name, first.service, ident if kind == "app" else None, port if kind == "app" else None, mode,
             labels.get("BALANCE", "roundrobin"), labels.get("STICKY", False), labels.get("REDIRECT_TO_HTTPS", False),
-            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(servers)))
+            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(servers), *_split_wildcards(vhosts)))
     used = set(reserved_ports)
     final = []
     for name in sorted(routes):
@@ -255,6 +251,13 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
             used.add(port)
         final.append(route)
     return tuple(final), tuple(problems)
+
+
+def _split_wildcards(vhosts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The exact vhosts, and the wildcard ones as suffixes (`*.example.com` -> `.example.com`)."""
+    if not any(h.startswith("*.") for h in vhosts):
+        return vhosts, ()
+    return tuple(h for h in vhosts if not h.startswith("*.")), tuple(h[1:] for h in vhosts if h.startswith("*."))
 
 
 def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
