@@ -137,9 +137,11 @@ def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
 @click.pass_obj
 def once_cmd(loaded: Any, no_reload: bool, as_json: bool, **o: Any) -> None:
     """Render every template once from the current catalog, write what changed, apply it, exit."""
+    from consul_templates.snapshot import paused_gc
+
     renderer, client_factory = _build(loaded, not no_reload, **o)
-    snapshot = _read(client_factory, o["kv_prefixes"], loaded["consul_http_addr"])
-    outcomes = renderer.apply(snapshot)
+    with paused_gc():  # one pass, as the daemon's
+        outcomes = renderer.apply(_read(client_factory, o["kv_prefixes"], loaded["consul_http_addr"]))
     rows = [{"dest": x.dest, "changed": x.changed, "action": x.action, "error": x.error,
              "excluded": list(x.excluded)} for x in outcomes]
     _print(rows, as_json)

@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 from consul_templates import apply, plan, render, safe, watch, writer
 from consul_templates.quiescence import Quiescence
 from consul_templates.render import Rendered, RenderError, Template
-from consul_templates.snapshot import Instance, Service, Snapshot
+from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
 from wharf.daemon import Daemon
 from wharf.retry import Retry
 
@@ -350,6 +350,10 @@ class RenderDaemon(Daemon):
             self._render_now()
 
     def _render_now(self) -> None:
+        with paused_gc():  # a pass makes thousands of acyclic values: one collection after it, not several
+            self._render_pass()
+
+    def _render_pass(self) -> None:
         try:
             current = read_snapshot(self.client, self.kv_prefixes)
         except Exception as exc:  # keep serving the last good config; try again soon
