@@ -56,7 +56,11 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 
 def _vhosts(text: str) -> tuple[str, ...]:
-    hosts = tuple(filter(None, map(str.strip, text.lower().split(","))))
+    low = text.lower()
+    if low and "," not in low and low.strip() == low:
+        hosts: tuple[str, ...] = (low,)  # the common case: one host
+    else:
+        hosts = tuple(filter(None, map(str.strip, low.split(","))))
     if not all(map(safe.is_vhost, hosts)):
         raise ValueError("is not a list of host names")
     return hosts
@@ -255,9 +259,10 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
 
 def _split_wildcards(vhosts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The exact vhosts, and the wildcard ones as suffixes (`*.example.com` -> `.example.com`)."""
-    if not any(h.startswith("*.") for h in vhosts):
+    wild = [h for h in vhosts if h.startswith("*.")]
+    if not wild:
         return vhosts, ()
-    return tuple(h for h in vhosts if not h.startswith("*.")), tuple(h[1:] for h in vhosts if h.startswith("*."))
+    return tuple(h for h in vhosts if not h.startswith("*.")), tuple(h[1:] for h in wild)
 
 
 def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:

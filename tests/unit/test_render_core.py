@@ -145,6 +145,18 @@ def test_two_registrations_of_one_address_and_port_give_one_server_the_first() -
     assert [(s.port, s.node) for s in servers] == [(31000, "n1"), (31001, "n1")]
 
 
+@pytest.mark.parametrize("label,vhosts,exact,wildcards", [
+    ("Shop.Example.com", ("shop.example.com",), ("shop.example.com",), ()),
+    (" a.example.com , *.b.example.com,", ("a.example.com", "*.b.example.com"), ("a.example.com",),
+     (".b.example.com",)),
+    ("*.c.example.com", ("*.c.example.com",), (), (".c.example.com",)),
+])
+def test_vhost_labels_are_lowered_split_and_wildcards_kept_apart(
+        label: str, vhosts: tuple[str, ...], exact: tuple[str, ...], wildcards: tuple[str, ...]) -> None:
+    route = routes_of(app("/web", 10000, 31000, VHOST=label))["web_10000"]
+    assert (route.vhosts, route.exact_vhosts, route.wildcard_suffixes) == (vhosts, exact, wildcards)
+
+
 def test_labels_are_read_per_port_index() -> None:
     r = routes_of(app("/web", 10000, 31000, VHOST="Web.Example.com,*.web.org", PATH="/api", BALANCE="leastconn",
                       STICKY="true", REDIRECT_TO_HTTPS="1", BACKEND_WEIGHT="5"))["web_10000"]
