@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, methodcaller
 from types import MappingProxyType
 
 from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
@@ -121,25 +121,28 @@ def _joined(pattern: re.Pattern[str]) -> re.Pattern[str]:
     return re.compile(rf"(?:{pattern.pattern})(?:\n(?:{pattern.pattern}))*")
 
 
-NAMES, INSTANCE_IDS, TAGS, META_KEYS, VALUES = map(_joined, (NAME, INSTANCE_ID, TAG, META_KEY, VALUE))
+NAMES, INSTANCE_IDS, TAGS, VALUES = map(_joined, (NAME, INSTANCE_ID, TAG, VALUE))
 
 
-def _every(joined: re.Pattern[str], values: Iterable[str]) -> bool:
+def _every(joined: re.Pattern[str], values: Iterable[str], count: int | None = None) -> bool:
     """Whether every value matches the pattern `joined` repeats, in one C-speed match: the values
     are joined by newlines, which no pattern allows, and a value holding a newline of its own is
-    caught by the count."""
-    items = values if isinstance(values, (list, tuple)) else list(values)
-    if not items:
+    caught by the count (of `values`, unless given)."""
+    if count is None:
+        values = list(values)
+        count = len(values)
+    if not count:
         return True
     try:
-        text = "\n".join(items)
+        text = "\n".join(values)
     except TypeError:  # not all strings
         return False
-    return text.count("\n") == len(items) - 1 and joined.fullmatch(text) is not None
+    return text.count("\n") == count - 1 and joined.fullmatch(text) is not None
 
 
 _ID, _NODE, _ADDRESS, _PORT, _TAG_LIST, _META = (attrgetter(f) for f in ("id", "node", "address", "port", "tags",
                                                                           "meta"))
+_VALUES_OF = methodcaller("values")
 
 
 def _all_safe(instances: Sequence[Instance]) -> bool:
@@ -154,8 +157,8 @@ def _all_safe(instances: Sequence[Instance]) -> bool:
             and all(is_name(n) for n in set(map(_NODE, instances)) if n)
             and all(is_address(a) for a in set(map(_ADDRESS, instances)))
             and _every(TAGS, chain.from_iterable(map(_TAG_LIST, instances)))
-            and _every(META_KEYS, chain.from_iterable(metas))
-            and _every(VALUES, chain.from_iterable(m.values() for m in metas)))
+            and all(isinstance(k, str) and is_meta_key(k) for k in set(chain.from_iterable(metas)))  # keys repeat
+            and _every(VALUES, chain.from_iterable(map(_VALUES_OF, metas)), sum(map(len, metas))))
 
 
 def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
