@@ -137,8 +137,8 @@ class Snapshot:
         own_rank: dict[str, dict[str, int]] = {}  # node -> service id -> the worst of its checks
         node_rank: dict[str, int] = {}
         for check in checks:
-            if check.get("Status") == "passing" and not str(check.get("CheckID", "")).startswith("_"):
-                continue  # the common case, and a passing check changes nothing (maintenance ones start with _)
+            if check.get("Status") == "passing" and not str(check.get("CheckID", "")).startswith(_MAINTENANCE_CHECKS):
+                continue  # the common case: a passing check that is not a maintenance one changes nothing
             rank, node, service_id = _check_rank(check), _text(check.get("Node")), _text(check.get("ServiceID"))
             if not service_id:
                 node_rank[node] = min(rank, node_rank.get(node, _PASSING))
