@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import NamedTuple
 
-from consul_templates.routes import Route, Server
-from consul_templates.snapshot import maker
+from consul_templates.routes import Route
+from consul_templates.snapshot import Instance, maker
 
 MIN_SLOTS = 4
 #: where an empty slot points, so the written file and the running HAProxy agree
 SPARE_ADDRESS, SPARE_PORT = "127.0.0.1", 1
 
-Layout = Mapping[str, tuple[Server | None, ...]]
+Layout = Mapping[str, tuple[Instance | None, ...]]
 
 
 def slot_count(servers: int, previous: int = 0) -> int:
@@ -34,10 +35,10 @@ def slot_count(servers: int, previous: int = 0) -> int:
     return size
 
 
-def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str, tuple[Server | None, ...]]:
+def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str, tuple[Instance | None, ...]]:
     """Each route's servers in slots, keeping every server that was in a slot before where it was."""
     previous = previous or {}
-    layout: dict[str, tuple[Server | None, ...]] = {}
+    layout: dict[str, tuple[Instance | None, ...]] = {}
     for route in routes:
         before = previous.get(route.name, ())
         size = slot_count(len(route.servers), len(before))
@@ -47,7 +48,7 @@ def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str,
         if size == len(before) and tuple(filter(None, before)) == route.servers:
             layout[route.name] = before  # the same servers in the same slots
             continue
-        slots: list[Server | None] = [None] * size
+        slots: list[Instance | None] = [None] * size
         wanted = {s.key: s for s in route.servers}
         for i, old in enumerate(before[:size]):
             if old is not None and old.key in wanted:
@@ -65,12 +66,12 @@ class Slot(NamedTuple):
 
     name: str
     number: int
-    server: Server | None
+    server: Instance | None
     address: str
     port: int
 
 
-def _slot(number: int, server: Server | None) -> Slot:
+def _slot(number: int, server: Instance | None) -> Slot:
     if server is None:
         return Slot(_slot_name(number), number, None, SPARE_ADDRESS, SPARE_PORT)
     return Slot(_slot_name(number), number, server, server.address, server.port)
@@ -89,7 +90,7 @@ class Backend(NamedTuple):
     so a template reads plain fields."""
 
     route: Route
-    servers: tuple[Server | None, ...]  # per slot, from the layout
+    servers: tuple[Instance | None, ...]  # per slot, from the layout
     name: str
     filled: tuple[Slot, ...]
     spare: tuple[tuple[int, int], ...]
@@ -99,14 +100,17 @@ class Backend(NamedTuple):
         return tuple(_slot(i, s) for i, s in enumerate(self.servers, start=1))
 
 
-def backend(route: Route, servers: tuple[Server | None, ...]) -> Backend:
+def backend(route: Route, servers: tuple[Instance | None, ...]) -> Backend:
     """`route` with its slots from the layout."""
+    size = len(servers)
+    count = size - servers.count(None)
+    if count < len(_SLOT_NAMES) and None not in servers[:count]:  # the servers first, then the spare slots
+        head = servers[:count]  # (a fresh layout's shape): each slot made in one pass in C
+        filled = tuple(map(_new_slot, zip(_SLOT_NAMES[1:count + 1], range(1, count + 1), head,
+                                          map(_ADDRESS, head), map(_PORT, head), strict=True)))
+        return _new_backend((route, servers, route.name, filled, ((count + 1, size),) if count < size else ()))
     filled = tuple([_new_slot((_slot_name(n), n, s, s.address, s.port))
                     for n, s in enumerate(servers, start=1) if s is not None])
-    if len(filled) == len(servers):
-        return _new_backend((route, servers, route.name, filled, ()))
-    if filled[-1:] and filled[-1].number == len(filled):  # the servers first, then the spare slots
-        return _new_backend((route, servers, route.name, filled, ((len(filled) + 1, len(servers)),)))
     ranges: list[tuple[int, int]] = []
     for number, server in enumerate(servers, start=1):
         if server is not None:
@@ -119,6 +123,7 @@ def backend(route: Route, servers: tuple[Server | None, ...]) -> Backend:
 
 
 _new_slot, _new_backend = maker(Slot), maker(Backend)
+_ADDRESS, _PORT = attrgetter("address"), attrgetter("port")
 
 
 def backends(routes: Iterable[Route], layout: Layout) -> tuple[Backend, ...]:
@@ -142,7 +147,7 @@ class Plan:
         return not self.reload and bool(self.commands)
 
 
-def slot_commands(backend: str, slot: str, server: Server | None) -> tuple[str, ...]:
+def slot_commands(backend: str, slot: str, server: Instance | None) -> tuple[str, ...]:
     """The `set server` commands that put `server` (or nothing) in a running slot."""
     target = f"{backend}/{slot}"
     if server is None:
@@ -157,12 +162,12 @@ def addresses(commands: Iterable[str]) -> list[str]:
     return [c.split(" addr ", 1)[1].split()[0] for c in commands if " addr " in c]
 
 
-def layout_from_config(text: str) -> dict[str, tuple[Server | None, ...]]:
+def layout_from_config(text: str) -> dict[str, tuple[Instance | None, ...]]:
     """The slots a config written from the built-in template holds (`server slotN A:P` and spare
     `server-template slot A-B` lines per backend), so a restarted renderer keeps every server where
     the running HAProxy has it, and an unchanged catalog rewrites the same bytes."""
-    layout: dict[str, dict[int, Server | None]] = {}
-    backend: dict[int, Server | None] | None = None
+    layout: dict[str, dict[int, Instance | None]] = {}
+    backend: dict[int, Instance | None] | None = None
     for line in text.splitlines():
         words = line.split()
         if not words:
@@ -172,7 +177,7 @@ def layout_from_config(text: str) -> dict[str, tuple[Server | None, ...]]:
         elif backend is not None and words[0] == "server" and len(words) >= 3 and words[1].startswith("slot"):
             address, _, port = words[2].rpartition(":")
             if words[1][4:].isdigit() and port.isdigit():
-                backend[int(words[1][4:])] = Server(address, int(port), "", "")
+                backend[int(words[1][4:])] = Instance("", "", "", address, int(port))
         elif backend is not None and words[0] == "server-template" and len(words) >= 3 and words[1] == "slot":
             first, _, last = words[2].partition("-")
             if first.isdigit() and last.isdigit():
@@ -182,7 +187,7 @@ def layout_from_config(text: str) -> dict[str, tuple[Server | None, ...]]:
             if slots}
 
 
-def _key(server: Server | None) -> str | None:
+def _key(server: Instance | None) -> str | None:
     return server.key if server is not None else None
 
 

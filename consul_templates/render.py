@@ -118,7 +118,7 @@ class _Sandbox(SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-_Sandbox.trusted = frozenset({Instance, Service, Snapshot, Route, routes.Server, plan.Slot, plan.Backend, Settings})
+_Sandbox.trusted = frozenset({Instance, Service, Snapshot, Route, plan.Slot, plan.Backend, Settings})
 
 
 def _environment(directory: Path, sandboxed: bool = True) -> jinja2.Environment:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from consul_templates import safe
@@ -87,31 +87,22 @@ class Label:
     description: str
 
 
+#: a label's parser, remembered by value: the same labels come back in every render, and each
+#: parser is a pure function of the text to an immutable value (a bad value raises, never remembered)
+_remembered = lru_cache(maxsize=65536)
+
 LABELS: tuple[Label, ...] = (
-    Label("GROUP", _group, "the route's HAProxy group, for `--group` (also the app-wide HAPROXY_GROUP)"),
-    Label("VHOST", _vhosts, "virtual hosts, comma-separated, routed by Host on the shared http frontend"),
-    Label("PATH", _path, "a path prefix, routed on the shared http frontend (with or without a vhost)"),
-    Label("PORT", _int_in(1, 65535), "the service port the route's own frontend binds (and its name)"),
-    Label("MODE", _choice("http", "tcp"), "http or tcp (default: http with a vhost or path, else tcp)"),
-    Label("BALANCE", _choice(*BALANCES), "the backend's balance algorithm (default roundrobin)"),
-    Label("STICKY", _bool, "sticky sessions with an inserted cookie"),
-    Label("REDIRECT_TO_HTTPS", _bool, "redirect plain-HTTP requests to https"),
-    Label("BACKEND_WEIGHT", _int_in(-1000000, 1000000), "order of the vhost/path rules: higher first"),
-    Label("ENABLED", _bool, "false leaves the route out"),
+    Label("GROUP", _remembered(_group), "the route's HAProxy group, for `--group` (also the app-wide HAPROXY_GROUP)"),
+    Label("VHOST", _remembered(_vhosts), "virtual hosts, comma-separated, routed by Host on the shared http frontend"),
+    Label("PATH", _remembered(_path), "a path prefix, routed on the shared http frontend (with or without a vhost)"),
+    Label("PORT", _remembered(_int_in(1, 65535)), "the service port the route's own frontend binds (and its name)"),
+    Label("MODE", _remembered(_choice("http", "tcp")), "http or tcp (default: http with a vhost or path, else tcp)"),
+    Label("BALANCE", _remembered(_choice(*BALANCES)), "the backend's balance algorithm (default roundrobin)"),
+    Label("STICKY", _remembered(_bool), "sticky sessions with an inserted cookie"),
+    Label("REDIRECT_TO_HTTPS", _remembered(_bool), "redirect plain-HTTP requests to https"),
+    Label("BACKEND_WEIGHT", _remembered(_int_in(-1000000, 1000000)), "order of the vhost/path rules: higher first"),
+    Label("ENABLED", _remembered(_bool), "false leaves the route out"),
 )
-
-
-class Server(NamedTuple):
-    """One healthy instance as a backend server (a named tuple: thousands are made per render)."""
-
-    address: str
-    port: int
-    id: str
-    node: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.address}:{self.port}"
 
 
 class Route(NamedTuple):
@@ -130,7 +121,7 @@ class Route(NamedTuple):
     path: str | None
     weight: int
     group: str
-    servers: tuple[Server, ...]
+    servers: tuple[Instance, ...]  # the passing instances
     exact_vhosts: tuple[str, ...]  # the vhosts without a wildcard
     wildcard_suffixes: tuple[str, ...]  # `*.example.com` as `.example.com`, to match the end of the Host
 
@@ -233,9 +224,10 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         if name in routes:
             problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
             continue
-        servers = [_new_server((i.address, i.port, i.id, i.node)) for i in insts if i.status == "passing"]
+        servers = insts if list(map(_STATUS, insts)).count("passing") == len(insts) else [
+            i for i in insts if i.status == "passing"]
         if len(servers) > 1 and len(set(map(_ADDRESS_PORT, servers))) < len(servers):
-            unique: dict[tuple[str, int], Server] = {}
+            unique: dict[tuple[str, int], Instance] = {}
             for server in servers:  # one server per address and port: the first
                 unique.setdefault((server.address, server.port), server)
             servers = list(unique.values())
@@ -270,8 +262,8 @@ def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
 
 
 _INSTANCE_ORDER = attrgetter("node", "id")
-_ADDRESS_PORT = itemgetter(0, 1)
-_new_server, _new_route = maker(Server), maker(Route)
+_ADDRESS_PORT, _STATUS = attrgetter("address", "port"), attrgetter("status")
+_new_route = maker(Route)
 
 
 def http_rules(routes: Iterable[Route]) -> tuple[Route, ...]:
