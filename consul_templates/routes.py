@@ -188,7 +188,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     `--group` does; a route whose own port is in `reserved_ports` or taken loses its own frontend."""
     wanted = set(groups)
     grouped: dict[tuple[str, str, int | None], list[Instance]] = {}
-    for inst in snapshot.instances:  # every instance, so a route whose instances all fail keeps its place
+    for inst in snapshot.unordered:  # every instance, so a route whose instances all fail keeps its place
         meta = inst.meta  # the route: the instance's app and service port, else its service
         key: tuple[str, str, int | None] | None = _app_key(meta.get("marathon_app_id", ""),
                                                            meta.get("service_port", ""))
@@ -197,7 +197,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     routes: dict[str, Route] = {}
     for route_key in sorted(grouped, key=_GROUP_ORDER):
         insts = grouped[route_key]
-        insts.sort(key=_INSTANCE_ORDER)  # already in order unless several services share the route
+        insts.sort(key=_INSTANCE_ORDER)  # as the snapshot sorts them
         kind, ident, service_port = route_key
         first = insts[0]
         index_text = first.meta.get("port_index", "0")
@@ -261,7 +261,7 @@ def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
     return key[0], key[1], key[2] or 0
 
 
-_INSTANCE_ORDER = attrgetter("node", "id")
+_INSTANCE_ORDER = attrgetter("node", "id", "service")
 _ADDRESS_PORT, _STATUS = attrgetter("address", "port"), attrgetter("status")
 _new_route = maker(Route)
 

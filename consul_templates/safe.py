@@ -165,9 +165,9 @@ def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     """The snapshot with every unsafe value left out, and what was left out."""
     with paused_gc():
         services = snapshot.services
-        if _every(NAMES, [s.name for s in services]) and _all_safe(snapshot.instances):
+        if _every(NAMES, [s.name for s in services]) and _all_safe(snapshot.unordered):
             kv, drops = _clean_kv(snapshot.kv)
-            return (snapshot if not drops else Snapshot(services, kv)), drops
+            return (snapshot if not drops else Snapshot(services, kv, snapshot.read_order)), drops
         return _clean(snapshot)
 
 
