@@ -82,7 +82,8 @@ def in_process(services: int, runs: int = 5) -> dict[str, float]:
     settings = render.Settings(http_port=18080)
     times, walls, parts = [], [], []
     for _ in range(runs):
-        # parsed afresh for each pass, one answer at a time, as the daemon parses what it fetched
+        # parsed afresh for each pass, one answer at a time, as the daemon parses what it fetched (with
+        # the last pass's snapshot still held, as there); the parse and its collections are not counted
         nodes, checks = [json.loads(text) for text in node_texts], json.loads(checks_text)
         w0, t0 = time.perf_counter(), time.process_time()  # CPU time: the machine is shared
         with paused_gc():  # as the daemon runs a pass
