@@ -11,25 +11,51 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
 from operator import attrgetter, methodcaller
 from types import MappingProxyType
+from typing import NamedTuple
 
 from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,255}")
+_ALNUM = string.ascii_letters + string.digits
+
+
+class Word(NamedTuple):
+    """A value of one position: the ASCII characters it may start with and hold, and its length."""
+
+    first: str
+    rest: str
+    shortest: int
+    longest: int
+
+    def pattern(self) -> re.Pattern[str]:
+        """The same rule as a regular expression, for one value."""
+        body = f"[{re.escape(self.rest)}]"
+        if self.first == self.rest:
+            return re.compile(f"{body}{{{self.shortest},{self.longest}}}")
+        return re.compile(f"[{re.escape(self.first)}]{body}{{{self.shortest - 1},{self.longest - 1}}}")
+
+
+NAME_WORD = Word(_ALNUM, _ALNUM + "._-", 1, 128)
+INSTANCE_ID_WORD = Word(_ALNUM, _ALNUM + "._:@/-", 1, 256)
+TAG_WORD = Word(_ALNUM + "._:=/@+-", _ALNUM + "._:=/@+-", 1, 255)
+# printable ASCII without whitespace, quotes, `#`, `;`, braces, backslash, backquote, `$`
+VALUE_WORD = Word(_ALNUM + "._:=/@+,%*!?&()<>[]|^~-", _ALNUM + "._:=/@+,%*!?&()<>[]|^~-", 0, 512)
+
+NAME = NAME_WORD.pattern()
+INSTANCE_ID = INSTANCE_ID_WORD.pattern()
 HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 VHOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 PATH = re.compile(r"/[A-Za-z0-9._~%/-]{0,255}")
-TAG = re.compile(r"[A-Za-z0-9._:=/@+-]{1,255}")
+TAG = TAG_WORD.pattern()
 META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
-# printable ASCII without whitespace, quotes, `#`, `;`, braces, backslash, backquote, `$`
-VALUE = re.compile(r"[A-Za-z0-9._:=/@+,%*!?&()<>\[\]|^~-]{0,512}")
+VALUE = VALUE_WORD.pattern()
 IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
 KV_KEY = re.compile(r"[A-Za-z0-9._/-]{1,512}")
 
@@ -116,28 +142,42 @@ def _instance_problem(inst: Instance) -> str | None:
     return None
 
 
-def _joined(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    """`pattern` repeated, newline-separated, for `_every`."""
-    return re.compile(rf"(?:{pattern.pattern})(?:\n(?:{pattern.pattern}))*")
-
-
-NAMES, INSTANCE_IDS, TAGS, VALUES = map(_joined, (NAME, INSTANCE_ID, TAG, VALUE))
-
-
-def _every(joined: re.Pattern[str], values: Iterable[str], count: int | None = None) -> bool:
-    """Whether every value matches the pattern `joined` repeats, in one C-speed match: the values
-    are joined by newlines, which no pattern allows, and a value holding a newline of its own is
-    caught by the count (of `values`, unless given)."""
-    if count is None:
-        values = list(values)
-        count = len(values)
-    if not count:
+def _every(word: Word, values: Sequence[str]) -> bool:
+    """Whether every value is a string `word` allows, checked for all of them at once in C: joined
+    by newlines (which no word holds), every allowed character is deleted from the text's bytes and
+    only the newlines between the values may be left; each value but the first follows a newline,
+    which is where its length and first character are looked for."""
+    if not values:
         return True
     try:
         text = "\n".join(values)
     except TypeError:  # not all strings
         return False
-    return text.count("\n") == count - 1 and joined.fullmatch(text) is not None
+    if not text.isascii() or text.encode().translate(None, _allowed(word.rest)) != b"\n" * (len(values) - 1):
+        return False
+    first = values[0]
+    if word.shortest and (not first or not values[-1] or "\n\n" in text):  # an empty value
+        return False
+    if len(first) > word.longest or _longer_than(word.longest).search(text):
+        return False
+    return not any(first.startswith(c) or "\n" + c in text for c in _not_first(word))
+
+
+@lru_cache(maxsize=16)
+def _allowed(chars: str) -> bytes:
+    return chars.encode()
+
+
+@lru_cache(maxsize=16)
+def _longer_than(longest: int) -> re.Pattern[str]:
+    """A value after a newline that is longer than `longest`."""
+    return re.compile(rf"\n[^\n]{{{longest + 1}}}")
+
+
+@lru_cache(maxsize=16)
+def _not_first(word: Word) -> tuple[str, ...]:
+    """The characters `word` may hold but not start with."""
+    return tuple(sorted(set(word.rest) - set(word.first)))
 
 
 _ID, _NODE, _ADDRESS, _PORT, _TAG_LIST, _META = (attrgetter(f) for f in ("id", "node", "address", "port", "tags",
@@ -153,19 +193,19 @@ def _all_safe(instances: Sequence[Instance]) -> bool:
     ports = list(map(_PORT, instances))
     metas = [m for m in map(_META, instances) if m]
     return (min(ports) > 0 and max(ports) < 65536
-            and _every(INSTANCE_IDS, map(_ID, instances))
+            and _every(INSTANCE_ID_WORD, list(map(_ID, instances)))
             and all(is_name(n) for n in set(map(_NODE, instances)) if n)
             and all(is_address(a) for a in set(map(_ADDRESS, instances)))
-            and _every(TAGS, chain.from_iterable(map(_TAG_LIST, instances)))
+            and _every(TAG_WORD, list(chain.from_iterable(map(_TAG_LIST, instances))))
             and all(isinstance(k, str) and is_meta_key(k) for k in set(chain.from_iterable(metas)))  # keys repeat
-            and _every(VALUES, chain.from_iterable(map(_VALUES_OF, metas)), sum(map(len, metas))))
+            and _every(VALUE_WORD, list(chain.from_iterable(map(_VALUES_OF, metas)))))
 
 
 def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     """The snapshot with every unsafe value left out, and what was left out."""
     with paused_gc():
         services = snapshot.services
-        if _every(NAMES, [s.name for s in services]) and _all_safe(snapshot.unordered):
+        if _every(NAME_WORD, [s.name for s in services]) and _all_safe(snapshot.unordered):
             kv, drops = _clean_kv(snapshot.kv)
             return (snapshot if not drops else Snapshot(services, kv, snapshot.read_order)), drops
         return _clean(snapshot)

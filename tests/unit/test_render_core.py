@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jinja2.sandbox import SandboxedEnvironment
 
 from consul_templates import plan, render, routes, safe
@@ -100,6 +102,28 @@ def test_a_newline_cannot_join_two_good_values_into_one(where: str) -> None:
                dict(clean.kv)]
     assert smuggled not in repr(written)
     assert len(drops) == 1
+
+
+_WORDS = {"name": safe.NAME_WORD, "id": safe.INSTANCE_ID_WORD, "tag": safe.TAG_WORD, "value": safe.VALUE_WORD}
+# every character some word allows, the ones no word allows that a config cares about, and unicode
+_PIECES = st.one_of(st.sampled_from(sorted(set("".join(w.rest for w in _WORDS.values())))),
+                    st.sampled_from(list(" \n\t\r#;'\"{}\\`$\x00é€")), st.just("a" * 130), st.just("b" * 300))
+
+
+@settings(max_examples=300, deadline=None)
+@given(word=st.sampled_from(sorted(_WORDS)), values=st.lists(st.lists(_PIECES, max_size=6).map("".join), max_size=6))
+def test_checking_values_all_at_once_agrees_with_checking_each(word: str, values: list[str]) -> None:
+    """The bulk check the snapshot goes through is the one-value rule, value by value."""
+    rule = _WORDS[word]
+    assert safe._every(rule, values) == all(rule.pattern().fullmatch(v) for v in values)
+
+
+def test_bulk_checks_catch_a_long_value_a_bad_first_character_and_an_empty_one() -> None:
+    assert not safe._every(safe.VALUE_WORD, ["ok", "x" * 513]) and safe._every(safe.VALUE_WORD, ["ok", "x" * 512])
+    assert not safe._every(safe.VALUE_WORD, ["x" * 513, "ok"])
+    assert not safe._every(safe.INSTANCE_ID_WORD, ["web.1", "-web.2"]) and not safe._every(safe.NAME_WORD, [".x"])
+    assert not safe._every(safe.TAG_WORD, ["a", "", "b"]) and not safe._every(safe.TAG_WORD, ["a", ""])
+    assert safe._every(safe.VALUE_WORD, ["a", "", "b"]) and not safe._every(safe.VALUE_WORD, ["a", 5])  # type: ignore[list-item]
 
 
 def test_odd_json_types_are_read_with_care_and_non_string_meta_left_out() -> None:
