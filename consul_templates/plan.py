@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import NamedTuple
 
 from consul_templates.routes import Route
@@ -102,15 +101,12 @@ class Backend(NamedTuple):
 
 def backend(route: Route, servers: tuple[Instance | None, ...]) -> Backend:
     """`route` with its slots from the layout."""
-    size = len(servers)
-    count = size - servers.count(None)
-    if count < len(_SLOT_NAMES) and None not in servers[:count]:  # the servers first, then the spare slots
-        head = servers[:count]  # (a fresh layout's shape): each slot made in one pass in C
-        filled = tuple(map(_new_slot, zip(_SLOT_NAMES[1:count + 1], range(1, count + 1), head,
-                                          map(_ADDRESS, head), map(_PORT, head), strict=True)))
-        return _new_backend((route, servers, route.name, filled, ((count + 1, size),) if count < size else ()))
     filled = tuple([_new_slot((_slot_name(n), n, s, s.address, s.port))
                     for n, s in enumerate(servers, start=1) if s is not None])
+    if len(filled) == len(servers):
+        return _new_backend((route, servers, route.name, filled, ()))
+    if filled[-1:] and filled[-1].number == len(filled):  # the servers first, then the spare slots
+        return _new_backend((route, servers, route.name, filled, ((len(filled) + 1, len(servers)),)))
     ranges: list[tuple[int, int]] = []
     for number, server in enumerate(servers, start=1):
         if server is not None:
@@ -123,7 +119,6 @@ def backend(route: Route, servers: tuple[Instance | None, ...]) -> Backend:
 
 
 _new_slot, _new_backend = maker(Slot), maker(Backend)
-_ADDRESS, _PORT = attrgetter("address"), attrgetter("port")
 
 
 def backends(routes: Iterable[Route], layout: Layout) -> tuple[Backend, ...]:

@@ -121,11 +121,18 @@ class _Sandbox(SandboxedEnvironment):
 _Sandbox.trusted = frozenset({Instance, Service, Snapshot, Route, plan.Slot, plan.Backend, Settings})
 
 
+class _Builtin(jinja2.Environment):
+    """The built-in templates' environment: an attribute is read by Python's own `getattr`, in C
+    (they only read attributes the context's types have; a missing one is a bug, raised as such)."""
+
+    getattr = staticmethod(getattr)  # type: ignore[assignment]
+
+
 def _environment(directory: Path, sandboxed: bool = True) -> jinja2.Environment:
     """The environment a template renders in: Jinja's sandbox for user templates; the built-in
     templates, the room's own code, render without it (the catalog only ever reaches them as values,
     never as template code, so the sandbox would guard nothing there but costs a third of the time)."""
-    env = (_Sandbox if sandboxed else jinja2.Environment)(
+    env = (_Sandbox if sandboxed else _Builtin)(
         loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -177,7 +184,7 @@ def render(template: Template, snapshot: Snapshot, settings: Settings,
         ctx, found, layout, problems = context(snapshot, settings, previous)
         try:
             text = template.jinja.render(ctx)
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, AttributeError) as exc:  # AttributeError: a built-in template's
             raise RenderError(f"{template.path}:{_line_of(exc, template.path)}: {exc}") from None
     return Rendered(text, found, layout, problems)
 

@@ -224,8 +224,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         if name in routes:
             problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
             continue
-        servers = insts if list(map(_STATUS, insts)).count("passing") == len(insts) else [
-            i for i in insts if i.status == "passing"]
+        servers = [i for i in insts if i.status == "passing"]
         if len(servers) > 1 and len(set(map(_ADDRESS_PORT, servers))) < len(servers):
             unique: dict[tuple[str, int], Instance] = {}
             for server in servers:  # one server per address and port: the first
@@ -262,7 +261,7 @@ def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
 
 
 _INSTANCE_ORDER = attrgetter("node", "id", "service")
-_ADDRESS_PORT, _STATUS = attrgetter("address", "port"), attrgetter("status")
+_ADDRESS_PORT = attrgetter("address", "port")
 _new_route = maker(Route)
 
 
