@@ -187,15 +187,18 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     """Every route, sorted by name, its servers the passing instances; `groups` filters as marathon-lb's
     `--group` does; a route whose own port is in `reserved_ports` or taken loses its own frontend."""
     wanted = set(groups)
-    grouped: dict[tuple[str, str, int | None], list[Instance]] = {}
+    grouped: dict[tuple[str, str, int], list[Instance]] = {}
     for inst in snapshot.unordered:  # every instance, so a route whose instances all fail keeps its place
-        meta = inst.meta  # the route: the instance's app and service port, else its service
-        key: tuple[str, str, int | None] | None = _app_key(meta.get("marathon_app_id", ""),
-                                                           meta.get("service_port", ""))
-        grouped.setdefault(key or ("service", inst.service, None), []).append(inst)
+        meta = inst.meta  # the route: the instance's app and service port, else its service (port 0)
+        key = _app_key(meta.get("marathon_app_id", ""), meta.get("service_port", "")) or ("service", inst.service, 0)
+        members = grouped.get(key)
+        if members is None:
+            grouped[key] = [inst]
+        else:
+            members.append(inst)
     problems: list[Problem] = []
     routes: dict[str, Route] = {}
-    for route_key in sorted(grouped, key=_GROUP_ORDER):
+    for route_key in sorted(grouped):
         insts = grouped[route_key]
         insts.sort(key=_INSTANCE_ORDER)  # as the snapshot sorts them
         kind, ident, service_port = route_key
@@ -254,10 +257,6 @@ def _split_wildcards(vhosts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[st
     if not wild:
         return vhosts, ()
     return tuple(h for h in vhosts if not h.startswith("*.")), tuple(h[1:] for h in wild)
-
-
-def _GROUP_ORDER(key: tuple[str, str, int | None]) -> tuple[str, str, int]:
-    return key[0], key[1], key[2] or 0
 
 
 _INSTANCE_ORDER = attrgetter("node", "id", "service")
