@@ -36,6 +36,21 @@ def routes_of(*instances: Instance, groups: tuple[str, ...] = ()) -> dict[str, r
 
 # --- snapshot ---------------------------------------------------------------------------------------
 
+def test_the_order_instances_were_read_in_changes_no_route_and_no_check() -> None:
+    """The safety check and the route grouping visit instances as read; the result is the sorted one's."""
+    read = [app("/b", 10001, 31001, node="n2"), app("/a", 10000, 31000, node="n1", VHOST="a.example"),
+            app("/a", 10000, 31002, node="n0", status="critical"), app("/b", 10001, 31003, node="n0"),
+            Instance("x.1", "other", "n1", "10.0.0.9", 9000, ("t",), {"k": "v"})]
+    for order in (read, read[::-1], read[2:] + read[:2]):
+        snap = Snapshot.of(order)
+        assert snap.read_order == tuple(order) and snap.unordered == tuple(order)
+        unknown = Snapshot(snap.services, snap.kv)  # the same catalog with no read order: sorted
+        assert unknown.unordered == snap.instances and unknown == snap
+        assert routes.build_routes(snap) == routes.build_routes(unknown)
+        assert safe.clean(snap) == safe.clean(unknown)
+    assert Snapshot.of(read).without(["other"]).unordered == Snapshot.of(read[:4]).instances
+
+
 def test_snapshot_is_sorted_and_equal_for_equal_catalogs_in_any_order() -> None:
     a, b, c = app("/b", 10001, 31001), app("/a", 10000, 31000), app("/a", 10000, 31002, node="n0")
     one, two = Snapshot.of([a, b, c]), Snapshot.of([c, b, a])
