@@ -56,11 +56,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 
 def _vhosts(text: str) -> tuple[str, ...]:
-    low = text.lower()
-    if low and "," not in low and low.strip() == low:
-        hosts: tuple[str, ...] = (low,)  # the common case: one host
-    else:
-        hosts = tuple(filter(None, map(str.strip, low.split(","))))
+    hosts = tuple(filter(None, map(str.strip, text.lower().split(","))))
     if not all(map(safe.is_vhost, hosts)):
         raise ValueError("is not a list of host names")
     return hosts
