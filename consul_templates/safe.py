@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
-from operator import attrgetter, methodcaller
+from operator import attrgetter
 from types import MappingProxyType
 from typing import NamedTuple
 
-from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
+from consul_templates.snapshot import Instance, Meta, Service, Snapshot, paused_gc
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -182,7 +182,6 @@ def _not_first(word: Word) -> tuple[str, ...]:
 
 _ID, _NODE, _ADDRESS, _PORT, _TAG_LIST, _META = (attrgetter(f) for f in ("id", "node", "address", "port", "tags",
                                                                           "meta"))
-_VALUES_OF = methodcaller("values")
 
 
 def _all_safe(instances: Sequence[Instance]) -> bool:
@@ -198,7 +197,15 @@ def _all_safe(instances: Sequence[Instance]) -> bool:
             and all(is_address(a) for a in set(map(_ADDRESS, instances)))
             and _every(TAG_WORD, list(chain.from_iterable(map(_TAG_LIST, instances))))
             and all(isinstance(k, str) and is_meta_key(k) for k in set(chain.from_iterable(metas)))  # keys repeat
-            and _every(VALUE_WORD, list(chain.from_iterable(map(_VALUES_OF, metas)))))
+            and _every(VALUE_WORD, _values(metas)))
+
+
+def _values(metas: Sequence[Mapping[str, str]]) -> list[str]:
+    """Every value of every Meta, in order."""
+    try:
+        return list(chain.from_iterable(map(dict.values, metas)))  # type: ignore[arg-type]
+    except TypeError:  # a Mapping that is not a dict (an Instance made by hand)
+        return list(chain.from_iterable(m.values() for m in metas))
 
 
 def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
@@ -248,7 +255,7 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
                 else:
                     drops.append(Drop("meta", repr(k)[:80], f"{svc.name} {inst.id}: unsafe meta entry left out"))
             kept.append(inst if len(tags) == len(inst.tags) and len(meta) == len(inst.meta) else
-                        inst._replace(tags=tags, meta=MappingProxyType(meta)))
+                        inst._replace(tags=tags, meta=Meta(meta)))
         services.append(Service(svc.name, tuple(kept)))
     kv, kv_drops = _clean_kv(snapshot.kv)
     return Snapshot(tuple(services), kv), (*drops, *kv_drops)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,22 @@ def test_snapshot_from_catalog_takes_worst_of_service_and_node_checks_and_node_a
     assert by_id["web2"].address == "10.0.0.9"
     assert [by_id[k].status for k in ("web1", "web2", "web3", "web4")] == ["passing", "critical", "maintenance",
                                                                           "warning"]
+
+
+def test_an_instances_meta_refuses_change_and_can_be_copied_and_pickled() -> None:
+    nodes = [{"Node": {"Node": "n1", "Address": "10.0.0.1"},
+              "Services": {"web1": {"ID": "web1", "Service": "web", "Port": 80, "Tags": [], "Address": "",
+                                    "Meta": {"marathon_app_id": "/web"}}}}]
+    snap = Snapshot.from_catalog(nodes, [])
+    meta = snap.instances[0].meta
+    for change in (lambda: meta.__setitem__("k", "v"), lambda: meta.update(k="v"), lambda: meta.setdefault("k", "v"),
+                   lambda: meta.pop("marathon_app_id"), lambda: meta.__delitem__("marathon_app_id"), meta.clear,
+                   meta.popitem):
+        with pytest.raises(TypeError):
+            change()
+    nodes[0]["Services"]["web1"]["Meta"]["k"] = "v"  # the answer it was read from is its own
+    assert dict(meta) == {"marathon_app_id": "/web"} and meta.get("k") is None
+    assert copy.deepcopy(meta) == meta == pickle.loads(pickle.dumps(meta)) and type(copy.copy(meta)) is type(meta)
 
 
 # --- safe values ------------------------------------------------------------------------------------
