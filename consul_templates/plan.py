@@ -76,11 +76,15 @@ def _slot(number: int, server: Instance | None) -> Slot:
     return Slot(_slot_name(number), number, server, server.address, server.port)
 
 
-_SLOT_NAMES = tuple(f"slot{n}" for n in range(1025))
+class _SlotNames(dict[int, str]):
+    """`slotN` by N, each made once."""
+
+    def __missing__(self, number: int) -> str:
+        name = self[number] = f"slot{number}"
+        return name
 
 
-def _slot_name(number: int) -> str:
-    return _SLOT_NAMES[number] if number < len(_SLOT_NAMES) else f"slot{number}"
+_slot_name = _SlotNames().__getitem__
 
 
 class Backend(NamedTuple):
@@ -101,8 +105,8 @@ class Backend(NamedTuple):
 
 def backend(route: Route, servers: tuple[Instance | None, ...]) -> Backend:
     """`route` with its slots from the layout."""
-    filled = tuple([_new_slot((_slot_name(n), n, s, s.address, s.port))
-                    for n, s in enumerate(servers, start=1) if s is not None])
+    name = _slot_name
+    filled = tuple([_new_slot((name(n), n, s, s.address, s.port)) for n, s in enumerate(servers, start=1) if s])
     if len(filled) == len(servers):
         return _new_backend((route, servers, route.name, filled, ()))
     if filled[-1:] and filled[-1].number == len(filled):  # the servers first, then the spare slots

@@ -153,10 +153,12 @@ def test_a_service_that_breaks_validation_is_left_out_and_the_rest_written(tmp_p
 
 def test_a_user_template_failing_at_run_time_never_replaces_the_good_file(tmp_path: Path) -> None:
     mine = tmp_path / "mine-haproxy.cfg.j2"
-    mine.write_text(render.BUILTIN["haproxy"].read_text().replace(
-        "    balance {{ b.route.balance }}",
-        "    balance {{ b.route.balance }}\n"
-        "    # owner {{ kv['lb/owner'] }} {{ b.route.servers[0].id if b.route.servers else b.route.missing }}"))
+    builtin = render.BUILTIN["haproxy"].read_text()
+    assert "    balance {{ route.balance }}" in builtin
+    mine.write_text(builtin.replace(
+        "    balance {{ route.balance }}",
+        "    balance {{ route.balance }}\n"
+        "    # owner {{ kv['lb/owner'] }} {{ route.servers[0].id if route.servers else route.missing }}"))
     dest = tmp_path / "haproxy.cfg"
     template = render.load_template(str(mine))
     assert template.kind == "haproxy"
