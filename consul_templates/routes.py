@@ -247,6 +247,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     return tuple(final), tuple(problems)
 
 
+@lru_cache(maxsize=65536)
 def _split_wildcards(vhosts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The exact vhosts, and the wildcard ones as suffixes (`*.example.com` -> `.example.com`)."""
     wild = [h for h in vhosts if h.startswith("*.")]
