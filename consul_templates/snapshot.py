@@ -8,7 +8,7 @@ which Consul listed them.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -172,7 +172,7 @@ class Snapshot:
                       kv: Mapping[str, str] | None) -> Snapshot:
         own_rank: dict[str, dict[str, int]] = {}  # node -> service id -> the worst of its checks
         node_rank: dict[str, int] = {}
-        for check in checks:
+        for check in _changing(checks if isinstance(checks, list) else list(checks)):
             if check.get("Status") == "passing" and not str(check.get("CheckID", "")).startswith(_MAINTENANCE_CHECKS):
                 continue  # the common case: a passing check that is not a maintenance one changes nothing
             rank, node, service_id = _check_rank(check), _text(check.get("Node")), _text(check.get("ServiceID"))
@@ -209,6 +209,21 @@ class Snapshot:
 
 
 _ID, _NODE, _SERVICE, _INSTANCES = attrgetter("id"), attrgetter("node"), attrgetter("service"), attrgetter("instances")
+
+
+def _changing(checks: list[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """The checks to read one by one: none when every check is passing and none is a maintenance
+    one, which is the common case, found in C for all of them at once; else all of them."""
+    try:
+        if list(map(_STATUS_OF, checks)).count("passing") < len(checks):
+            return checks
+        ids = "\n" + "\n".join(map(_CHECK_ID_OF, checks))
+    except (KeyError, TypeError):  # something of another shape: read each with care
+        return checks
+    return checks if any(f"\n{prefix}" in ids for prefix in _MAINTENANCE_CHECKS) else ()
+
+
+_STATUS_OF, _CHECK_ID_OF = itemgetter("Status"), itemgetter("CheckID")
 
 
 def _text(value: Any) -> str:

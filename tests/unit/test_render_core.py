@@ -81,6 +81,18 @@ def test_snapshot_from_catalog_takes_worst_of_service_and_node_checks_and_node_a
                                                                           "warning"]
 
 
+@pytest.mark.parametrize("check_id", ["_service_maintenance:web1", "_node_maintenance"])
+def test_a_maintenance_check_counts_even_when_every_check_says_passing(check_id: str) -> None:
+    services = {sid: {"ID": sid, "Service": "web", "Port": port, "Tags": [], "Address": "", "Meta": {}}
+                for sid, port in (("web1", 80), ("web2", 81))}
+    nodes = [{"Node": {"Node": "n1", "Address": "10.0.0.1"}, "Services": services}]
+    owner = "web1" if "service" in check_id else ""
+    checks = [{"Node": "n1", "CheckID": "service:web2", "Status": "passing", "ServiceID": "web2"},
+              {"Node": "n1", "CheckID": check_id, "Status": "passing", "ServiceID": owner}]
+    by_id = {i.id: i.status for i in Snapshot.from_catalog(nodes, checks).instances}
+    assert by_id == {"web1": "maintenance", "web2": "maintenance" if "node" in check_id else "passing"}
+
+
 def test_an_instances_meta_refuses_change_and_can_be_copied_and_pickled() -> None:
     nodes = [{"Node": {"Node": "n1", "Address": "10.0.0.1"},
               "Services": {"web1": {"ID": "web1", "Service": "web", "Port": 80, "Tags": [], "Address": "",
