@@ -156,17 +156,24 @@ def read_labels(meta: Mapping[str, str], index: int) -> tuple[dict[str, Any], li
     """The honoured labels of port `index` from one instance's Meta, parsed; why bad ones are ignored."""
     values: dict[str, Any] = {}
     problems: list[str] = []
-    group_key, keys, by_key = _label_keys(index)
-    present = sorted(meta.keys() & keys)
-    if "HAPROXY_GROUP" in meta and group_key not in meta:  # the app-wide group, unless the port has one
-        present.append("HAPROXY_GROUP")
-    for key in present:
-        raw, label = meta[key], by_key[key]
+    for key, label in _present_labels(index, tuple(meta)):
+        raw = meta[key]
         try:
             values[label.name] = label.parse(raw)
         except ValueError as exc:
             problems.append(f"label {key}={raw!r} {exc}: ignored")
     return values, problems
+
+
+@lru_cache(maxsize=4096)
+def _present_labels(index: int, keys: tuple[str, ...]) -> tuple[tuple[str, Label], ...]:
+    """Which of a Meta's `keys` are port `index`'s honoured labels, sorted, and the app-wide
+    HAPROXY_GROUP last unless the port has its own (apps share a few key sets, so each is read once)."""
+    group_key, label_keys, by_key = _label_keys(index)
+    present = sorted(label_keys.intersection(keys))
+    if "HAPROXY_GROUP" in keys and group_key not in keys:
+        present.append("HAPROXY_GROUP")
+    return tuple((key, by_key[key]) for key in present)
 
 
 @lru_cache(maxsize=64)
@@ -183,8 +190,10 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     """Every route, sorted by name, its servers the passing instances; `groups` filters as marathon-lb's
     `--group` does; a route whose own port is in `reserved_ports` or taken loses its own frontend."""
     wanted = set(groups)
+    instances = snapshot.unordered
+    every_one_passing = list(map(_STATUS, instances)).count("passing") == len(instances)
     grouped: dict[tuple[str, str, int], list[Instance]] = {}
-    for inst in snapshot.unordered:  # every instance, so a route whose instances all fail keeps its place
+    for inst in instances:  # every instance, so a route whose instances all fail keeps its place
         meta = inst.meta  # the route: the instance's app and service port, else its service (port 0)
         key = _app_key(meta.get("marathon_app_id", ""), meta.get("service_port", "")) or ("service", inst.service, 0)
         members = grouped.get(key)
@@ -223,8 +232,9 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         if name in routes:
             problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
             continue
-        servers = [i for i in insts if i.status == "passing"]
-        if len(servers) > 1 and len(set(map(_ADDRESS_PORT, servers))) < len(servers):
+        servers = insts if every_one_passing else [i for i in insts if i.status == "passing"]
+        if len(servers) > 1 and len(set(map(_ADDRESS, servers))) < len(servers) \
+                and len(set(map(_ADDRESS_PORT, servers))) < len(servers):  # the addresses alone usually tell
             unique: dict[tuple[str, int], Instance] = {}
             for server in servers:  # one server per address and port: the first
                 unique.setdefault((server.address, server.port), server)
@@ -257,7 +267,7 @@ def _split_wildcards(vhosts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[st
 
 
 _INSTANCE_ORDER = attrgetter("node", "id", "service")
-_ADDRESS_PORT = attrgetter("address", "port")
+_ADDRESS_PORT, _ADDRESS, _STATUS = attrgetter("address", "port"), attrgetter("address"), attrgetter("status")
 _new_route = maker(Route)
 
 
