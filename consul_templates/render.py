@@ -184,7 +184,7 @@ def render(template: Template, snapshot: Snapshot, settings: Settings,
         ctx, found, layout, problems = context(snapshot, settings, previous)
         try:
             text = template.jinja.render(ctx)
-        except (jinja2.TemplateError, AttributeError) as exc:  # AttributeError: a built-in template bug
+        except Exception as exc:  # whatever the template did: an undefined name, a bad filter argument, ...
             raise RenderError(f"{template.path}:{_line_of(exc, template.path)}: {exc}") from None
     return Rendered(text, found, layout, problems)
 

@@ -411,6 +411,16 @@ def test_the_sandbox_refuses_unsafe_attribute_access(tmp_path: Path) -> None:
         render.render(render.load_template(str(t)), Snapshot(), render.Settings())
 
 
+def test_a_template_that_tries_to_change_the_catalog_fails_with_its_line(tmp_path: Path) -> None:
+    t = tmp_path / "t.j2"
+    t.write_text("{% for i in services[0].instances %}\n{{ i.meta.update(k='v') }}\n{% endfor %}\n")
+    snap = Snapshot.from_catalog([{"Node": {"Node": "n1", "Address": "10.0.0.1"}, "Services": {"web1": {
+        "ID": "web1", "Service": "web", "Port": 80, "Tags": [], "Address": "", "Meta": {"a": "b"}}}}], [])
+    with pytest.raises(render.RenderError, match=r"t\.j2:2: .*cannot be changed"):
+        render.render(render.load_template(str(t)), snap, render.Settings())
+    assert dict(snap.instances[0].meta) == {"a": "b"}
+
+
 def test_a_copy_of_the_builtin_template_renders_the_same_in_the_sandbox(tmp_path: Path) -> None:
     """The built-ins render outside the sandbox (they are the room's own code); a user's copy of one
     is sandboxed, with the same context and the same output."""
