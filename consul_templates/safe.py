@@ -20,7 +20,7 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import NamedTuple
 
-from consul_templates.snapshot import Instance, Meta, Service, Snapshot, paused_gc
+from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -203,8 +203,8 @@ def _all_safe(instances: Sequence[Instance]) -> bool:
 def _values(metas: Sequence[Mapping[str, str]]) -> list[str]:
     """Every value of every Meta, in order."""
     try:
-        return list(chain.from_iterable(map(dict.values, metas)))  # type: ignore[arg-type]
-    except TypeError:  # a Mapping that is not a dict (an Instance made by hand)
+        return list(chain.from_iterable(map(MappingProxyType.values, metas)))  # type: ignore[arg-type]
+    except TypeError:  # another kind of Mapping (an Instance made by hand)
         return list(chain.from_iterable(m.values() for m in metas))
 
 
@@ -255,7 +255,7 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
                 else:
                     drops.append(Drop("meta", repr(k)[:80], f"{svc.name} {inst.id}: unsafe meta entry left out"))
             kept.append(inst if len(tags) == len(inst.tags) and len(meta) == len(inst.meta) else
-                        inst._replace(tags=tags, meta=Meta(meta)))
+                        inst._replace(tags=tags, meta=MappingProxyType(meta)))
         services.append(Service(svc.name, tuple(kept)))
     kv, kv_drops = _clean_kv(snapshot.kv)
     return Snapshot(tuple(services), kv), (*drops, *kv_drops)
