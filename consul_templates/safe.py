@@ -20,7 +20,7 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import NamedTuple
 
-from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
+from consul_templates.snapshot import CHUNK, Instance, Service, Snapshot, paused_gc
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -212,7 +212,9 @@ def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     """The snapshot with every unsafe value left out, and what was left out."""
     with paused_gc():
         services = snapshot.services
-        if _every(NAME_WORD, [s.name for s in services]) and _all_safe(snapshot.unordered):
+        instances = snapshot.unordered  # checked a chunk at a time, as the snapshot reads them
+        if _every(NAME_WORD, [s.name for s in services]) and all(
+                _all_safe(instances[i:i + CHUNK]) for i in range(0, len(instances), CHUNK)):
             kv, drops = _clean_kv(snapshot.kv)
             return (snapshot if not drops else Snapshot(services, kv, snapshot.read_order)), drops
         return _clean(snapshot)

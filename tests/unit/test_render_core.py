@@ -13,7 +13,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from consul_templates import plan, render, routes, safe
 from consul_templates.quiescence import Quiescence, parse_wait
 from consul_templates.runner import hold_over
-from consul_templates.snapshot import Instance, Snapshot
+from consul_templates.snapshot import CHUNK, Instance, Snapshot
 from consul_templates.watch import next_index
 from wharf.errors import BadInput
 from wharf.retry import Retry
@@ -106,6 +106,28 @@ def test_an_instances_meta_refuses_change() -> None:
     assert dict(meta) == {"marathon_app_id": "/web"}
     again = Snapshot.from_catalog(copy.deepcopy(nodes), [])
     assert snap == again and hash(snap) == hash(again)
+
+
+@pytest.mark.parametrize("odd", ["port as text", "unsafe address"])
+def test_a_value_far_into_a_big_node_is_read_and_checked_like_the_first(odd: str) -> None:
+    """Services are read and checked some hundreds at a time: one odd value past the first few
+    hundred is still read with care, or still dropped."""
+    count = 3 * CHUNK + 5
+    services = {f"web{n}": {"ID": f"web{n}", "Service": f"web{n}", "Port": 1000 + n, "Tags": [], "Address": "",
+                            "Meta": {"marathon_app_id": f"/web{n}"}} for n in range(count)}
+    late = services[f"web{count - 3}"]
+    if odd == "port as text":
+        late["Port"] = "8080"
+    else:
+        late["Address"] = "10.0.0.9 check"
+    snap = Snapshot.from_catalog([{"Node": {"Node": "n1", "Address": "10.0.0.1"}, "Services": services}], [])
+    clean, drops = safe.clean(snap)
+    by_id = {i.id: i for i in clean.instances}
+    if odd == "port as text":
+        assert len(by_id) == count and by_id[f"web{count - 3}"].port == 8080 and not drops
+    else:
+        assert len(by_id) == count - 1 and f"web{count - 3}" not in by_id
+        assert [(d.what, d.name) for d in drops] == [("instance", repr(f"web{count - 3}"))]
 
 
 # --- safe values ------------------------------------------------------------------------------------
