@@ -91,5 +91,5 @@ def setup(fmt: str = "text", level: str = "info", secrets: Iterable[str] = (), s
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("kazoo", "pymesos", "urllib3", "docker"):
+    for noisy in ("kazoo", "pymesos", "urllib3", "docker", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

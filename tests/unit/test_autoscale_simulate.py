@@ -18,8 +18,9 @@ TRACES = Path(__file__).resolve().parents[2] / "autoscale" / "traces"
 
 
 def simulate(*args: str) -> tuple[int, str]:
+    """Exit code and stdout (the figures); log lines go to stderr and are not part of them."""
     result = CliRunner().invoke(cli, ["autoscale", "simulate", *args])
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_simulate_a_bundled_trace_prints_figures_and_writes_a_png(tmp_path: Path) -> None:
