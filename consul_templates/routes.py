@@ -154,26 +154,33 @@ def _app_key(app_id: str, port_text: str) -> tuple[str, str, int] | None:
 
 def read_labels(meta: Mapping[str, str], index: int) -> tuple[dict[str, Any], list[str]]:
     """The honoured labels of port `index` from one instance's Meta, parsed; why bad ones are ignored."""
-    values: dict[str, Any] = {}
+    keys = _present_keys(index, tuple(meta))
+    return _parse_labels(index, keys, tuple([meta[key] for key in keys]))
+
+
+def _parse_labels(index: int, keys: tuple[str, ...], values: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
+    """Labels `keys` of port `index` with their raw `values`, parsed; why bad ones are ignored."""
+    by_key = _label_keys(index)[2]
+    labels: dict[str, Any] = {}
     problems: list[str] = []
-    for key, label in _present_labels(index, tuple(meta)):
-        raw = meta[key]
+    for key, raw in zip(keys, values, strict=True):
+        label = by_key[key]
         try:
-            values[label.name] = label.parse(raw)
+            labels[label.name] = label.parse(raw)
         except ValueError as exc:
             problems.append(f"label {key}={raw!r} {exc}: ignored")
-    return values, problems
+    return labels, problems
 
 
 @lru_cache(maxsize=4096)
-def _present_labels(index: int, keys: tuple[str, ...]) -> tuple[tuple[str, Label], ...]:
+def _present_keys(index: int, keys: tuple[str, ...]) -> tuple[str, ...]:
     """Which of a Meta's `keys` are port `index`'s honoured labels, sorted, and the app-wide
     HAPROXY_GROUP last unless the port has its own (apps share a few key sets, so each is read once)."""
-    group_key, label_keys, by_key = _label_keys(index)
+    group_key, label_keys, _ = _label_keys(index)
     present = sorted(label_keys.intersection(keys))
     if "HAPROXY_GROUP" in keys and group_key not in keys:
         present.append("HAPROXY_GROUP")
-    return tuple((key, by_key[key]) for key in present)
+    return tuple(present)
 
 
 @lru_cache(maxsize=64)
@@ -206,28 +213,18 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     for route_key in sorted(grouped):
         insts = grouped[route_key]
         insts.sort(key=_INSTANCE_ORDER)  # as the snapshot sorts them
-        kind, ident, service_port = route_key
         first = insts[0]
-        index_text = first.meta.get("port_index", "0")
+        meta = first.meta  # the route's labels: its first instance's
+        index_text = meta.get("port_index", "0")
         index = int(index_text) if index_text.isdigit() else 0
-        labels, label_problems = read_labels(first.meta, index)
-        if label_problems:
-            provisional = route_name(ident, service_port) if service_port else sanitise(ident)
-            problems += (Problem(provisional, reason) for reason in label_problems)
-        if labels.get("ENABLED") is False:
+        keys = _present_keys(index, tuple(meta))
+        head = _route_head(route_key, index, keys, tuple([meta[key] for key in keys]))
+        problems += head.label_problems
+        if not head.enabled or (wanted and "*" not in wanted and head.group not in wanted):
             continue
-        group = labels.get("GROUP", DEFAULT_GROUP)
-        if wanted and "*" not in wanted and group not in wanted:
-            continue
-        port = labels.get("PORT", service_port)
-        name = route_name(ident, port) if kind == "app" and port else sanitise(ident)
-        vhosts, path = labels.get("VHOST", ()), labels.get("PATH")
-        mode = labels.get("MODE") or ("http" if vhosts or path else "tcp")
-        if mode == "tcp" and (vhosts or path):
-            problems.append(Problem(name, "vhost/path routing needs MODE http: vhost and path ignored"))
-            vhosts, path = (), None
-        if name in RESERVED_NAMES:
-            problems.append(Problem(name, "name is the built-in template's own proxy: left out"))
+        problems += head.problems
+        name = head.name
+        if not head.kept:
             continue
         if name in routes:
             problems.append(Problem(name, f"name already used by service {routes[name].service}: left out"))
@@ -239,10 +236,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
             for server in servers:  # one server per address and port: the first
                 unique.setdefault((server.address, server.port), server)
             servers = list(unique.values())
-        routes[name] = _new_route((
-            name, first.service, ident if kind == "app" else None, port if kind == "app" else None, mode,
-            labels.get("BALANCE", "roundrobin"), labels.get("STICKY", False), labels.get("REDIRECT_TO_HTTPS", False),
-            vhosts, path, labels.get("BACKEND_WEIGHT", 0), group, tuple(servers), *_split_wildcards(vhosts)))
+        routes[name] = _new_route((name, first.service, *head.fields, tuple(servers), *head.vhost_rules))
     used = set(reserved_ports)
     final = []
     for name in sorted(routes):
@@ -255,6 +249,48 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
             used.add(port)
         final.append(route)
     return tuple(final), tuple(problems)
+
+
+class _Head(NamedTuple):
+    """What a route's key and labels make of it, apart from its servers."""
+
+    label_problems: tuple[Problem, ...]
+    enabled: bool
+    group: str
+    problems: tuple[Problem, ...]  # once it is enabled and in the wanted groups
+    kept: bool  # False: its name is one the built-in template uses itself
+    name: str
+    fields: tuple[Any, ...]  # a Route's fields from app_id to group
+    vhost_rules: tuple[tuple[str, ...], tuple[str, ...]]  # its exact vhosts and wildcard suffixes
+
+
+@lru_cache(maxsize=65536)
+def _route_head(route_key: tuple[str, str, int], index: int, keys: tuple[str, ...],
+                values: tuple[str, ...]) -> _Head:
+    """A route's name, mode and the rest of what its labels say, from its key and raw label values:
+    a pure function of them, so each distinct route is worked out once (the same come back in every
+    render) and each render only reads the values."""
+    kind, ident, service_port = route_key
+    labels, label_problems = _parse_labels(index, keys, values)
+    provisional = route_name(ident, service_port) if service_port else sanitise(ident)
+    noted = tuple(Problem(provisional, reason) for reason in label_problems)
+    group = labels.get("GROUP", DEFAULT_GROUP)
+    port = labels.get("PORT", service_port)
+    name = route_name(ident, port) if kind == "app" and port else sanitise(ident)
+    vhosts, path = labels.get("VHOST", ()), labels.get("PATH")
+    mode = labels.get("MODE") or ("http" if vhosts or path else "tcp")
+    problems = []
+    if mode == "tcp" and (vhosts or path):
+        problems.append(Problem(name, "vhost/path routing needs MODE http: vhost and path ignored"))
+        vhosts, path = (), None
+    kept = name not in RESERVED_NAMES
+    if not kept:
+        problems.append(Problem(name, "name is the built-in template's own proxy: left out"))
+    fields = (ident if kind == "app" else None, port if kind == "app" else None, mode,
+              labels.get("BALANCE", "roundrobin"), labels.get("STICKY", False), labels.get("REDIRECT_TO_HTTPS", False),
+              vhosts, path, labels.get("BACKEND_WEIGHT", 0), group)
+    return _Head(noted, labels.get("ENABLED") is not False, group, tuple(problems), kept, name, fields,
+                 _split_wildcards(vhosts))
 
 
 @lru_cache(maxsize=65536)
