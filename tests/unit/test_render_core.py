@@ -235,6 +235,16 @@ def test_two_registrations_of_one_address_and_port_give_one_server_the_first() -
     assert [(s.port, s.node) for s in servers] == [(31000, "n1"), (31001, "n1")]
 
 
+def test_apps_and_plain_services_mixed_each_get_their_route() -> None:
+    padded = app("/web", 10000, 31001)._replace(meta={"marathon_app_id": "/web", "service_port": "010000"})
+    plain = Instance("n1:db:5432", "db", "n1", "127.0.0.1", 5432, (), {"team": "data"})
+    not_an_app = plain._replace(id="n2:db:5432", node="n2", address="127.0.0.2", meta={"service_port": "10000"})
+    found = routes_of(app("/web", 10000, 31000), padded, plain, not_an_app)
+    assert sorted(found) == ["db", "web_10000"]
+    assert [s.port for s in found["web_10000"].servers] == [31000, 31001], "one port, however it is written"
+    assert [s.node for s in found["db"].servers] == ["n1", "n2"], "a service without an app id is its own route"
+
+
 @pytest.mark.parametrize("label,vhosts,exact,wildcards", [
     ("Shop.Example.com", ("shop.example.com",), ("shop.example.com",), ()),
     (" a.example.com , *.b.example.com,", ("a.example.com", "*.b.example.com"), ("a.example.com",),
