@@ -125,13 +125,58 @@ class HAProxyControl:
         raise ApplyFailed(f"HAProxy did not finish reloading in {self.reload_timeout:g}s")
 
 
-def nginx_reload(conf: Path, prefix: str | None = None, binary: str = "nginx") -> None:
-    """`nginx -s reload` for the nginx that runs `conf`."""
+def nginx_reload(conf: Path, prefix: str | None = None, binary: str = "nginx", timeout: float = 10.0) -> None:
+    """`nginx -s reload` for the nginx that runs `conf`, returning once it serves the new config.
+    nginx reloads after the command has returned: its master reads the config, starts new workers and
+    tells the old ones to finish, so this waits for a worker the master did not have before (none
+    comes when the master cannot apply the config, a port another process holds for one: a failure),
+    then up to a second for the old workers to go. Waits only when the master's pid file (the
+    config's `pid`) and its children in /proc can be read."""
+    master = _nginx_master(Path(conf), prefix)
+    before = _children(master) if master else None
     argv = [binary, "-s", "reload", *(["-p", prefix] if prefix else []), "-c", str(conf)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
         raise ApplyFailed(f"nginx -s reload: {tail}")
+    if master is None or not before:
+        return
+    deadline = time.monotonic() + timeout
+    while not (_children(master) or before) - before:
+        if time.monotonic() > deadline:
+            raise ApplyFailed(f"nginx (pid {master}) started no worker on the new config in {timeout:g}s: "
+                              "see its error log")
+        time.sleep(0.01)
+    old_gone_by = min(deadline, time.monotonic() + 1.0)
+    while (_children(master) or set()) & before and time.monotonic() < old_gone_by:
+        time.sleep(0.01)
+
+
+_PID_DIRECTIVE = re.compile(r"^\s*pid\s+([^;\s]+)\s*;", re.MULTILINE)
+
+
+def _nginx_master(conf: Path, prefix: str | None) -> int | None:
+    """The pid of the nginx master that runs `conf`, from the pid file its `pid` directive names
+    (relative to `prefix`); None when that cannot be told."""
+    try:
+        found = _PID_DIRECTIVE.search(conf.read_text())
+        pid_file = Path(found.group(1) if found else "/run/nginx.pid")  # Debian's built-in default
+        if not pid_file.is_absolute():
+            if prefix is None:
+                return None
+            pid_file = Path(prefix) / pid_file
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def _children(pid: int) -> set[int] | None:
+    """The pids of a process's children (Linux's /proc), or None when they cannot be read."""
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except (OSError, ValueError):
+        return None
 
 
 def run_exec(command: str, timeout: float = 30.0) -> None:
