@@ -152,12 +152,6 @@ def _app_key(app_id: str, port_text: str) -> tuple[str, str, int] | None:
     return None
 
 
-def read_labels(meta: Mapping[str, str], index: int) -> tuple[dict[str, Any], list[str]]:
-    """The honoured labels of port `index` from one instance's Meta, parsed; why bad ones are ignored."""
-    keys = _present_keys(index, tuple(meta))
-    return _parse_labels(index, keys, tuple([meta[key] for key in keys]))
-
-
 def _parse_labels(index: int, keys: tuple[str, ...], values: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
     """Labels `keys` of port `index` with their raw `values`, parsed; why bad ones are ignored."""
     by_key = _label_keys(index)[2]

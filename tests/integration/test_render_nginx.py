@@ -17,8 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def _config(nginx: Nginx, body: str, port: int | None = None) -> str:
-    """The dev nginx's config, answering `body` (on `port`, else its own)."""
-    listen = port or nginx.ports["--nginx-port"]
+    """The dev nginx's config, answering `body` on its own port (and on `port` too, if given)."""
     return (f"pid {nginx.dir / 'nginx.pid'};\n"
             f"error_log {nginx.dir / 'logs' / 'error.log'} warn;\n"
             "events { worker_connections 64; }\n"
@@ -28,7 +27,7 @@ def _config(nginx: Nginx, body: str, port: int | None = None) -> str:
             f"    proxy_temp_path {nginx.dir / 'tmp' / 'proxy'};\n"
             "    server {\n"
             f"        listen 127.0.0.1:{nginx.ports['--nginx-port']};\n"
-            + (f"        listen 127.0.0.1:{listen};\n" if port else "")
+            + (f"        listen 127.0.0.1:{port};\n" if port else "")
             + f'        location / {{ return 200 "{body}\\n"; }}\n'
             "    }\n"
             "}\n")
