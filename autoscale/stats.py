@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 
 from autoscale.decide import Reading
-from wharf.errors import BadInput, Failure
+from wharf.errors import BadInput, Failure, reaching
 
 CSV_PATH = "/haproxy?stats;csv"
 
@@ -145,21 +145,16 @@ class StatsSource:
     def read(self) -> str:
         """The `show stat` CSV text. Raises Failure if HAProxy cannot be reached."""
         if self.where.startswith("/"):
-            try:
-                with socket.socket(socket.AF_UNIX) as conn:
-                    conn.settimeout(self.timeout)
-                    conn.connect(self.where)
-                    conn.sendall(b"show stat\n")
-                    chunks = []
-                    while chunk := conn.recv(65536):
-                        chunks.append(chunk)
-            except OSError as exc:
-                raise Failure(f"haproxy {self.where}: {exc}") from None
+            with reaching("HAProxy", self.where), socket.socket(socket.AF_UNIX) as conn:
+                conn.settimeout(self.timeout)
+                conn.connect(self.where)
+                conn.sendall(b"show stat\n")
+                chunks = []
+                while chunk := conn.recv(65536):
+                    chunks.append(chunk)
             return b"".join(chunks).decode(errors="replace")
-        try:
+        with reaching("HAProxy", self.where):
             response = requests.get(stats_url(self.where), auth=self.auth, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise Failure(f"haproxy {self.where}: {type(exc).__name__}") from None
         if response.status_code != 200:
-            raise Failure(f"haproxy {self.where}: HTTP {response.status_code}")
+            raise Failure(f"HAProxy at {self.where} answered HTTP {response.status_code} for its stats")
         return response.text

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from wharf.errors import Failure
+from wharf.errors import Failure, reaching
 from wharf.retry import Retry
 from wharf.settings import mask_url
 
@@ -55,10 +55,8 @@ class ChronosClient:
         def once() -> requests.Response:
             return self.session.request(method, url, json=body, timeout=self.timeout)
 
-        try:
+        with reaching("Chronos", self.shown, self.retry.deadline):
             response = self.retry(once)
-        except Failure as error:
-            raise Failure(f"Chronos at {self.shown} cannot be reached: {error}") from None
         if response.status_code >= 400:
             reason = response.text.strip().splitlines()[0] if response.text.strip() else response.reason
             raise Failure(f"Chronos refused {method} {PREFIX}{path}: {response.status_code} {reason}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from chronos_jobs import plan, repo, spec
 from chronos_jobs.client import ChronosClient
+from wharf.log import fields
 
 __all__ = ["apply", "desired", "prepare"]
 
@@ -41,7 +42,7 @@ def apply(client: ChronosClient, todo: plan.Plan, report: Callable[[plan.Change]
         else:
             assert change.job is not None
             client.put(change.job, change.endpoint)
-        log.info("job %sd", change.action, extra={"job": change.name, "action": change.action,
-                                                   "endpoint": change.endpoint, "fields": list(change.fields)})
+        log.info("job %sd", change.action, extra=fields(job=change.name, action=change.action,
+                                                        endpoint=change.endpoint, fields=list(change.fields)))
         if report is not None:
             report(change)

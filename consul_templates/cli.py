@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from wharf.errors import BadInput, Failure
+from wharf.errors import BadInput, Failure, reaching
 
 
 def _port(value: str | None, name: str, default: int) -> int:
@@ -111,10 +111,8 @@ def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int
 def _read(client_factory: Callable[[], Any], kv_prefixes: tuple[str, ...], addr: str) -> Any:
     from consul_templates.runner import read_snapshot
 
-    try:
+    with reaching("Consul", addr):
         return read_snapshot(client_factory(), kv_prefixes)
-    except Exception as exc:
-        raise Failure(f"cannot read the catalog from Consul at {addr}: {type(exc).__name__}: {exc}") from None
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool) -> None:

@@ -22,7 +22,10 @@ from consul_templates import apply, plan, render, safe, watch, writer
 from consul_templates.quiescence import Quiescence
 from consul_templates.render import Rendered, RenderError, Template
 from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
+from wharf.consul_http import address_of
 from wharf.daemon import Daemon
+from wharf.errors import cannot_reach
+from wharf.log import fields
 from wharf.retry import Retry
 
 log = logging.getLogger("wharf.render")
@@ -36,6 +39,9 @@ RUNTIME_COMMANDS = Counter("wharf_render_runtime_commands_total", "Runtime API c
 VALIDATION_FAILURES = Counter("wharf_render_validation_failures_total",
                               "Renders refused by the template or by haproxy -c / nginx -t", ["target"])
 APPLY_FAILURES = Counter("wharf_render_apply_failures_total", "Reloads or runtime updates that failed", ["kind"])
+DROPS = Counter("wharf_render_dropped_total", "Catalog values left out because a config cannot hold them "
+                "(each counted when it first appears)", ["what"])
+DROPPED = Gauge("wharf_render_dropped_values", "Catalog values the last pass left out")
 LAST_SUCCESS = Gauge("wharf_render_last_success_timestamp_seconds", "When every target was last rendered and applied")
 _last_success = [0.0]
 AGE = Gauge("wharf_render_last_success_age_seconds", "Seconds since every target was last rendered and applied")
@@ -57,6 +63,7 @@ class Target:
     running: Rendered | None = None  # a render whose slots were sent to HAProxy during this pass
     seed: plan.Layout | None = None  # slots read from the file found at start
     stale: bool = False  # the file is newer than what the load balancer runs (an apply failed)
+    problems: set[render.Problem] = field(default_factory=set)  # the route problems last logged
 
     def __post_init__(self) -> None:
         if self.template.spec == "haproxy" and self.seed is None:
@@ -112,18 +119,29 @@ class Renderer:
         self.exec_command = exec_command
         self.reload = reload
         self.lock = threading.Lock()  # one pass at a time: never two reloads at once
+        self.dropped: set[safe.Drop] = set()  # the values the last pass left out
 
     def apply(self, snapshot: Snapshot) -> list[Outcome]:
         """One pass: clean the snapshot, then render, write and apply each target."""
         clean, drops = safe.clean(snapshot)
-        for drop in drops:
-            log.warning("left out of the config", extra={"what": drop.what, "name": drop.name, "reason": drop.reason})
+        self._report(drops)
         with self.lock:
             outcomes = [self._target(t, clean) for t in self.targets]
         if all(o.action != "failed" for o in outcomes):
             _last_success[0] = time.time()
             LAST_SUCCESS.set(_last_success[0])
         return outcomes
+
+    def _report(self, drops: Iterable[safe.Drop]) -> None:
+        """One warning line per value left out, when it first is (not again on every pass while it
+        stays registered), and the count of what is left out now."""
+        current = set(drops)
+        for drop in sorted(current - self.dropped, key=lambda d: (d.service, d.what, d.name)):
+            DROPS.labels(drop.what).inc()
+            log.warning("left out of the config", extra=fields(service=drop.service, what=drop.what,
+                                                                name=drop.name, reason=drop.reason))
+        self.dropped = current
+        DROPPED.set(len(current))
 
     def _render(self, target: Target, snapshot: Snapshot) -> tuple[Rendered, writer.WriteResult]:
         previous = target.last.layout if target.last else target.seed
@@ -146,7 +164,7 @@ class Renderer:
             RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
             target.running = rendered
         except (apply.ApplyFailed, OSError) as exc:
-            log.warning("runtime update refused: will reload", extra={"error": str(exc)})
+            log.warning("runtime update refused: will reload", extra=fields(error=str(exc)))
 
     def _target(self, target: Target, snapshot: Snapshot) -> Outcome:
         for name, svc in list(target.excluded.items()):
@@ -157,7 +175,7 @@ class Renderer:
             rendered, result = self._render(target, usable)
         except (writer.ValidationFailed, RenderError) as exc:
             VALIDATION_FAILURES.labels(target.label).inc()
-            log.error("render refused", extra={"dest": str(target.dest), "error": str(exc)})
+            log.error("render refused", extra=fields(dest=str(target.dest), error=str(exc)))
             found = self._without_culprit(target, usable)
             if found is None:
                 self._undo_runtime(target)
@@ -166,13 +184,14 @@ class Renderer:
             for name in culprits:
                 target.excluded[name] = usable.service(name)  # type: ignore[assignment]
                 log.error("service left out: it breaks the config",
-                          extra={"dest": str(target.dest), "service": name, "error": str(exc)})
+                          extra=fields(dest=str(target.dest), service=name, error=str(exc)))
             usable = usable.without(culprits)
-        for problem in rendered.problems:
-            log.warning("route problem", extra={"route": problem.route, "reason": problem.reason})
+        for problem in sorted(set(rendered.problems) - target.problems, key=lambda p: (p.route, p.reason)):
+            log.warning("route problem", extra=fields(route=problem.route, reason=problem.reason))
+        target.problems = set(rendered.problems)  # each logged once while it lasts
         if result.changed:
             WRITES.labels(target.label).inc()
-            log.info("written", extra={"dest": str(target.dest), "routes": len(rendered.routes)})
+            log.info("written", extra=fields(dest=str(target.dest), routes=len(rendered.routes)))
         previous = target.last
         target.last, target.last_snapshot = rendered, usable
         action = "written" if result.changed else "none"
@@ -184,7 +203,7 @@ class Renderer:
                 target.stale = False
             except (apply.ApplyFailed, OSError) as exc:
                 APPLY_FAILURES.labels(target.template.kind).inc()
-                log.error("apply failed", extra={"dest": str(target.dest), "error": str(exc)})
+                log.error("apply failed", extra=fields(dest=str(target.dest), error=str(exc)))
                 target.stale = True  # the next pass applies the file again, changed or not
                 action, error = "failed", str(exc)
         return Outcome(str(target.dest), result.changed, action, error, tuple(sorted(target.excluded)))
@@ -199,7 +218,7 @@ class Renderer:
         try:
             self.haproxy.runtime(back.commands)
         except (apply.ApplyFailed, OSError) as exc:
-            log.warning("could not undo a runtime update", extra={"error": str(exc)})
+            log.warning("could not undo a runtime update", extra=fields(error=str(exc)))
 
     def _without_culprit(self, target: Target, snapshot: Snapshot
                          ) -> tuple[list[str], Rendered, writer.WriteResult] | None:
@@ -238,7 +257,7 @@ class Renderer:
         running, target.running = target.running, None
         if running is rendered:
             RUNTIME_UPDATES.inc()
-            log.info("runtime update", extra={"dest": str(target.dest)})
+            log.info("runtime update", extra=fields(dest=str(target.dest)))
             self._exec()
             return "runtime"
         if not changed:
@@ -251,19 +270,19 @@ class Renderer:
             try:
                 RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
                 RUNTIME_UPDATES.inc()
-                log.info("runtime update", extra={"dest": str(target.dest), "commands": len(decision.commands)})
+                log.info("runtime update", extra=fields(dest=str(target.dest), commands=len(decision.commands)))
                 self._exec()
                 return "runtime"
             except apply.ApplyFailed as exc:
-                log.warning("runtime update refused: reloading", extra={"error": str(exc)})
+                log.warning("runtime update refused: reloading", extra=fields(error=str(exc)))
         elif decision.commands:
             try:  # bring the running slots in line first, so the state saved for the reload matches
                 self.haproxy.runtime(decision.commands)
             except apply.ApplyFailed as exc:
-                log.warning("runtime update before reload refused", extra={"error": str(exc)})
+                log.warning("runtime update before reload refused", extra=fields(error=str(exc)))
         pid = self.haproxy.reload()
         RELOADS.labels("haproxy").inc()
-        log.info("reloaded", extra={"dest": str(target.dest), "worker": pid})
+        log.info("reloaded", extra=fields(dest=str(target.dest), worker=pid))
         self._exec()
         return "reload"
 
@@ -310,6 +329,7 @@ class RenderDaemon(Daemon):
         self.recovering_until: float | None = None
         self.retry_at: float | None = None
         self.snapshot: Snapshot | None = None
+        self.address = "its address"  # Consul's, known once the client is made
 
     def _notify(self, name: str, kind: str) -> None:
         with self.events_lock:
@@ -319,7 +339,9 @@ class RenderDaemon(Daemon):
     def _start(self) -> None:
         self.client = self.client_factory()
         fetchers = watch.catalog_fetchers(self.client_factory, self.kv_prefixes)
-        self.watches = [watch.Watch(name, fetch, self._notify) for name, fetch in fetchers.items()]
+        self.address = address_of(self.client)
+        self.watches = [watch.Watch(name, fetch, self._notify, address=self.address)
+                        for name, fetch in fetchers.items()]
         for w in self.watches:
             w.start()
         self.retry_at = time.monotonic()  # the first render happens at once, as consul-template's
@@ -337,7 +359,7 @@ class RenderDaemon(Daemon):
         now = time.monotonic()
         if kinds & {"up", "reset"}:
             self.recovering_until = now + self.grace
-            log.info("consul came back: holding instances it lacks", extra={"for_seconds": self.grace})
+            log.info("consul came back: holding instances it lacks", extra=fields(for_seconds=self.grace))
         if kinds & {"change", "up", "reset"}:
             self.quiet.change(now)
         if self.recovering_until is not None and now >= self.recovering_until:
@@ -357,7 +379,8 @@ class RenderDaemon(Daemon):
         try:
             current = read_snapshot(self.client, self.kv_prefixes)
         except Exception as exc:  # keep serving the last good config; try again soon
-            log.warning("catalog read failed: keeping the last config", extra={"error": f"{type(exc).__name__}: {exc}"})
+            log.warning("catalog read failed: keeping the last config",
+                        extra=fields(error=cannot_reach("Consul", self.address, exc)))
             self.retry_at = time.monotonic() + 0.5
             return
         if self.recovering_until is not None:

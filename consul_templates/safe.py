@@ -65,8 +65,9 @@ class Drop:
     """Something left out of the snapshot, and why."""
 
     what: str  # "service", "instance", "tag", "meta", "kv"
-    name: str  # the service name, instance id, or key (repr'd, so it is safe to log)
+    name: str  # the service name, instance id, tag, or key (repr'd, so it is safe to log)
     reason: str
+    service: str = ""  # the service it belongs to (repr'd when the name itself is unsafe)
 
 
 @lru_cache(maxsize=65536)
@@ -235,7 +236,8 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     services = []
     for svc in snapshot.services:
         if not is_name(svc.name):
-            drops.append(Drop("service", repr(svc.name)[:80], "name has characters a config cannot hold"))
+            drops.append(Drop("service", repr(svc.name)[:80], "name has characters a config cannot hold",
+                             repr(svc.name)[:80]))
             continue
         if _all_safe(svc.instances):
             services.append(svc)  # only some services carry something to leave out
@@ -244,18 +246,19 @@ def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
         for inst in svc.instances:
             problem = _instance_problem(inst)
             if problem:
-                drops.append(Drop("instance", repr(inst.id)[:80], f"{svc.name}: {problem}"))
+                drops.append(Drop("instance", repr(inst.id)[:80], problem, svc.name))
                 continue
             tags = tuple(t for t in inst.tags if is_tag(t))
             for t in inst.tags:
                 if not is_tag(t):
-                    drops.append(Drop("tag", repr(t)[:80], f"{svc.name} {inst.id}: unsafe tag left out"))
+                    drops.append(Drop("tag", repr(t)[:80], f"unsafe tag of instance {inst.id} left out", svc.name))
             meta = {}
             for k, v in inst.meta.items():
                 if isinstance(k, str) and isinstance(v, str) and is_meta_key(k) and is_value(v):
                     meta[k] = v
                 else:
-                    drops.append(Drop("meta", repr(k)[:80], f"{svc.name} {inst.id}: unsafe meta entry left out"))
+                    drops.append(Drop("meta", repr(k)[:80], f"unsafe meta entry of instance {inst.id} left out",
+                                      svc.name))
             kept.append(inst if len(tags) == len(inst.tags) and len(meta) == len(inst.meta) else
                         inst._replace(tags=tags, meta=MappingProxyType(meta)))
         services.append(Service(svc.name, tuple(kept)))

@@ -21,6 +21,8 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from wharf.errors import cannot_reach
+from wharf.log import fields
 from wharf.retry import Retry
 
 log = logging.getLogger("wharf.render.watch")
@@ -59,9 +61,10 @@ class Watch(threading.Thread):
     `reset` (index went backwards), `down` or `up` (Consul unreachable, then back)."""
 
     def __init__(self, name: str, fetch: Fetch, notify: Callable[[str, str], None],
-                 backoff: Retry | None = None, rate_limit: float = RATE_LIMIT) -> None:
+                 backoff: Retry | None = None, rate_limit: float = RATE_LIMIT, address: str = "") -> None:
         super().__init__(name=f"watch-{name}", daemon=True)
         self.key, self.fetch, self.notify = name, fetch, notify
+        self.address = address  # Consul's, for the log
         self.backoff = backoff or Retry(delay=0.05, backoff=2.0, max_delay=0.5, jitter=0.2)
         self.rate_limit = rate_limit
         self.state = WatchState()
@@ -88,8 +91,8 @@ class Watch(threading.Thread):
                 self.state.index = 0
                 if self.state.healthy:
                     self.state.healthy = False
-                    error = f"{type(exc).__name__}: {exc}"
-                    log.warning("consul unreachable", extra={"watch": self.key, "error": error})
+                    error = cannot_reach("Consul", self.address or "its address", exc)
+                    log.warning("consul unreachable", extra=fields(watch=self.key, error=error))
                     self.notify(self.key, "down")
                 delays = delays or self.backoff.delays()
                 if self.stopping.wait(next(delays)):
@@ -106,7 +109,7 @@ class Watch(threading.Thread):
             self.state.index = index
             if not self.state.healthy:
                 self.state.healthy = True
-                log.info("consul reachable again", extra={"watch": self.key})
+                log.info("consul reachable again", extra=fields(watch=self.key))
                 self.notify(self.key, "up")
             elif went_back:
                 self.state.resets += 1
@@ -153,5 +156,5 @@ def fetch_catalog(client: Any, kv_prefixes: Iterable[str] = ()) -> tuple[Entries
             try:
                 kv[item["Key"]] = raw.decode() if isinstance(raw, bytes) else str(raw)
             except UnicodeDecodeError:
-                log.warning("kv value is not UTF-8: left out", extra={"key": item["Key"][:80]})
+                log.warning("kv value is not UTF-8: left out", extra=fields(key=item["Key"][:80]))
     return node_entries, list(checks or ()), kv

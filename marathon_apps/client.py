@@ -21,7 +21,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 
-from wharf.errors import BadInput, Failure
+from wharf.errors import BadInput, Failure, reaching
+from wharf.log import fields
 from wharf.retry import Retry
 
 log = logging.getLogger("wharf.apps.marathon")
@@ -84,6 +85,11 @@ class Marathon:
         self._current = 0
         self._local = threading.local()
 
+    @property
+    def shown(self) -> str:
+        """The masters' URLs, without credentials, for messages."""
+        return ", ".join(m.url for m in self.masters)
+
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
@@ -106,21 +112,19 @@ class Marathon:
                     timeout=(self.timeout, None if stream else self.timeout))
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = exc
-                log.debug("master unreachable", extra={"master": master.url, "error": type(exc).__name__})
+                log.debug("master unreachable", extra=fields(master=master.url, error=type(exc).__name__))
                 continue
             self._current = index
             return response
         assert last is not None
-        raise type(last)(f"no Marathon master answered ({', '.join(m.url for m in self.masters)})")
+        raise last  # every master failed: the last one's error says why
 
     def request(self, method: str, path: str, body: Any = None, params: Mapping[str, Any] | None = None,
                 ok: Sequence[int] = ()) -> Any:
         """Call Marathon and return the JSON answer; statuses in `ok` and below 400 are answers,
         others raise MarathonError. Connection errors are retried (every master) until the deadline."""
-        try:
+        with reaching("Marathon", self.shown, self.retry.deadline):
             response = self.retry(self._send, method, path, body, params, False)
-        except Failure as exc:
-            raise Failure(f"Marathon: {exc}") from None
         try:
             data = response.json() if response.content else None
         except ValueError:
@@ -178,7 +182,8 @@ class Marathon:
     def events(self, types: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         """Marathon's event stream (`/v2/events`, server-sent events), one dict per event; ends when
         the stream does. Raises on connection errors or a refused stream."""
-        response = self._send("GET", "/v2/events", None, {"event_type": list(types)} if types else None, True)
+        with reaching("Marathon", self.shown):
+            response = self._send("GET", "/v2/events", None, {"event_type": list(types)} if types else None, True)
         if response.status_code != 200:
             raise MarathonError(f"GET /v2/events: Marathon answered {response.status_code}", response.status_code,
                                 None)
@@ -192,7 +197,7 @@ class Marathon:
                     try:
                         yield json.loads("\n".join(data))
                     except ValueError:
-                        log.debug("undecodable event", extra={"data": "\n".join(data)[:200]})
+                        log.debug("undecodable event", extra=fields(data="\n".join(data)[:200]))
                     data = []
         finally:
             response.close()

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from marathon_apps.client import Marathon, MarathonError
 from marathon_apps.plan import Change, Plan
 from marathon_apps.spec import COMMIT_LABEL
+from wharf.log import fields
 
 log = logging.getLogger("wharf.apps.deploy")
 DEPLOYMENT_EVENTS = ("deployment_success", "deployment_failed", "deployment_info", "event_stream_attached")
@@ -107,7 +108,7 @@ class EventFeed:
                     if self._closing.is_set():
                         return
             except Exception as exc:  # noqa: BLE001 - the stream is an optimisation; polling goes on
-                log.debug("event stream lost", extra={"error": type(exc).__name__})
+                log.debug("event stream lost", extra=fields(error=type(exc).__name__))
             self.attached.clear()
             self._closing.wait(2.0)
 
@@ -209,7 +210,7 @@ class Deployer:
             run.failed_reason = f"Marathon refused it: {exc}"
             return run
         self.reporter.update(change.app_id, "deploying", f"{change.kind}, deployment {run.deployment}")
-        log.debug("sent", extra={"app": change.app_id, "action": change.kind, "deployment": run.deployment})
+        log.debug("sent", extra=fields(app=change.app_id, action=change.kind, deployment=run.deployment))
         return run
 
     def _wait_events(self, running: dict[str, _Run], feed: EventFeed | None) -> None:
@@ -236,7 +237,7 @@ class Deployer:
         try:
             live = {d.get("id") for d in self.client.deployments()}
         except Exception as exc:  # noqa: BLE001 - keep following; the deadline still holds
-            log.warning("cannot list deployments", extra={"error": str(exc)})
+            log.warning("cannot list deployments", extra=fields(error=str(exc)))
             return
         for run in running.values():
             if run.deployment not in live:
@@ -252,7 +253,7 @@ class Deployer:
             try:
                 app = self.client.app(change.app_id)
             except Exception as exc:  # noqa: BLE001
-                log.warning("cannot read app", extra={"app": change.app_id, "error": str(exc)})
+                log.warning("cannot read app", extra=fields(app=change.app_id, error=str(exc)))
                 app = None
             if change.kind == "delete" and app is None:
                 return "ok"
@@ -299,7 +300,7 @@ class Deployer:
             self.reporter.update(change.app_id, "rollback failed", "Marathon did not settle back in time")
             return False
         self.reporter.update(change.app_id, "rolled back", target)
-        log.info("rolled back", extra={"app": change.app_id, "to": target})
+        log.info("rolled back", extra=fields(app=change.app_id, to=target))
         return True
 
 

@@ -33,8 +33,10 @@ from marathon_apps.plan import make_plan
 from marathon_apps.repo import graph_errors
 from marathon_apps.spec import App
 from wharf.configrepo import Spec, SpecError, SpecErrors
+from wharf.consul_http import address_of
 from wharf.daemon import Daemon
-from wharf.errors import BadInput, Failure
+from wharf.errors import BadInput, Failure, reaching
+from wharf.log import fields
 
 log = logging.getLogger("wharf.apps.kv")
 COMMIT_KEY = ".wharf/commit"
@@ -136,13 +138,11 @@ def apps_of(entries: Mapping[str, Entry], prefix: str, owner: str) -> tuple[list
 
 def read_prefix(client: Any, prefix: str, index: int | None = None, wait: str | None = None) -> tuple[int, dict]:
     """(X-Consul-Index, entries) of everything under `prefix`; raises Failure if Consul cannot say."""
-    try:
-        kwargs: dict[str, Any] = {"recurse": True}
-        if index is not None:
-            kwargs.update(index=index, wait=wait)
+    kwargs: dict[str, Any] = {"recurse": True}
+    if index is not None:
+        kwargs.update(index=index, wait=wait)
+    with reaching("Consul", address_of(client)):  # py-consul raises its own and requests' exceptions
         found, raw = client.kv.get(prefix + "/", **kwargs)
-    except Exception as exc:  # py-consul raises its own and requests' exceptions
-        raise Failure(f"Consul: cannot read {prefix}/: {type(exc).__name__}: {exc}") from None
     return int(found or 0), entries_of(raw)
 
 
@@ -155,10 +155,8 @@ def sync(client: Any, apps: Iterable[App], prefix: str, commit: str | None = Non
     if len(ops) > MAX_TXN_OPS:
         raise BadInput(f"--prefix {prefix}: {len(ops)} keys change, more than the {MAX_TXN_OPS} operations Consul "
                        "allows in one transaction; sync fewer apps at a time")
-    try:
+    with reaching("Consul", address_of(client)):  # one transaction: all of it is written or nothing
         result = client.txn.put(ops)
-    except Exception as exc:
-        raise Failure(f"Consul: transaction refused, nothing written: {type(exc).__name__}: {exc}") from None
     if isinstance(result, dict) and result.get("Errors"):
         raise Failure(f"Consul: transaction refused, nothing written: {result['Errors']}")
     return [op["KV"]["Key"] for op in ops]
@@ -182,7 +180,7 @@ class KvWatcher(Daemon):
         index, entries = read_prefix(self.consul, self.prefix, self.seen, f"{self.wait_seconds:g}s")
         if self.seen is not None and index < self.seen:
             log.warning("KV index went back (a Consul restart?); reading afresh",
-                        extra={"index": index, "was": self.seen})
+                        extra=fields(index=index, was=self.seen))
             self.handled = None
         self.seen = index
         if index == self.handled or self.stopping:
@@ -195,30 +193,30 @@ class KvWatcher(Daemon):
         except SpecErrors as exc:
             DEPLOYS.labels("refused").inc()
             for error in exc.errors:
-                log.error("bad app in KV", extra={"index": index, "error": str(error)})
+                log.error("bad app in KV", extra=fields(index=index, error=str(error)))
             self.handled = index
             return
         prune = self.prune and bool(apps)  # an empty prefix (a wiped Consul?) never deletes every app
         plan = make_plan(apps, self.marathon.apps(), self.owner, prune)
         if not plan.todo():
-            log.info("nothing to do", extra={"index": index, "apps": len(apps)})
+            log.info("nothing to do", extra=fields(index=index, apps=len(apps)))
             self.handled = index
             INDEX.set(index)
             return
-        log.info("deploying", extra={"index": index, "changes": len(plan.todo()), "commit": commit or ""})
+        log.info("deploying", extra=fields(index=index, changes=len(plan.todo()), commit=commit or ""))
         outcome = Deployer(self.marathon, LogReporter(), timeout=self.timeout,
                            commit=commit or f"kv@{index}").run(plan)
         self.last, self.handled = outcome, index
         INDEX.set(index)
         DEPLOYS.labels("ok" if outcome.ok else "failed").inc()
         level = logging.INFO if outcome.ok else logging.ERROR
-        log.log(level, "deployed" if outcome.ok else "deploy failed", extra={"index": index, **{
+        log.log(level, "deployed" if outcome.ok else "deploy failed", extra=fields(index=index, **{
             k: ",".join(v) if isinstance(v, list) else json.dumps(v) for k, v in outcome.to_json().items()
-            if k != "ok"}})
+            if k != "ok"}))
 
 
 class LogReporter:
     """Deploy progress as structured log lines (what a daemon has instead of a terminal)."""
 
     def update(self, app_id: str, state: str, detail: str = "") -> None:
-        log.info(state, extra={"app": app_id, "detail": detail})
+        log.info(state, extra=fields(app=app_id, detail=detail))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from wharf.errors import BadInput, Failure
+from wharf.errors import BadInput, reaching
 
 DOCKER_API = "1.41"  # Docker 20.10; later engines still speak it
 
@@ -67,6 +68,11 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeo
                        ServicePorts(settings["marathon_url"]), resync_every=resync, drain_limit=drain_timeout)
 
 
+def docker_address(host: str | None) -> str:
+    """The Docker engine's address as `--docker-host`, DOCKER_HOST or Docker's default give it."""
+    return host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
 def docker_client(host: str | None, timeout: float = 30) -> Any:
     """A low-level Docker API client for `host`, or as DOCKER_HOST and friends say."""
     import docker
@@ -101,8 +107,10 @@ def run(settings: Any, resync: float, drain_timeout: float, metrics_port: int | 
     reg = build(settings, flags, resync, drain_timeout)
     watcher_agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"],
                                  settings["consul_cacert"], timeout=20))
-    daemon = RegistratorDaemon(reg, DockerWatcher(reg, lambda: docker_client(flags["docker_host"])),
-                               ConsulWatcher(reg, watcher_agent), metrics_port=metrics_port)
+    docker_watcher = DockerWatcher(reg, lambda: docker_client(flags["docker_host"]),
+                                   address=docker_address(flags["docker_host"]))
+    consul_watcher = ConsulWatcher(reg, watcher_agent, address=settings.shown("consul_http_addr"))
+    daemon = RegistratorDaemon(reg, docker_watcher, consul_watcher, metrics_port=metrics_port)
     raise SystemExit(daemon.run())
 
 
@@ -116,11 +124,10 @@ def sync(settings: Any, once: bool, as_json: bool, **flags: Any) -> None:
     if not once:
         raise BadInput("--once: `sync` runs one reconcile; the daemon is `wharf registrator run`")
     reg = build(settings, flags)
-    try:
+    with reaching("the Docker engine", docker_address(flags["docker_host"])):
         reg.refresh_from_docker(fresh=True)
+    with reaching("Consul", settings.shown("consul_http_addr")):
         plan = reg.reconcile_consul()
-    except Exception as exc:
-        raise Failure(f"sync failed: {type(exc).__name__}: {exc}") from None
     wanted = reg.all_wanted()
     result = {"registered": [r.id for r in plan.register], "deregistered": list(plan.deregister),
               "drained": list(plan.drain), "undrained": list(plan.undrain), "conflicts": list(plan.conflicts),
@@ -153,10 +160,8 @@ def list_services(settings: Any, owner: str | None, as_json: bool) -> None:
     from wharf.consul_http import client
 
     c = client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
-    try:
+    with reaching("Consul", settings.shown("consul_http_addr")):
         rows = health_rows(c.agent.services(), c.agent.checks(), owner)
-    except Exception as exc:
-        raise Failure(f"consul at {settings.shown('consul_http_addr')}: {type(exc).__name__}: {exc}") from None
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

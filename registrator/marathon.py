@@ -11,6 +11,7 @@ from urllib.parse import quote
 import requests
 
 from registrator.model import Container
+from wharf.log import fields
 
 log = logging.getLogger("wharf.registrator.marathon")
 RETRY_AFTER = 30.0  # seconds before asking again about an app version Marathon could not tell
@@ -62,8 +63,8 @@ class ServicePorts:
                     self._known[key] = service_ports(data.get("app", data))
                     return self._known[key]
             except (requests.RequestException, ValueError) as exc:
-                log.debug("marathon lookup failed", extra={"app": app_id, "error": str(exc)})
+                log.debug("marathon lookup failed", extra=fields(app=app_id, error=str(exc)))
         log.warning("marathon has no service ports for the app; using HAPROXY_{i}_PORT labels",
-                    extra={"app": app_id, "version": key[1]})
+                    extra=fields(app=app_id, version=key[1]))
         self._failed[key] = self._clock() + RETRY_AFTER
         return {}

@@ -25,6 +25,7 @@ from registrator.consul_agent import Agent
 from registrator.model import Container, Options, Registered, Registration
 from registrator.reconcile import Plan, reconcile
 from registrator.services import desired
+from wharf.log import fields
 from wharf.retry import Retry
 
 log = logging.getLogger("wharf.registrator")
@@ -181,7 +182,7 @@ class Registrator:
         try:
             container = Container.from_inspect(data)
         except (KeyError, TypeError, ValueError) as exc:  # one odd container must not stop the rest
-            log.warning("container not understood; skipped", extra={"container": cid[:12], "error": repr(exc)})
+            log.warning("container not understood; skipped", extra=fields(container=cid[:12], error=repr(exc)))
             self.containers.pop(cid, None)
             return None
         self.containers[cid] = container
@@ -198,7 +199,7 @@ class Registrator:
                 self.pending_fresh |= item.fresh
             elif isinstance(item, ConsulCheck):
                 if item.why not in why:
-                    log.info("checking consul", extra={"why": item.why})
+                    log.info("checking consul", extra=fields(why=item.why))
                 why.add(item.why)
                 self.consul_dirty = True
             else:
@@ -269,8 +270,8 @@ class Registrator:
                                 ("drain", plan.drain), ("undrain", plan.undrain)):
                 if items:
                     FIXES.labels(kind).inc(len(items))
-            log.info("reconciled", extra={"registered": len(plan.register), "deregistered": len(plan.deregister),
-                                          "drained": len(plan.drain), "undrained": len(plan.undrain)})
+            log.info("reconciled", extra=fields(registered=len(plan.register), deregistered=len(plan.deregister),
+                                                drained=len(plan.drain), undrained=len(plan.undrain)))
         self.execute(plan)
         self.touched.clear()
         return plan
@@ -292,7 +293,7 @@ class Registrator:
         """Make the plan's changes, phase by phase (register, drain, undrain, deregister); within a
         phase the agent is asked in parallel, so a full reconcile costs round trips / WRITERS."""
         for sid in plan.conflicts:
-            log.warning("service id held by another owner; left alone", extra={"service_id": sid})
+            log.warning("service id held by another owner; left alone", extra=fields(service_id=sid))
         _each(self._register, plan.register)
         _each(lambda sid: self._maintain(sid, True), plan.drain)
         _each(lambda sid: self._maintain(sid, False), plan.undrain)
@@ -305,14 +306,13 @@ class Registrator:
             self.written[reg.id] = Registered.written(reg, self.options.owner, False)
             self._writes += 1
             self.stamps[reg.id] = self._writes
-        log.info("registered", extra={"service_id": reg.id, "service": reg.name,
-                                      "address": f"{reg.address}:{reg.port}"})
+        log.info("registered", extra=fields(service_id=reg.id, service=reg.name, address=f"{reg.address}:{reg.port}"))
 
     def _maintain(self, sid: str, drained: bool) -> None:
         self.agent.maintenance(sid, drained)
         if drained:
             DRAINS.inc()
-            log.info("drained", extra={"service_id": sid})
+            log.info("drained", extra=fields(service_id=sid))
         self._mark(sid, drained)
 
     def _deregister(self, sid: str) -> None:
@@ -321,7 +321,7 @@ class Registrator:
             self.stamps.pop(sid, None)
         self.agent.deregister(sid)
         DEREGISTRATIONS.inc()
-        log.info("deregistered", extra={"service_id": sid})
+        log.info("deregistered", extra=fields(service_id=sid))
 
     def _mark(self, sid: str, maintenance: bool) -> None:
         with self.lock:

@@ -14,6 +14,8 @@ from typing import Any
 
 from registrator.consul_agent import Agent
 from registrator.runner import RECONNECT, RECONNECTS, ConsulCheck, Event, Registrator, Resync
+from wharf.errors import cannot_reach
+from wharf.log import fields
 
 log = logging.getLogger("wharf.registrator")
 
@@ -21,10 +23,11 @@ log = logging.getLogger("wharf.registrator")
 class DockerWatcher(threading.Thread):
     """Streams container events into the queue; on every (re)connect queues a fresh `Resync` first."""
 
-    def __init__(self, registrator: Registrator, connect: Callable[[], Any]) -> None:
+    def __init__(self, registrator: Registrator, connect: Callable[[], Any], address: str = "its address") -> None:
         super().__init__(name="docker events", daemon=True)
         self.registrator = registrator
         self.connect = connect  # -> a docker.APIClient with no read timeout
+        self.address = address  # the engine's, for the log
         self.stopping = threading.Event()
         self._stream: Any = None
         self.connected = threading.Event()
@@ -59,8 +62,9 @@ class DockerWatcher(threading.Thread):
                 if self.stopping.is_set():
                     break
                 delay = next(delays)
-                log.warning("docker events lost; reconnecting", extra={"error": f"{type(exc).__name__}: {exc}",
-                                                                       "retry_in": round(delay, 2)})
+                log.warning("docker events lost; reconnecting",
+                            extra=fields(error=cannot_reach("the Docker engine", self.address, exc),
+                                         retry_in=round(delay, 2)))
                 self.stopping.wait(delay)
             finally:
                 if client is not None:
@@ -80,10 +84,12 @@ class ConsulWatcher(threading.Thread):
     """Blocks on the agent's services; asks for a Consul reconcile when the agent answers again
     after failing (restarted, maybe empty) or when a service we wrote is gone from it."""
 
-    def __init__(self, registrator: Registrator, agent: Agent, wait: str = "5s", rate_limit: float = 0.1) -> None:
+    def __init__(self, registrator: Registrator, agent: Agent, wait: str = "5s", rate_limit: float = 0.1,
+                 address: str = "its address") -> None:
         super().__init__(name="consul watch", daemon=True)
         self.registrator = registrator
         self.agent = agent
+        self.address = address  # the agent's, for the log
         self.wait = wait
         self.rate_limit = rate_limit
         self.stopping = threading.Event()
@@ -106,7 +112,8 @@ class ConsulWatcher(threading.Thread):
             except Exception as exc:
                 content_hash = None
                 if not failing:
-                    log.warning("consul agent not answering", extra={"error": f"{type(exc).__name__}: {exc}"})
+                    log.warning("consul agent not answering",
+                                extra=fields(error=cannot_reach("Consul", self.address, exc)))
                 failing = True
                 self.stopping.wait(min(next(delays), 0.2))
                 continue

@@ -33,3 +33,8 @@ def client(addr: str, token: str | None = None, cacert: str | None = None, timeo
     if is_loopback(parts.hostname):
         c.http.session.trust_env = False
     return c
+
+
+def address_of(client: Any) -> str:
+    """The agent address a py-consul client talks to (`http://127.0.0.1:8500`), for messages."""
+    return str(getattr(getattr(client, "http", None), "base_uri", "its address"))

@@ -21,6 +21,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from wharf.errors import describe
+from wharf.log import fields
 from wharf.retry import Retry
 
 CYCLES = Counter("wharf_daemon_cycles_total", "Cycles run, by outcome", ["daemon", "outcome"])
@@ -74,7 +76,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self.stop)
         if self.metrics_port is not None:
             self._metrics_server, _ = start_http_server(self.metrics_port, addr=self.metrics_host)
-            self.log.info("metrics", extra={"address": f"{self.metrics_host}:{self.metrics_port}"})
+            self.log.info("metrics", extra=fields(address=f"{self.metrics_host}:{self.metrics_port}"))
         UP.labels(self.name).set(1)
         self.log.info("started")
         backoff: Iterator[float] | None = None
@@ -87,8 +89,7 @@ class Daemon:
                     CYCLES.labels(self.name, "error").inc()
                     backoff = backoff or self.backoff.delays()
                     delay = next(backoff)
-                    self.log.warning("cycle failed", extra={"error": f"{type(exc).__name__}: {exc}",
-                                                            "retry_in": round(delay, 2)})
+                    self.log.warning("cycle failed", extra=fields(error=describe(exc), retry_in=round(delay, 2)))
                 else:
                     CYCLES.labels(self.name, "ok").inc()
                     LAST_SUCCESS.labels(self.name).set_to_current_time()
@@ -105,7 +106,7 @@ class Daemon:
         try:
             self.close()
         except Exception as exc:
-            self.log.warning("close failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            self.log.warning("close failed", extra=fields(error=describe(exc)))
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

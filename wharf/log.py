@@ -11,11 +11,23 @@ from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is a field.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_FIELDS = "wharf_fields"  # the one attribute `fields()` sets: every field lives inside it
+_LINE_KEYS = ("ts", "level", "logger", "msg", "error")  # a JSON line's own keys
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """Structured fields for a log call, as `log.info("msg", extra=fields(name=..., port=...))`.
+
+    Any name is allowed, `name`, `msg` or `args` too: the fields travel inside one attribute of
+    the record, so they never collide with the LogRecord's own attributes."""
+    return {_FIELDS: values}
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
-    """The structured fields a caller attached with `extra={...}`."""
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    """The structured fields of a record: those given with `fields()`, and any other `extra=` keys."""
+    found = {k: v for k, v in vars(record).items() if k not in _STANDARD and k != _FIELDS}
+    found.update(getattr(record, _FIELDS, None) or {})
+    return found
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -45,7 +57,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        data.update(fields_of(record))
+        for key, value in fields_of(record).items():
+            data[f"{key}_" if key in _LINE_KEYS else key] = value
         if record.exc_info and record.exc_info[1]:
             data["error"] = _describe(record.exc_info[1])
         return json.dumps(data, default=str)
@@ -73,12 +86,19 @@ class Redactor(logging.Filter):
             for secret in self.secrets:
                 message = message.replace(secret, "********")
             record.msg, record.args = message, None
-            for key, value in fields_of(record).items():
-                if isinstance(value, str):
-                    for secret in self.secrets:
-                        value = value.replace(secret, "********")
-                    setattr(record, key, value)
+            extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and k != _FIELDS}
+            for key, value in extras.items():
+                setattr(record, key, self._mask(value))
+            given = getattr(record, _FIELDS, None)
+            if given:  # a copy: the caller's dict is left as it was
+                setattr(record, _FIELDS, {key: self._mask(value) for key, value in given.items()})
         return True
+
+    def _mask(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, "********")
+        return value
 
 
 def setup(fmt: str = "text", level: str = "info", secrets: Iterable[str] = (), stream: Any = None) -> None:

@@ -9,18 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from wharf.errors import Failure
+from wharf.errors import RetryFailed
+from wharf.log import fields
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-class RetryFailed(Failure):
-    """Every try failed, or the deadline passed; `last` is the final exception."""
-
-    def __init__(self, message: str, last: BaseException | None) -> None:
-        super().__init__(message)
-        self.last = last
 
 
 @dataclass(frozen=True)
@@ -68,6 +61,5 @@ class Retry:
                 wait = next(waits)
                 if self.deadline is not None and self.clock() + wait - start > self.deadline:
                     raise RetryFailed(f"{name}: gave up after {self.deadline:g}s: {exc}", exc) from exc
-                log.debug("retrying", extra={"call": name, "try": tries, "wait": round(wait, 3),
-                                              "error": str(exc)})
+                log.debug("retrying", extra=fields(call=name, attempt=tries, wait=round(wait, 3), error=str(exc)))
                 self.sleep_func(wait)

@@ -141,7 +141,7 @@ def test_an_instance_with_an_unsafe_value_is_dropped_with_a_reason(field: str, v
     bad = good._replace(**{"id": "id2", field: value})
     clean, drops = safe.clean(Snapshot.of([good, bad]))
     assert [i.id for i in clean.instances] == ["id1"]
-    assert drops[0].what == "instance" and "web" in drops[0].reason
+    assert drops[0].what == "instance" and drops[0].service == "web" and drops[0].reason
 
 
 def test_unsafe_service_names_tags_meta_and_kv_never_reach_the_snapshot() -> None:
