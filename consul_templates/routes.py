@@ -101,6 +101,26 @@ LABELS: tuple[Label, ...] = (
 )
 
 
+_LABEL_BY_NAME = {label.name: label for label in LABELS}
+_PORT_LABEL = re.compile(r"HAPROXY_(\d+)_([A-Z_]+)")
+
+
+def label_problem(key: str, value: object) -> str | None:
+    """Why the renderer would ignore the marathon-lb label `key` with `value` (`is not one of ...`),
+    or None when it honours it or does not read that label. The spec expansion asks the same
+    question before a push is accepted, so a label is never accepted there and dropped here."""
+    match = _PORT_LABEL.fullmatch(key)
+    label = _LABEL_BY_NAME["GROUP"] if key == "HAPROXY_GROUP" else \
+        _LABEL_BY_NAME.get(match.group(2)) if match else None
+    if label is None or not isinstance(value, str):
+        return None
+    try:
+        label.parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 class Route(NamedTuple):
     """One marathon-lb service: a backend, maybe its own frontend, maybe vhost/path rules (a named
     tuple: one is made per app port per render)."""

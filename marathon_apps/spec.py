@@ -21,7 +21,8 @@ Every Marathon `AppDefinition` field passes through as written. These shorthands
 The id is the file's path under `apps/` (`apps/shop/web.yaml` -> `/shop/web`); an `id` in the spec
 must agree. Every app gets the label `wharf.owner`, which marks it as one wharf may prune.
 The result is checked against Marathon's app contract (`devcluster.marathon.appdef`, the rules
-the Marathon stand-in enforces).
+the Marathon stand-in enforces), and every marathon-lb `HAPROXY_*` value (from `lb` or written in
+`labels`) with the renderer's own parser, so a value the renderer would ignore is refused here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from consul_templates.routes import label_problem
 from devcluster.marathon.appdef import InvalidAppId, normalize_app, parse_app_id, validate_app
 from wharf.configrepo import Spec, SpecError
 
@@ -239,6 +241,10 @@ def _lb_labels(entry: dict[str, Any], index: int, app_group: bool, problems: _Pr
         elif not _expect(problems, path, value, lambda v: isinstance(v, str) and v, "a non-empty string"):
             continue
         name = "HAPROXY_GROUP" if key == "group" and app_group else f"HAPROXY_{index}_{LB_KEYS[key]}"
+        problem = label_problem(name, _text(value))
+        if problem:
+            problems.add(path, f"{_text(value)!r} {problem}")
+            continue
         labels[name] = _text(value)
     return labels
 
@@ -438,6 +444,10 @@ def expand(spec: Spec, owner: str = DEFAULT_OWNER) -> tuple[dict[str, Any], list
     for reserved in (OWNER_LABEL, COMMIT_LABEL):
         if reserved in (given_labels or {}):
             problems.add(("labels", reserved), "is written by wharf; leave it out")
+    for key, value in (given_labels or {}).items():
+        problem = label_problem(str(key), value)
+        if problem:
+            problems.add(("labels", key), f"{value!r} {problem}")
     app["labels"] = {**(given_labels or {}), **labels, OWNER_LABEL: owner}
     if problems.errors:
         return app, problems.errors

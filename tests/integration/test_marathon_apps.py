@@ -190,6 +190,10 @@ BAD_SPECS = [
      "apps/{g}/a.yaml:8: undefined value: 'tier' is undefined"),
     ("cycle", "b", app_yaml(after=["c"]), "dependency cycle"),
     ("missing dependency", "b", app_yaml(after=["nope"]), "after: depends on /{g}/nope, which is not an app"),
+    ("invalid vhost", "a", app_yaml() + "lb: {vhost: bad_host!.example}\n",
+     "apps/{g}/a.yaml:8: lb.vhost: 'bad_host!.example' is not a list of host names"),
+    ("invalid balance", "a", app_yaml() + "lb: {vhost: a.example, balance: fastest}\n",
+     "apps/{g}/a.yaml:8: lb.balance: 'fastest' is not one of roundrobin"),
     ("invalid id", "Bad_Name", app_yaml(),
      "apps/{g}/Bad_Name.yaml:1: the file's path '{g}/Bad_Name' is not a valid Marathon app id"),
 ]
@@ -370,7 +374,7 @@ def test_sync_kv_writes_only_changed_keys_in_one_transaction(repo: ConfigRepo, c
 
     down = wharf("apps", "sync-kv", str(repo.work), "--prefix", prefix,
                  env={**env, "CONSUL_HTTP_ADDR": f"127.0.0.1:{claim_ports({'--x': None})['--x']}"})
-    assert down.returncode == 1 and "Consul: cannot read" in down.stderr
+    assert down.returncode == 1 and "Error: cannot reach Consul at http://127.0.0.1:" in down.stderr
     kv.delete(prefix, recurse=True)
 
 

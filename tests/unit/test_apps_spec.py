@@ -98,6 +98,14 @@ def test_after_resolves_against_the_folder_and_swap_off_sets_memory_swap() -> No
     ("cmd: x\nports: [{name: a}]\nhealth: {http: /, port: b}\n", "health.port: names no port of `ports` (a)"),
     ("cmd: x\nlb: {vhost: a, colour: red}\n", "apps/shop/web.yaml:2: lb.colour: is not a known property"),
     ("cmd: x\nlb: {sticky: yes please}\n", "lb.sticky: must be true or false, not a string"),
+    ("cmd: x\nlb: {vhost: bad_host!.example}\n",
+     "apps/shop/web.yaml:2: lb.vhost: 'bad_host!.example' is not a list of host names"),
+    ("cmd: x\nlb: {balance: fastest}\n", "apps/shop/web.yaml:2: lb.balance: 'fastest' is not one of roundrobin"),
+    ("cmd: x\nlb: [{path: no-slash}]\n", "lb[0].path: 'no-slash' is not a URL path"),
+    ("cmd: x\nlb: {port: 70000}\n", "lb.port: '70000' is not in 1-65535"),
+    ("cmd: x\nlabels: {HAPROXY_0_BALANCE: fastest}\n",
+     "labels.HAPROXY_0_BALANCE: 'fastest' is not one of roundrobin"),
+    ("cmd: x\nlabels: {HAPROXY_GROUP: 'ex ternal'}\n", "labels.HAPROXY_GROUP: 'ex ternal' is not a group name"),
     ("cmd: x\nautoscale: {min: 5, max: 2}\n", "autoscale.max: must not be less than min (5)"),
     ("cmd: x\nafter: [Not_An_Id]\n", "after[0]: 'Not_An_Id' is not a valid Marathon app id"),
     ("cmd: x\nid: /other\n", "id: must be /shop/web (the file's path under apps/), or be left out"),
@@ -110,6 +118,19 @@ def test_after_resolves_against_the_folder_and_swap_off_sets_memory_swap() -> No
 def test_bad_specs_name_file_line_field_and_reason(text: str, expected: str) -> None:
     found = errors(text)
     assert any(expected in e for e in found), found
+
+
+def test_every_lb_value_the_spec_accepts_is_one_the_renderer_honours() -> None:
+    """The spec and the renderer read marathon-lb's labels with one parser: what the spec writes, the
+    renderer routes by, with no problem logged."""
+    from consul_templates.routes import label_problem
+
+    out = app("cmd: x\nlb: {group: external, vhost: [A.local, '*.b.local'], path: /api, mode: tcp, "
+              "balance: LeastConn, sticky: true, redirect_to_https: false, backend_weight: 3, port: 10080}\n"
+              "labels: {HAPROXY_0_ENABLED: 'false', HAPROXY_1_SOMETHING_ELSE: 'any value'}\n")
+    haproxy = {k: v for k, v in out["labels"].items() if k.startswith("HAPROXY_")}
+    assert len(haproxy) == 11
+    assert all(label_problem(k, v) is None for k, v in haproxy.items())
 
 
 def test_an_invalid_path_is_an_invalid_id() -> None:
