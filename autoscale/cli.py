@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,13 @@ RUN_ONLY: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="Shrink only when rps per instance is this fraction under the target"),
     click.option("--threshold-instances", type=int, default=None,
                  help="...or when the count would drop by at least this many"),
+    click.option("--intervals-past-threshold", type=int, default=None,
+                 help="Intervals in a row the load must stay past the band before the app grows or "
+                      "shrinks: both stabilization windows become at least N × interval"),
     click.option("--haproxy_frontend_or_backend", "frontend_or_backend", default=None, hidden=True,
                  help="Accepted for compatibility; wharf always reads backend rows"),
-    click.option("--tolerance", type=float, default=None, help="Band around the target, ± fraction [0.1]"),
+    click.option("--tolerance", type=float, default=None,
+                 help="Band around the target, ± fraction in (0, 1) [0.1]"),
     click.option("--scale-up-stabilization", type=float, default=None, help="Seconds [0]"),
     click.option("--scale-down-stabilization", type=float, default=None, help="Seconds [180]"),
     click.option("--max-step", type=int, default=None, help="Most instances added or removed at once"),
@@ -80,37 +85,76 @@ def _hide_secrets(*auths: tuple[str, str] | None) -> None:
         handler.addFilter(Redactor(secrets))
 
 
-def _base_policy(opts: dict[str, Any]) -> Any:
+#: option name -> (whether a value is accepted, the reason when it is not); non-finite numbers never are
+LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "target_rps": (lambda v: v > 0, "must be > 0"),
+    "interval": (lambda v: v > 0, "must be > 0"),
+    "samples": (lambda v: v >= 1, "must be >= 1"),
+    "cooldown": (lambda v: v >= 0, "must be >= 0"),
+    "threshold_percent": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "threshold_instances": (lambda v: v >= 1, "must be >= 1"),
+    "intervals_past_threshold": (lambda v: v >= 1, "must be >= 1"),
+    "tolerance": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+    "min_instances": (lambda v: v >= 0, "must be >= 0"),
+    "max_instances": (lambda v: v >= 1, "must be >= 1"),
+    "max_step": (lambda v: v >= 1, "must be >= 1"),
+    "scale_up_stabilization": (lambda v: v >= 0, "must be >= 0"),
+    "scale_down_stabilization": (lambda v: v >= 0, "must be >= 0"),
+    "metrics_port": (lambda v: 1 <= v <= 65535, "must be a port, 1-65535"),
+    "window": (lambda v: v >= 0, "must be >= 0"),
+    "startup": (lambda v: v >= 0, "must be >= 0"),
+    "overload_factor": (lambda v: v > 0, "must be > 0"),
+}
+
+
+def check_flags(opts: Mapping[str, Any]) -> None:
+    """Raise BadInput naming the first flag given out of its range, and why."""
+    for name, (accepted, why) in LIMITS.items():
+        value = opts.get(name)
+        if value is not None and not (math.isfinite(value) and accepted(value)):
+            raise BadInput(f"--{name.replace('_', '-')}: {why}, got {value:g}")
+    low, high = opts.get("min_instances"), opts.get("max_instances")
+    if low is not None and high is not None and high < low:
+        raise BadInput(f"--max-instances: max must be >= min (--min-instances {low}), got {high}")
+
+
+def _base_policy(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The command line's policy, as the Policy fields it sets: the base that every app's
+    `wharf.autoscale.*` labels override (with no `--target-rps`, an app needs the target label).
+
+    marathon-lb-autoscale's counts of intervals become seconds: `--samples N` the scale-down window,
+    `--cooldown N` the cooldown, `--intervals-past-threshold N` the scale-up window and the least
+    scale-down window (N intervals in a row past the band). wharf's own flags in seconds win.
+    """
     from autoscale.policy import Policy
 
-    if opts.get("target_rps") is None:
-        return None
     interval = opts.get("interval") or 60.0
-    values: dict[str, Any] = {"target_rps": opts["target_rps"]}
-    if opts.get("min_instances") is not None:
-        values["min_instances"] = opts["min_instances"]
-    if opts.get("max_instances") is not None:
-        values["max_instances"] = opts["max_instances"]
+    values: dict[str, Any] = {}
     if opts.get("samples") is not None:
         values["scale_down_stabilization"] = opts["samples"] * interval
     if opts.get("cooldown") is not None:
         values["cooldown"] = opts["cooldown"] * interval
-    for flag, name in (("threshold_percent", "down_tolerance"), ("threshold_instances", "down_threshold_instances"),
-                       ("tolerance", "tolerance"), ("scale_up_stabilization", "scale_up_stabilization"),
+    if opts.get("intervals_past_threshold") is not None:
+        window = opts["intervals_past_threshold"] * interval
+        values["scale_up_stabilization"] = window
+        values["scale_down_stabilization"] = max(
+            values.get("scale_down_stabilization", Policy.scale_down_stabilization), window)
+    for flag, name in (("target_rps", "target_rps"), ("min_instances", "min_instances"),
+                       ("max_instances", "max_instances"), ("threshold_percent", "down_tolerance"),
+                       ("threshold_instances", "down_threshold_instances"), ("tolerance", "tolerance"),
+                       ("scale_up_stabilization", "scale_up_stabilization"),
                        ("scale_down_stabilization", "scale_down_stabilization"), ("max_step", "max_step")):
         if opts.get(flag) is not None:
             values[name] = opts[flag]
-    try:
-        return Policy(**values)
-    except ValueError as exc:
-        raise BadInput(f"command line policy: {exc}") from None
+    return values
 
 
-def _wire(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, list[Any], list[str], Any]:
+def _wire(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, list[Any], list[str], dict[str, Any]]:
     from autoscale.marathon import MarathonApi
     from autoscale.stats import StatsSource
     from wharf.settings import parse_url_list
 
+    check_flags(opts)
     marathon_auth = _credentials(opts.get("marathon_credentials"), "--marathonCredentials")
     haproxy_auth = _credentials(opts.get("haproxy_credentials"), "--haproxyCredentials")
     given = opts.get("marathon_url")
@@ -145,7 +189,7 @@ def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool,
     """Run the autoscaler (accepts marathon-lb-autoscale's command line unchanged)."""
     from autoscale.daemon import Autoscaler
 
-    marathon, sources, names, policy = _wire(ctx, opts)
+    marathon, sources, names, policy = _wire(ctx, {**opts, "metrics_port": metrics_port})
     daemon = Autoscaler(marathon, sources, names, policy, opts["interval"], metrics_port, dry_run)
     if once:
         try:
@@ -180,7 +224,7 @@ def status(ctx: click.Context, window: float, as_json: bool, **opts: Any) -> Non
     from autoscale.decide import decide
     from autoscale.marathon import select
 
-    marathon, sources, names, policy = _wire(ctx, opts)
+    marathon, sources, names, policy = _wire(ctx, {**opts, "window": window})
     reader = Autoscaler(marathon, sources, names, policy)
     try:
         reader.read_all()
@@ -230,9 +274,8 @@ def simulate(trace: Path, policy_spec: str, interval: float, startup: float, ove
     from autoscale.policy import from_spec
     from autoscale.simulate import Model, load_trace, mlb_options, plot, simulate_mlb, simulate_wharf
 
+    check_flags({"interval": interval, "startup": startup, "overload_factor": overload_factor})
     policy = from_spec(policy_spec)
-    if interval <= 0 or startup < 0 or (overload_factor is not None and overload_factor <= 0):
-        raise BadInput("--interval must be > 0, --startup >= 0, --overload-factor > 0")
     if plot_path is not None and not (plot_path.parent.resolve()).is_dir():
         raise BadInput(f"--plot: {plot_path}: directory does not exist")
     load = load_trace(trace)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -13,6 +14,7 @@ from autoscale.policy import Policy
 from autoscale.stats import StatsSource, backend_readings, parse_stat_csv
 from wharf.daemon import Daemon
 from wharf.errors import Failure
+from wharf.log import fields
 
 OBSERVED = Gauge("wharf_autoscale_observed_rps", "Requests per second seen on the app's backends", ["app"])
 PER_INSTANCE = Gauge("wharf_autoscale_rps_per_instance", "Observed rps per current instance", ["app"])
@@ -33,9 +35,13 @@ class Autoscaler(Daemon):
     """The daemon: thin I/O around `read_all` → `select` → `decide` → `MarathonApi.scale`."""
 
     def __init__(self, marathon: MarathonApi, sources: Sequence[StatsSource], apps: Sequence[str] = (),
-                 policy: Policy | None = None, interval: float = 60.0, metrics_port: int | None = None,
-                 dry_run: bool = False, clock: Callable[[], float] = time.monotonic,
+                 policy: Policy | Mapping[str, Any] | None = None, interval: float = 60.0,
+                 metrics_port: int | None = None, dry_run: bool = False,
+                 clock: Callable[[], float] = time.monotonic,
                  on_decision: Callable[[Scaled, Decision], None] | None = None) -> None:
+        """`policy` is the command line's, whole or only the fields it sets; apps' labels override it."""
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0, got {interval:g}")
         super().__init__("autoscale", metrics_port)
         self.marathon, self.sources, self.names, self.policy = marathon, list(sources), list(apps), policy
         self.interval, self.dry_run, self.clock, self.on_decision = interval, dry_run, clock, on_decision
@@ -56,7 +62,7 @@ class Autoscaler(Daemon):
             for reading in backend_readings(parse_stat_csv(text), source.name, now).values():
                 self.readings[reading.source] = [*self.readings.get(reading.source, [])[-1:], reading]
         if errors:
-            self.log.warning("haproxy unreachable", extra={"errors": "; ".join(errors)})
+            self.log.warning("haproxy unreachable", extra=fields(errors="; ".join(errors)))
         if not answered:
             raise Failure("no HAProxy answered: " + "; ".join(errors))
         # a source that did not answer this cycle must not count with stale figures
@@ -71,9 +77,9 @@ class Autoscaler(Daemon):
         self.read_all()
         selection = select(self.marathon.apps(), self.names, self.policy)
         for name in set(selection.missing) - self._missing_reported:
-            self.log.warning("no Marathon app for --apps name", extra={"backend": name})
+            self.log.warning("no Marathon app for --apps name", extra=fields(backend=name))
         for problem in set(selection.problems) - self._missing_reported:
-            self.log.warning("app not scaled", extra={"problem": problem})
+            self.log.warning("app not scaled", extra=fields(problem=problem))
         self._missing_reported = set(selection.missing) | set(selection.problems)
         now = self.clock()
         for item in selection.scaled:
@@ -86,15 +92,14 @@ class Autoscaler(Daemon):
             if decision.rps is not None:
                 OBSERVED.labels(app.id).set(decision.rps)
                 PER_INSTANCE.labels(app.id).set(decision.per_instance or 0.0)
-            fields = {"app": app.id, "action": action, "current": app.instances, "target": decision.target,
-                      "rps": None if decision.rps is None else round(decision.rps, 1),
-                      "reason": decision.reason}
+            what = fields(app=app.id, action=action, current=app.instances, target=decision.target,
+                          rps=None if decision.rps is None else round(decision.rps, 1), reason=decision.reason)
             if decision.target != app.instances:
                 if not self.dry_run:
                     self.marathon.scale(app.id, decision.target)
-                self.log.info("scaled" if not self.dry_run else "would scale", extra=fields)
+                self.log.info("scaled" if not self.dry_run else "would scale", extra=what)
             else:
-                self.log.info("decided", extra=fields)
+                self.log.info("decided", extra=what)
             self.history[app.id] = decision.history
             if self.on_decision is not None:
                 self.on_decision(item, decision)

@@ -12,7 +12,7 @@ import requests
 
 from autoscale.policy import Policy, from_labels, has_policy_labels
 from autoscale.stats import split_credentials
-from wharf.errors import BadInput, Failure
+from wharf.errors import BadInput, Failure, reaching
 from wharf.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,14 @@ class Selection:
     problems: list[str]
 
 
-def select(apps: Iterable[App], named: Sequence[str], base: Policy | None) -> Selection:
+def select(apps: Iterable[App], named: Sequence[str], base: Policy | Mapping[str, Any] | None) -> Selection:
     """The apps to scale: those `--apps` names (marathon-lb backends `<app>_<servicePort>`) and
     those carrying `wharf.autoscale.target_rps`.
 
-    Labels override the command line's policy for their app. An app whose labels are wrong, or
-    named by `--apps` without labels or `--target-rps`, is left out with a one-line problem
-    naming the app, the label and the reason; the others are still scaled.
+    `base` is the command line's policy, whole or only the fields it sets (see `from_labels`);
+    labels override it for their app. An app whose labels are wrong, or named by `--apps` without
+    labels or `--target-rps`, is left out with a one-line problem naming the app, the label and
+    the reason; the others are still scaled.
     """
     apps = list(apps)
     chosen: dict[str, set[str]] = {}
@@ -143,16 +144,13 @@ class MarathonApi:
                     message = response.text[:200]
                 raise Failure(f"marathon {method} {path}: HTTP {response.status_code} {message}".rstrip())
             return response.json()
-        raise requests.ConnectionError(f"no Marathon answered ({', '.join(self.urls)}): {type(last).__name__}")
+        assert last is not None
+        raise last  # no master answered: the last one's error says why
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """One API call, trying each master, retrying connection errors."""
-        try:
+        with reaching("Marathon", ", ".join(self.urls), self.retry.deadline):
             return self.retry(self._once, method, path, body)
-        except Failure:
-            raise
-        except requests.ConnectionError as exc:
-            raise Failure(str(exc)) from None
 
     def apps(self) -> list[App]:
         """Every app, marked `deploying` when a deployment affects it (`GET /v2/deployments` too)."""

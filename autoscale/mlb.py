@@ -5,8 +5,9 @@ to a sliding window of `samples` values and averages them; its target is
 `ceil(average / target_rps)` held within [min, max]. It acts only once `samples` intervals have
 been read, only when the target differs from Marathon's instance count, and only when either the
 rps per instance is at least `threshold_percent` away from the target rps or the counts differ by
-at least `threshold_instances`, for three intervals in a row; after a change it waits
-`(cooldown + samples) × interval` seconds before the next one. It does not look at deployments.
+at least `threshold_instances`, for `intervals_past_threshold` (3) intervals in a row; after a
+change it waits `(cooldown + samples) × interval` seconds before the next one. It does not look at
+deployments.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class MlbOptions:
     threshold_instances: int = 3
     min_instances: int = 1
     max_instances: int | None = None
+    intervals_past_threshold: int = INTERVALS_PAST_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ def mlb_step(state: MlbState, rate: float, current: int, now: float,
         return None, replace(state, past_threshold=0), f"target {target} within thresholds"
     past = state.past_threshold + 1
     state = replace(state, past_threshold=past)
-    if past < INTERVALS_PAST_THRESHOLD:
-        return None, state, f"target {target} past threshold {past}/{INTERVALS_PAST_THRESHOLD}"
+    if past < options.intervals_past_threshold:
+        return None, state, f"target {target} past threshold {past}/{options.intervals_past_threshold}"
     if state.last_scaled + (options.cooldown + options.samples) * options.interval >= now:
         return None, state, f"target {target}: cooling down"
     return target, replace(state, last_scaled=now), f"average {average:.1f} rps: scale {current} to {target}"

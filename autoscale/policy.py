@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from wharf.errors import BadInput
@@ -59,8 +59,10 @@ class Policy:
             problems.append(f"min must be >= 0, got {self.min_instances}")
         if self.max_instances is not None and self.max_instances < max(self.min_instances, 1):
             problems.append(f"max must be >= min and >= 1, got max {self.max_instances} min {self.min_instances}")
-        if not 0 <= self.tolerance < 1 or not 0 <= (self.down_tolerance or 0) < 1:
-            problems.append("tolerance must be in [0, 1)")
+        if not 0 <= self.tolerance < 1:
+            problems.append(f"tolerance must be in [0, 1), got {self.tolerance:g}")
+        if not 0 <= (self.down_tolerance or 0) < 1:
+            problems.append(f"threshold_percent must be in [0, 1), got {self.down_tolerance:g}")
         if self.scale_up_stabilization < 0 or self.scale_down_stabilization < 0 or self.cooldown < 0:
             problems.append("stabilization windows and cooldown must be >= 0")
         if self.max_step is not None and self.max_step < 1:
@@ -100,20 +102,22 @@ def has_policy_labels(labels: Mapping[str, str]) -> bool:
     return f"{LABEL_PREFIX}target_rps" in labels
 
 
-def from_labels(labels: Mapping[str, str], base: Policy | None = None, where: str = "labels") -> Policy:
-    """The policy an app's `wharf.autoscale.*` labels give, over `base` (the command line's).
+def from_labels(labels: Mapping[str, str], base: Policy | Mapping[str, Any] | None = None,
+                where: str = "labels") -> Policy:
+    """The policy an app's `wharf.autoscale.*` labels give, over `base`: the command line's policy,
+    whole, or only the fields it sets (a command line without `--target-rps`).
 
     Raises BadInput naming the app (`where`), the label and the reason.
     """
-    changes: dict[str, Any] = {}
+    values = asdict(base) if isinstance(base, Policy) else dict(base or {})
     for suffix, (name, kind) in LABELS.items():
         key = LABEL_PREFIX + suffix
         if key in labels:
-            changes[name] = _convert(where, key, kind, labels[key])
-    if base is None and "target_rps" not in changes:
+            values[name] = _convert(where, key, kind, labels[key])
+    if "target_rps" not in values:
         raise BadInput(f"{where}: {LABEL_PREFIX}target_rps: missing (and no --target-rps given)")
     try:
-        return replace(base, **changes) if base is not None else Policy(**changes)
+        return Policy(**values)
     except ValueError as exc:
         raise BadInput(f"{where}: {LABEL_PREFIX}*: {exc}") from None
 

@@ -145,9 +145,10 @@ def test_marathon_lb_autoscale_flags_keep_their_intent_in_the_policy() -> None:
 
     opts = {"target_rps": 1000.0, "interval": 10.0, "samples": 5, "cooldown": 3, "threshold_percent": 0.3,
             "threshold_instances": 2, "min_instances": 2, "max_instances": 9}
-    assert _base_policy(opts) == Policy(target_rps=1000, min_instances=2, max_instances=9, down_tolerance=0.3,
-                                        down_threshold_instances=2, scale_down_stabilization=50, cooldown=30)
-    assert _base_policy({"interval": 60.0}) is None, "without --target-rps only labelled apps are scaled"
+    assert Policy(**_base_policy(opts)) == Policy(target_rps=1000, min_instances=2, max_instances=9,
+                                                  down_tolerance=0.3, down_threshold_instances=2,
+                                                  scale_down_stabilization=50, cooldown=30)
+    assert _base_policy({"interval": 60.0}) == {}, "without flags, labels alone give the policy"
 
 
 def test_bad_flags_exit_2_and_change_nothing() -> None:
