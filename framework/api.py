@@ -3,6 +3,7 @@
     GET  /v1/leader            {"leader": URL or null, "self": URL, "leading": bool}
     GET  /v1/tasks             {"tasks": [record, ...]}          (?state=RUNNING to filter)
     POST /v1/tasks             a submission -> 201 {"group": G, "ids": [...]}, 400 {"error": why}
+                               (stored whole, in one ZooKeeper transaction, or not at all)
     GET  /v1/tasks/<id>        one record, with its history
     POST /v1/tasks/<id>/kill   202 {"id": ..., "state": ...}
 
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from framework.offers import fits_some_agent
+from framework.store import TooLarge
 from framework.tasks import InvalidTask, parse_submission
+from wharf.log import fields
 
 if TYPE_CHECKING:
     from framework.leader import FrameworkDaemon
@@ -78,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, body = self._answer(method)
         except Exception as exc:  # noqa: BLE001 - a request must get an answer
-            log.warning("API request failed", extra={"path": self.path, "error": f"{type(exc).__name__}: {exc}"})
+            log.warning("API request failed", extra=fields(path=self.path, error=f"{type(exc).__name__}: {exc}"))
             status, body = 503, {"error": f"{type(exc).__name__}: {exc}"}
         if isinstance(body, str):  # a redirect
             self.send_response(307)
@@ -116,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
             if leader and leader != daemon.api.url:
                 return 307, leader
             return 503, {"error": "no leader is elected yet"}
+        if method == "GET" or path.endswith("/kill"):
+            daemon.recall()  # tasks that finished before this leader took over are listed as before
         if path == "/v1/tasks" and method == "GET":
             wanted = set(parse_qs(parts.query).get("state", []))
             tasks = daemon.snapshot(lambda core: [r.to_json() for r in core.tasks.values()
@@ -156,5 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
                                   f"ports={biggest.get('ports', 0):g}"}
         group = uuid.uuid4().hex[:8]
         specs = submission.tasks(group)
-        daemon.submit(specs)
+        try:
+            daemon.submit(specs)
+        except TooLarge as exc:
+            return 400, {"error": str(exc)}
         return 201, {"group": group, "ids": [s.id for s in specs]}

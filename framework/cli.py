@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -13,6 +14,26 @@ from framework.store import DEFAULT_ROOT
 from wharf.errors import BadInput, Failure
 
 TERMINAL = ("FINISHED", "FAILED", "KILLED", "LOST")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `15m`, `24h`, `7d`, `1w` or `1h30m` (never negative); ValueError otherwise."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration (seconds, or e.g. 90s, 15m, 24h, 7d, 1h30m)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _client(ctx: click.Context, api: str | None, root: str) -> Any:
@@ -48,9 +69,11 @@ def framework() -> None:
 @click.option("--zk-timeout", type=float, default=10.0, show_default=True, help="ZooKeeper session timeout, s")
 @click.option("--failover-timeout", type=float, default=7 * 24 * 3600.0, show_default=True,
               help="How long the master keeps the framework's tasks while no scheduler is subscribed, s")
+@click.option("--task-retention", default="1d", show_default=True, callback=_duration, metavar="DURATION",
+              help="How long finished tasks stay listed (and in ZooKeeper): seconds, or e.g. 90m, 24h, 7d")
 @click.pass_obj
 def run(settings: Any, api_port: int, metrics_port: int | None, root: str, name: str, user: str | None,
-        zk_timeout: float, failover_timeout: float) -> None:
+        zk_timeout: float, failover_timeout: float, task_retention: float) -> None:
     """Run one scheduler instance; several elect one leader in ZooKeeper (SIGTERM stops it cleanly)."""
     from framework.leader import FrameworkDaemon
 
@@ -62,7 +85,7 @@ def run(settings: Any, api_port: int, metrics_port: int | None, root: str, name:
         raise BadInput("--zk-timeout must be at least 1 s and --failover-timeout not negative")
     daemon = FrameworkDaemon(settings["wharf_zk"], settings["mesos_master"], root=root, api_port=api_port,
                              metrics_port=metrics_port, name=name, user=user, zk_timeout=zk_timeout,
-                             failover_timeout=failover_timeout)
+                             failover_timeout=failover_timeout, task_retention=task_retention)
     sys.exit(daemon.run())
 
 

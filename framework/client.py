@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import requests
 
 from framework.store import DEFAULT_ROOT
-from wharf.errors import BadInput, Failure
+from wharf.errors import BadInput, Failure, Unreachable, describe
+
+_QUIET = logging.getLogger("wharf.framework.zk")
+_QUIET.setLevel(logging.CRITICAL)
 
 
 def leader_from_zk(zk_hosts: str, root: str = DEFAULT_ROOT, timeout: float = 10.0) -> str:
@@ -15,11 +19,12 @@ def leader_from_zk(zk_hosts: str, root: str = DEFAULT_ROOT, timeout: float = 10.
     from kazoo.client import KazooClient
     from kazoo.exceptions import NoNodeError
 
-    zk = KazooClient(hosts=zk_hosts, timeout=timeout)
+    zk = KazooClient(hosts=zk_hosts, timeout=timeout, logger=_QUIET)  # its retries are not news: the error is
     try:
         zk.start(timeout=timeout)
-    except Exception as exc:
-        raise Failure(f"cannot reach ZooKeeper at {zk_hosts}: {exc}") from None
+    except Exception:
+        zk.close()
+        raise Unreachable("ZooKeeper", zk_hosts, f"no answer within {timeout:g} s") from None
     try:
         contenders = zk.Election(f"{root.rstrip('/')}/election").contenders()
     except NoNodeError:
@@ -42,7 +47,7 @@ class Client:
         try:
             resp = requests.request(method, self.url + path, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise Failure(f"framework API {self.url}: {exc}") from None
+            raise Unreachable("the framework's API", self.url, describe(exc)) from None
         try:
             data = resp.json()
         except ValueError:

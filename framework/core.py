@@ -25,6 +25,7 @@ from framework.tasks import (
     STAGING,
     TaskRecord,
     TaskSpec,
+    queued_record,
     split_mesos_id,
 )
 from wharf.retry import Retry
@@ -124,8 +125,7 @@ class Core:
         for spec in specs:
             if spec.id in self.tasks:
                 raise ValueError(f"task {spec.id} exists")
-            record = TaskRecord(spec, submitted=now).moved(QUEUED, now, "submitted")
-            self.tasks[spec.id] = effects.writes[spec.id] = record
+            self.tasks[spec.id] = effects.writes[spec.id] = queued_record(spec, now)
         if specs and self.subscribed:
             effects.revive, self.suppressed = True, False
         return effects
@@ -212,6 +212,21 @@ class Core:
             if record is not None and record.mesos_id == mesos_id and record.state in ACTIVE:
                 self.reconciling[mesos_id] = record.agent_id
         self._reconcile_at, self._reconcile_wait = now - RECONCILE_RETRY, RECONCILE_RETRY
+
+    def forget_finished(self, now: float, retention: float) -> int:
+        """Drop the finished tasks whose retention has passed (the store purges their znodes); how many."""
+        gone = [r.id for r in self.tasks.values() if r.terminal and (r.ended_at or 0.0) + retention <= now]
+        for task_id in gone:
+            del self.tasks[task_id]
+        return len(gone)
+
+    def remember(self, records: Iterable[TaskRecord], now: float, retention: float) -> None:
+        """Add finished tasks read back from the store: those unknown here and still within retention,
+        ahead of the others (they ended before this leader took over)."""
+        kept = sorted((r for r in records if r.terminal and r.id not in self.tasks
+                       and (r.ended_at or 0.0) + retention > now), key=lambda r: (r.submitted, r.id))
+        if kept:
+            self.tasks = {**{r.id: r for r in kept}, **self.tasks}
 
     def tick(self, now: float) -> Effects:
         """What time brings: reconciliation asked again, kills repeated, offers wanted or not."""

@@ -6,6 +6,11 @@ tasks in one fenced ZooKeeper transaction, and only then calls the master (launc
 acknowledge, kill, reconcile, suppress, revive). When the ZooKeeper connection is suspended or
 the session lost, the leader stops acting at once: no call, no write; the driver is stopped
 without tearing the framework down, and the instance contends again once reconnected.
+
+A submit is stored in its own fenced transaction, whole or not at all. When the master answers
+that the framework was removed (torn down, or its failover timeout passed), the stored FrameworkID
+is forgotten and the leader registers anew, then reconciles. Finished tasks stay listed for
+`task_retention`, then go from memory and from ZooKeeper; a takeover reads only live tasks.
 """
 
 from __future__ import annotations
@@ -22,21 +27,24 @@ from concurrent.futures import Future
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import KazooException
 from pymesos import MesosSchedulerDriver
 
 from framework import metrics
 from framework.api import ApiServer
 from framework.core import Core, Effects
-from framework.scheduler import Adapter, Event
-from framework.store import Store
-from framework.tasks import STATES, TaskSpec
+from framework.scheduler import Adapter, Event, framework_removed
+from framework.store import DAY, Store, StoreError, TooLarge
+from framework.tasks import STATES, TaskSpec, queued_record
 from wharf.daemon import Daemon
-from wharf.errors import Failure
+from wharf.errors import Failure, describe
+from wharf.log import fields
 
 log = logging.getLogger("wharf.framework")
 WEEK = 7 * 24 * 3600.0
 BATCH = 5000  # events handled per loop turn at most
 RESTART_DELAY = 1.0  # before a new driver, after the stream closed
+PURGE_EVERY = 60.0  # seconds between purges of finished tasks (sooner with a short retention)
 
 
 class NotLeading(Exception):
@@ -50,11 +58,13 @@ class FrameworkDaemon(Daemon):
 
     def __init__(self, zk_hosts: str, master: str, *, root: str, api_port: int = 0,
                  metrics_port: int | None = None, name: str = "wharf", user: str | None = None,
-                 zk_timeout: float = 10.0, failover_timeout: float = WEEK) -> None:
+                 zk_timeout: float = 10.0, failover_timeout: float = WEEK, task_retention: float = DAY,
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__("framework", metrics_port)
         self.zk_hosts, self.master, self.root = zk_hosts, master, root
         self.framework_name, self.user = name, user or getpass.getuser()
         self.zk_timeout, self.failover_timeout = zk_timeout, failover_timeout
+        self.task_retention, self.clock = task_retention, clock
         self.zk: KazooClient | None = None
         self.store: Store | None = None
         self.api = ApiServer(self, port=api_port)
@@ -68,6 +78,7 @@ class FrameworkDaemon(Daemon):
         self._driver: Any = None
         self._master_address: str | None = None
         self._agents: tuple[float, list[dict[str, float]]] | None = None
+        self._recalled: Core | None = None  # the Core that finished tasks were read back into
 
     # --- daemon skeleton -----------------------------------------------------------------
 
@@ -77,7 +88,7 @@ class FrameworkDaemon(Daemon):
             zk.add_listener(self._zk_state)
             try:
                 zk.start(timeout=max(15.0, self.zk_timeout))
-                store = Store(zk, self.root)
+                store = Store(zk, self.root, self.task_retention)
                 store.ensure()
             except Exception:
                 zk.stop()
@@ -85,7 +96,7 @@ class FrameworkDaemon(Daemon):
                 raise
             self.zk, self.store = zk, store
             self.api.start()  # once ZooKeeper answers, so that the API can always name the leader
-            log.info("contending", extra={"api": self.api.url, "zk": self.zk_hosts, "root": self.root})
+            log.info("contending", extra=fields(api=self.api.url, zk=self.zk_hosts, root=self.root))
         if self.zk.state != KazooState.CONNECTED:
             raise Failure("ZooKeeper is not connected")
         self._lost.clear()
@@ -120,20 +131,23 @@ class FrameworkDaemon(Daemon):
         assert self.zk is not None and self.store is not None
         fence = f"{self.election.lock.path}/{self.election.lock.node}"
         started = time.monotonic()
-        records = self.store.load()
+        records = self.store.load()  # live tasks only: finished ones are read when the API asks
+        legacy = [r for r in records if r.terminal]  # written by an earlier version under tasks/
+        if legacy:
+            self.store.save(legacy, fence)  # moved to finished/, and purged with the others
         with self.lock:
             self.core = Core(records)
         self.leading = self._acting = True
         metrics.LEADER.set(1)
         metrics.FAILOVERS.inc()
-        log.info("leading", extra={"tasks": len(records), "framework_id": self.store.framework_id(),
-                                   "load_seconds": round(time.monotonic() - started, 3)})
+        log.info("leading", extra=fields(tasks=len(records), framework_id=self.store.framework_id(),
+                                         load_seconds=round(time.monotonic() - started, 3)))
         try:
             self._loop(fence)
         except NotLeading as why:
-            log.warning("stopped leading", extra={"reason": str(why)})
+            log.warning("stopped leading", extra=fields(reason=str(why)))
         except Exception as exc:
-            log.warning("leader loop failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            log.warning("leader loop failed", extra=fields(error=describe(exc)))
             raise
         finally:
             self._acting = self.leading = False
@@ -145,7 +159,7 @@ class FrameworkDaemon(Daemon):
 
     def _loop(self, fence: str) -> None:
         assert self.store is not None and self.core is not None
-        restart_at = 0.0
+        restart_at = purge_at = 0.0
         was_reconciling = True
         while True:
             self._check()
@@ -161,51 +175,57 @@ class FrameworkDaemon(Daemon):
                 except queue.Empty:
                     break
             self._check()
-            now = time.time()
-            t_decide = time.monotonic()
+            now = self.clock()
+            t_decide = t_store = time.monotonic()
             effects, done = Effects(), []
             with self.lock:
-                for item in batch:
-                    kind, driver = item[0], item[1] if len(item) > 1 else None
-                    if kind in ("wake", "submit", "kill"):
-                        pass
-                    elif driver is not self._driver:
-                        continue  # from a driver already stopped
-                    if kind == "subscribed":
-                        self._subscribed(item[2], fence)
-                        effects.merge(self.core.subscribed_now(now))
-                        metrics.SUBSCRIBED.set(1)
-                    elif kind == "offers":
-                        offers = item[2]
-                        metrics.OFFERS.labels("received").inc(len(offers))
-                        effects.merge(self.core.offers(offers, now))
-                    elif kind == "update":
-                        metrics.UPDATES.labels(str(item[2].get("state"))).inc()
-                        effects.merge(self.core.update(item[2], now))
-                    elif kind == "submit":
-                        effects.merge(self.core.submit(item[1], now))
-                        done.append(item[2])
-                    elif kind == "kill":
-                        effects.merge(self._kill(item[1], now, item[2]))
-                        done.append(item[2])
-                    elif kind in ("disconnected", "error"):
-                        log.warning("event stream ended", extra={"event": kind, "detail": str(item[2:]) or ""})
-                        self.core.disconnected()
-                        metrics.SUBSCRIBED.set(0)
-                        self._stop_driver()
-                        restart_at = time.monotonic() + RESTART_DELAY
-                effects.merge(self.core.tick(now))
-                self._check()
-                t_store = time.monotonic()
                 try:
+                    for item in batch:
+                        kind, driver = item[0], item[1] if len(item) > 1 else None
+                        if kind in ("wake", "submit", "kill"):
+                            pass
+                        elif driver is not self._driver:
+                            continue  # from a driver already stopped
+                        if kind == "subscribed":
+                            self._subscribed(item[2], fence)
+                            effects.merge(self.core.subscribed_now(now))
+                            metrics.SUBSCRIBED.set(1)
+                        elif kind == "offers":
+                            offers = item[2]
+                            metrics.OFFERS.labels("received").inc(len(offers))
+                            effects.merge(self.core.offers(offers, now))
+                        elif kind == "update":
+                            metrics.UPDATES.labels(str(item[2].get("state"))).inc()
+                            effects.merge(self.core.update(item[2], now))
+                        elif kind == "submit":
+                            done.append(item[2])
+                            effects.merge(self._submit(item[1], now, fence, item[2]))
+                        elif kind == "kill":
+                            effects.merge(self._kill(item[1], now, item[2]))
+                            done.append(item[2])
+                        elif kind in ("disconnected", "error"):
+                            log.warning("event stream ended", extra=fields(event=kind, detail=str(item[2:]) or ""))
+                            self.core.disconnected()
+                            metrics.SUBSCRIBED.set(0)
+                            self._stop_driver()
+                            restart_at = time.monotonic() + RESTART_DELAY
+                            if kind == "error" and framework_removed(str(item[2])):
+                                self._forget_framework(fence)
+                                restart_at = time.monotonic()  # register anew at once
+                    effects.merge(self.core.tick(now))
+                    self._check()
+                    t_store = time.monotonic()
                     if effects.writes:
                         self.store.save(effects.writes.values(), fence)
-                except Exception as exc:
+                except (NotLeading, StoreError, KazooException) as exc:
                     for future in done:
-                        future.set_exception(exc)
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, NotLeading):
+                        raise
                     raise NotLeading(f"cannot store: {type(exc).__name__}: {exc}") from exc
                 if was_reconciling and self.core.reconciled:
-                    log.info("reconciled", extra={"tasks": len(self.core.tasks)})
+                    log.info("reconciled", extra=fields(tasks=len(self.core.tasks)))
                 was_reconciling = not self.core.reconciled
                 counts = self.core.counts()
                 metrics.RECONCILING.set(len(self.core.reconciling))
@@ -222,12 +242,15 @@ class FrameworkDaemon(Daemon):
             metrics.LOOP_SECONDS.labels("decide").inc(t_store - t_decide)
             metrics.LOOP_SECONDS.labels("store").inc(t_call - t_store)
             metrics.LOOP_SECONDS.labels("call").inc(time.monotonic() - t_call)
+            if now >= purge_at:
+                purge_at = now + min(PURGE_EVERY, max(1.0, self.task_retention / 10))
+                self._purge(now, fence)
             if batch:
-                log.debug("turn", extra={"events": len(batch), "writes": len(effects.writes),
-                                         "launches": sum(len(i) for _, i in effects.launches),
-                                         "acks": len(effects.acks), "decide_s": round(t_store - t_decide, 4),
-                                         "store_s": round(t_call - t_store, 4),
-                                         "call_s": round(time.monotonic() - t_call, 4)})
+                log.debug("turn", extra=fields(events=len(batch), writes=len(effects.writes),
+                                               launches=sum(len(i) for _, i in effects.launches),
+                                               acks=len(effects.acks), decide_s=round(t_store - t_decide, 4),
+                                               store_s=round(t_call - t_store, 4),
+                                               call_s=round(time.monotonic() - t_call, 4)))
 
     def _check(self) -> None:
         if self.stopping:
@@ -240,7 +263,43 @@ class FrameworkDaemon(Daemon):
         if self.store.framework_id() != framework_id:
             self.store.set_framework_id(framework_id, fence)
         self._master_address = self._driver.master if self._driver is not None else None
-        log.info("subscribed", extra={"framework_id": framework_id, "master": self._master_address})
+        log.info("subscribed", extra=fields(framework_id=framework_id, master=self._master_address))
+
+    def _submit(self, specs: list[TaskSpec], now: float, fence: str, future: Future[Any]) -> Effects:
+        """Queue a submission: stored whole in one fenced transaction before anything else, or refused whole."""
+        assert self.store is not None and self.core is not None
+        try:
+            self.store.add([queued_record(s, now) for s in specs], fence)
+        except TooLarge as exc:
+            future.set_exception(exc)
+            return Effects()
+        effects = self.core.submit(specs, now)
+        effects.writes.clear()  # stored above
+        future.set_result(True)
+        return effects
+
+    def _forget_framework(self, fence: str) -> None:
+        """The master removed the framework: forget its FrameworkID, so that the next SUBSCRIBE registers
+        anew (its launched tasks are then reconciled: the master killed them with the framework)."""
+        assert self.store is not None
+        framework_id = self.store.framework_id()
+        if framework_id is not None:
+            self.store.forget_framework_id(fence)
+            log.warning("the master removed the framework: its FrameworkID is forgotten, registering anew",
+                        extra=fields(framework_id=framework_id))
+
+    def _purge(self, now: float, fence: str) -> None:
+        """Finished tasks past their retention: dropped from memory, their znodes deleted."""
+        assert self.store is not None
+        with self.lock:
+            forgotten = self.core.forget_finished(now, self.task_retention) if self.core is not None else 0
+        try:
+            purged = self.store.purge(now, fence)
+        except (StoreError, KazooException) as exc:
+            raise NotLeading(f"cannot purge: {type(exc).__name__}: {exc}") from exc
+        if forgotten or purged:
+            log.info("purged finished tasks", extra=fields(forgotten=forgotten, purged=purged,
+                                                            retention=self.task_retention))
 
     def _kill(self, task_id: str, now: float, future: Future[Any]) -> Effects:
         assert self.core is not None
@@ -260,7 +319,7 @@ class FrameworkDaemon(Daemon):
         self._driver = MesosSchedulerDriver(Adapter(self._events), framework, self.master,
                                             implicit_acknowledgements=False)
         self._driver.start()
-        log.info("subscribing", extra={"master": self.master, "framework_id": framework_id or ""})
+        log.info("subscribing", extra=fields(master=self.master, framework_id=framework_id or ""))
 
     def _stop_driver(self) -> None:
         driver, self._driver = self._driver, None
@@ -298,7 +357,7 @@ class FrameworkDaemon(Daemon):
             try:
                 func(*args)
             except Exception as exc:
-                log.warning("call to the master failed", extra={"call": func.__name__, "error": str(exc)})
+                log.warning("call to the master failed", extra=fields(call=func.__name__, error=str(exc)))
                 if func == driver.launchTasks:
                     failed_launches += [i["task_id"]["value"] for i in args[1]]
         metrics.OFFERS.labels("used").inc(effects.offers_used)
@@ -307,7 +366,7 @@ class FrameworkDaemon(Daemon):
         if failed_launches:
             with self.lock:
                 if self.core is not None:
-                    self.core.recheck(failed_launches, time.time())
+                    self.core.recheck(failed_launches, self.clock())
 
     # --- for the API (any thread) --------------------------------------------------------
 
@@ -322,6 +381,21 @@ class FrameworkDaemon(Daemon):
         except Exception:  # noqa: BLE001 - no ZooKeeper: nobody known
             return None
         return contenders[0] if contenders else None
+
+    def recall(self) -> None:
+        """Once per leadership, when the API first needs them: read back the tasks that finished before this
+        instance led (within retention), so that they are listed as before. A takeover never reads them."""
+        with self.lock:
+            core = self.core
+        if core is None or self.store is None:
+            raise NotLeading("not leading")
+        if self._recalled is core:
+            return
+        finished = self.store.finished()
+        with self.lock:
+            if self.core is core:
+                core.remember(finished, self.clock(), self.task_retention)
+                self._recalled = core
 
     def submit(self, specs: list[TaskSpec], timeout: float = 30.0) -> None:
         """Queue tasks through the leader's loop; returns once they are stored."""

@@ -3,7 +3,8 @@
 The one exception is safety: when the event stream closes or the master reports an error (such as
 "Framework failed over": another scheduler subscribed as this framework), the driver is stopped at
 once, so pymesos cannot re-subscribe on its own and take the framework back. The leader's loop
-decides whether to start a new driver, after checking that it still leads.
+decides whether to start a new driver, after checking that it still leads, and whether to keep
+the FrameworkID (not when the master answers that the framework was removed).
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from typing import Any
 from pymesos import Scheduler
 
 Event = tuple[Any, ...]
+REMOVED = "Framework has been removed"  # Mesos's ERROR to a SUBSCRIBE with a torn-down or expired FrameworkID
+
+
+def framework_removed(message: str) -> bool:
+    """Whether an ERROR event says the master removed the framework: its FrameworkID is of no more use."""
+    return message.strip() == REMOVED
 
 
 class Adapter(Scheduler):  # type: ignore[misc]

@@ -234,6 +234,13 @@ class TaskRecord:
     def terminal(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def ended_at(self) -> float | None:
+        """When a finished task reached its terminal state (its last state change); None while live."""
+        if not self.terminal:
+            return None
+        return self.history[-1][0] if self.history else self.submitted
+
     def moved(self, state: str, now: float, message: str = "", **changes: Any) -> TaskRecord:
         """This record in `state`, with the change appended to its history."""
         history = (*self.history, (now, state, message))[-HISTORY_LIMIT:]
@@ -258,6 +265,11 @@ class TaskRecord:
                    kill_requested=bool(data.get("kill_requested")), seen=bool(data.get("seen")),
                    running_at=data.get("running_at"), message=str(data.get("message", "")),
                    history=tuple((float(t), str(s), str(m)) for t, s, m in data.get("history", [])))
+
+
+def queued_record(spec: TaskSpec, now: float) -> TaskRecord:
+    """The record of a task just submitted."""
+    return TaskRecord(spec, submitted=now).moved(QUEUED, now, "submitted")
 
 
 def split_mesos_id(mesos_id: str) -> tuple[str, int] | None:

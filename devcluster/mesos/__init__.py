@@ -4,7 +4,8 @@ Mesos cannot be installed on the development machines, so this speaks the parts 
 wharf and its clients use: the v1 scheduler API (``POST /api/v1/scheduler``, RecordIO event
 stream, offers, filters, status updates with acknowledgements, reconciliation, framework
 failover), ZooKeeper registration as real masters do it (``zk://host:port/mesos``), and the
-read-only ``/master/state``, ``/metrics/snapshot``, ``/master/redirect``, ``/health``.
+read-only ``/master/state``, ``/metrics/snapshot``, ``/master/redirect``, ``/health``, and the
+operator's ``POST /master/teardown`` (a removed framework's id is refused as Mesos refuses it).
 Its agents live on this machine, each on its own loopback address with a port range free when it starts; a
 task with a Docker container runs on the dev cluster's Docker engine, one without runs as a
 host process. What it does not implement it refuses with an explicit error.

@@ -1,15 +1,20 @@
-"""The HTTP face of the Mesos stand-in: the v1 scheduler API and the read-only operator endpoints.
+"""The HTTP face of the Mesos stand-in: the v1 scheduler API, the read-only operator endpoints, and
+the operator's ``/master/teardown``.
 
 ``POST /api/v1/scheduler`` answers SUBSCRIBE with a chunked RecordIO stream and every other
 call with ``202 Accepted``, checking content type, body and ``Mesos-Stream-Id`` as Mesos does.
+``POST /master/teardown`` with the form body ``frameworkId=ID`` removes a framework as Mesos does:
+its tasks are killed, its stream closed, and a later SUBSCRIBE with its id is refused.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from devcluster.httpapi import HTTPError, Request, Response, Router, json_response, text_response
 from devcluster.mesos import views
@@ -74,9 +79,21 @@ def build_router(standin: MesosStandin) -> Router:
             raise BadCall("This stand-in streams JSON only: use 'Accept: application/json'", 406)
         try:
             stream = standin.subscribe(call)
-        except FrameworkRemoved as err:  # Mesos answers on the stream with an ERROR event
-            return Response(200, stream=iter([record(event("ERROR", {"message": str(err)}))]))
+        except FrameworkRemoved as err:  # Mesos answers on a new stream with one ERROR event, then closes it
+            return Response(200, headers=(("Mesos-Stream-Id", str(uuid.uuid4())),),
+                            stream=iter([record(event("ERROR", {"message": str(err)}))]))
         return Response(200, headers=(("Mesos-Stream-Id", stream.id),), stream=standin.events(stream))
+
+    def teardown(request: Request) -> Response:
+        """The operator endpoint: the same removal as a TEARDOWN call, by id; Mesos's answers."""
+        values = parse_qs(request.body.decode("utf-8", "replace")).get("frameworkId")
+        if not values:
+            return text_response("Missing 'frameworkId' query parameter in the request body", 400)
+        try:
+            standin.teardown(values[0])
+        except BadCall as err:
+            return text_response(err.message, err.status)
+        return Response(200, content_type="text/plain")
 
     def state(request: Request) -> Response:
         return json_response(standin.view(lambda m: views.state_json(m, standin.flags())))
@@ -99,6 +116,7 @@ def build_router(standin: MesosStandin) -> Router:
         return json_response({"version": VERSION, "build_user": "wharf", "build_date": "", "build_time": 0})
 
     router.add("POST", "/api/v1/scheduler", scheduler)
+    router.add("POST", r"(/master)?/teardown", teardown)
     router.add("GET", r"(/master)?/state(\.json)?", state)
     router.add("GET", r"(/master)?/frameworks(\.json)?", frameworks)
     router.add("GET", r"(/master)?/(slaves|agents)(\.json)?", slaves)

@@ -24,7 +24,7 @@ from devcluster.mesos.master import Master
 from devcluster.mesos.model import VERSION, Effects, StatusReport
 from devcluster.mesos.offers import AgentInfo, make_agents
 from devcluster.mesos.ports import PortClaim
-from devcluster.mesos.protocol import Call, event, record
+from devcluster.mesos.protocol import BadCall, Call, event, record
 from devcluster.mesos.zk import ZkRegistration, master_info
 
 log = logging.getLogger("wharf.devcluster.mesos")
@@ -161,6 +161,16 @@ class MesosStandin:
             assert call.framework_id is not None
             framework = master.framework_for_call(call.framework_id, stream_id)
             return handler(master, framework, dict(call.body), now) if handler else Effects()
+
+        self._apply(decide)
+
+    def teardown(self, framework_id: str) -> None:
+        """The operator's teardown: remove a registered framework (its tasks killed, its stream closed)."""
+        def decide(master: Master, now: float) -> Effects:
+            framework = master.frameworks.get(framework_id)
+            if framework is None:
+                raise BadCall("No framework found with specified ID")
+            return master.teardown(framework, now)
 
         self._apply(decide)
 

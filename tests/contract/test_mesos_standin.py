@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -574,6 +575,52 @@ def _bad_requests(master: Endpoint, make: Iterator[SchedulerClient], client: Sch
     late.stream_id = stream_id
     late.framework_id = fid["value"]
     assert late.post({"type": "REVIVE", "framework_id": fid})[0] == 403
+
+
+def operator_teardown(url: str, body: bytes, method: str = "POST") -> tuple[int, str]:
+    """`/master/teardown` as an operator calls it (a form body `frameworkId=ID`)."""
+    req = urllib.request.Request(url + "/master/teardown", data=body if method == "POST" else None, method=method,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_an_operator_teardown_removes_the_framework_and_its_id_is_refused_after(master: Endpoint) -> None:
+    framework = {**FRAMEWORK, "name": f"removed-{uuid.uuid4().hex[:8]}", "failover_timeout": 60}
+    make = clients(master.url)
+    client = next(make)
+    client.subscribe(framework)
+    fid = str(client.framework_id)
+    assert operator_teardown(master.url, b"", "GET")[0] == 405
+    status, text = operator_teardown(master.url, b"nothing=here")
+    assert status == 400 and "Missing 'frameworkId' query parameter" in text
+    status, text = operator_teardown(master.url, b"frameworkId=no-such-framework")
+    assert (status, text) == (400, "No framework found with specified ID")
+    assert operator_teardown(master.url, f"frameworkId={fid}".encode())[0] == 200
+    with pytest.raises(EOFError):
+        client.next_event("NO_SUCH_EVENT", timeout=10)  # the stream is closed, without an event
+    state = get_json(master.url + "/master/state")
+    assert fid not in [f["id"] for f in state["frameworks"]]
+    assert fid in [f["id"] for f in state["completed_frameworks"]]
+
+    conn = http.client.HTTPConnection(urllib.parse.urlsplit(master.url).netloc, timeout=10)
+    try:
+        body = {"type": "SUBSCRIBE", "framework_id": {"value": fid},
+                "subscribe": {"framework_info": {**framework, "id": {"value": fid}}}}
+        conn.request("POST", "/api/v1/scheduler", json.dumps(body),
+                     {"Content-Type": "application/json", "Accept": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("Mesos-Stream-Id")
+        length = int(response.readline())
+        assert json.loads(response.read(length)) == {"type": "ERROR",
+                                                     "error": {"message": "Framework has been removed"}}
+        assert response.readline() == b""  # and the stream ends there
+    finally:
+        conn.close()
+    assert operator_teardown(master.url, f"frameworkId={fid}".encode())[0] == 400  # removed already
 
 
 def framework_state(url: str, framework_id: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import signal
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,6 +216,36 @@ def test_a_leader_that_loses_its_session_stops_acting(cluster: Any) -> None:
     fid = framework_id(cluster)
     assert launches_per_task(master_tasks(cluster["url"], fid)) == {i: 1 for i in ids}
     assert cluster["containers"].of(ids) == {i: 1 for i in ids}
+
+
+def test_a_framework_removed_on_the_master_registers_anew_and_runs_its_queue_within_10s(cluster: Any) -> None:
+    leader = cluster["start"]()
+    wait_for(leader.leading, 60, "leadership")
+    wait_for(lambda: leader.metric("wharf_framework_subscribed") == 1, 60, "subscription")
+    [running] = submit(cluster, "--cmd", "sleep 300")
+    wait_for(lambda: all_in(leader, [running], {"RUNNING"}), 60, "a task running")
+    old = framework_id(cluster)
+
+    req = urllib.request.Request(f"{cluster['url']}/master/teardown", data=f"frameworkId={old}".encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    removed_at = time.monotonic()
+    [queued] = submit(cluster, "--cmd", "true")  # queued while the framework is gone from the master
+
+    left = 10 - (time.monotonic() - removed_at)
+    wait_for(lambda: all_in(leader, [queued], {"FINISHED"}), left, "the queued task to run under a new id")
+    new = framework_id(cluster)
+    assert new != old
+    frameworks = json.loads(urllib.request.urlopen(f"{cluster['url']}/master/frameworks", timeout=10).read())
+    assert [f["id"] for f in frameworks["frameworks"] if f["id"] in (old, new)] == [new]
+    assert old in [f["id"] for f in frameworks["completed_frameworks"]]
+    # reconciled: the task the master killed with the old framework is known to be gone, not left RUNNING
+    wait_for(lambda: all_in(leader, [running], {"LOST"}), 30, "the killed task to be reconciled")
+    assert launches_per_task(master_tasks(cluster["url"], new)) == {queued: 1}
+    log = leader.log.read_text()
+    assert log.count("the master removed the framework") == 1 and log.count(old) >= 1
+    assert leader.leading() and leader.metric("wharf_framework_subscribed") == 1
 
 
 def test_missing_settings_are_bad_input() -> None:

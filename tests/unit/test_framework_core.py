@@ -8,9 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framework.cli import parse_duration
 from framework.constraints import parse_constraint, satisfied
 from framework.core import REFUSE_IDLE, Core, backoff
 from framework.offers import OfferView, match, task_info
+from framework.scheduler import framework_removed
+from framework.store import bucket_of, bucket_width, due
 from framework.tasks import InvalidTask, Submission, TaskRecord, TaskSpec, check_image, parse_submission
 
 pytestmark = pytest.mark.unit
@@ -245,3 +248,54 @@ def test_idle_declines_with_a_long_filter_and_submit_revives() -> None:
     effects = core.offers([offer(0)], 1)
     assert effects.declines == ["O0"] and effects.refuse_seconds == REFUSE_IDLE and effects.suppress
     assert core.submit(specs(1), 2).revive
+
+
+# --- removed frameworks, retention of finished tasks ------------------------------------------
+
+def test_only_the_masters_removal_error_makes_the_framework_id_useless() -> None:
+    assert framework_removed("Framework has been removed")
+    assert not framework_removed("Framework failed over")  # another scheduler took over: keep the id
+    assert not framework_removed("Framework is not subscribed")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("86400", 86400), ("90s", 90), ("15m", 900), ("24h", 86400),
+                                               ("7d", 604800), ("1w", 604800), ("1h30m", 5400), ("0.5", 0.5),
+                                               (" 2D ", 172800), ("0", 0)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-5", "1x", "h", "1h 30m", "1h30", "nan", "inf", "5s5"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1.6e9, 2.5e9), st.sampled_from([0.0, 0.5, 1.0, 60.0, 3600.0, 86400.0, 7 * 86400.0]))
+def test_a_bucket_is_due_only_once_every_task_in_it_is_past_its_retention(ended: float, retention: float) -> None:
+    bucket = bucket_of(ended, retention)
+    assert ended + retention <= int(bucket) < ended + retention + bucket_width(retention)
+    assert due([bucket], ended + retention - 0.001) == []
+    assert due([bucket], int(bucket)) == [bucket]
+
+
+def test_due_buckets_come_oldest_first_and_others_are_ignored() -> None:
+    assert due(["900", "1000", "80", "lock", "2000"], 1000) == ["80", "900", "1000"]
+    assert bucket_width(86400) == 3600 and bucket_width(60) == 2 and bucket_width(0) == 1
+
+
+def test_finished_tasks_are_forgotten_after_the_retention_and_remembered_within_it() -> None:
+    core = Core()
+    [info] = launched(core)
+    core.update(status(info["task_id"]["value"], "TASK_FINISHED"), 20)
+    core.submit([TaskSpec("h-0", "h", "img", cpus=100)], 21)  # never fits: stays queued, never forgotten
+    assert core.tasks["g-0"].ended_at == 20 and core.tasks["h-0"].ended_at is None
+    assert core.forget_finished(now=119.9, retention=100) == 0
+    assert core.forget_finished(now=120, retention=100) == 1
+    assert list(core.tasks) == ["h-0"]
+    old = TaskRecord(TaskSpec("f-0", "f", "img"), submitted=1).moved("FAILED", 5, "exited")
+    expired = TaskRecord(TaskSpec("f-1", "f", "img"), submitted=1).moved("FAILED", 4, "exited")
+    live = TaskRecord(TaskSpec("f-2", "f", "img"), submitted=1).moved("QUEUED", 4, "submitted")
+    core.remember([old, expired, live], now=104.5, retention=100)
+    assert list(core.tasks) == ["f-0", "h-0"]  # the earlier finished first; the expired and live ones not taken
