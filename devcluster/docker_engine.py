@@ -96,6 +96,13 @@ class DockerEngine(Service):
     def scratch_dirs(self) -> list[Path]:
         return [self.exec_root]
 
+    def clean_up(self) -> None:
+        """Also delete the bridges of networks the engine was stopped under (dockerd leaves them)."""
+        super().clean_up()
+        from devcluster import bridge
+
+        bridge.delete_devices(bridge.device_prefix(self.host))
+
     def endpoints(self) -> dict[str, Any]:
         return {"host": self.host, "image": BASE_IMAGE}
 

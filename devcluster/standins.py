@@ -60,9 +60,28 @@ class MesosStandIn(PythonStandIn):
     port_flags = ("--mesos-port",)
     needs = ("zookeeper", "docker")
 
+    @property
+    def docker(self) -> DockerEngine:
+        return DockerEngine(self.dir.parent / DockerEngine.name, self.ports)
+
     def options(self) -> list[str]:
-        docker = DockerEngine(self.dir.parent / DockerEngine.name, self.ports)
-        return ["--zk", self.mesos_zk, "--docker-host", docker.host, "--state-dir", str(self.dir / "work")]
+        return ["--zk", self.mesos_zk, "--docker-host", self.docker.host, "--state-dir", str(self.dir / "work")]
+
+    def clean_up(self) -> None:
+        """Also remove the bridge network a stand-in that did not stop cleanly left on the engine."""
+        super().clean_up()
+        from devcluster import bridge
+
+        try:
+            client = self.docker.client(timeout=5)
+        except Exception:  # noqa: BLE001 - no engine, no network
+            return
+        try:
+            bridge.remove(client, str((self.dir / "work").resolve()))
+        except Exception:  # noqa: BLE001 - the engine is down: its own clean-up deletes the bridge
+            pass
+        finally:
+            client.close()
 
     def probe(self) -> None:
         if not _get(f"{self.url}/master/state")["slaves"]:

@@ -4,10 +4,12 @@ Pure: an :class:`Offer` (a v1 offer read into a value), an app (normalized, as t
 it) and where the app already runs go in; a :class:`Fit` (resources, host ports) or None, and a
 v1 ``TaskInfo`` dict, come out.
 
-Marathon's rules kept here: host ports come from the offer's port ranges (a non-zero port with
-`requirePorts` must be that very port, anything else takes the lowest free one); the task's
-environment holds `HOST`, `PORT0..n`, `PORT`, `PORTS`, `PORT_<NAME>`, the `MARATHON_APP_*`
-variables and the app's `env` (which wins); the app's labels become TaskInfo labels. Instance ids
+Marathon's rules kept here: host ports come from the offer's port ranges (a port mapping's
+non-zero hostPort, or a port definition's with `requirePorts`, must be that very port; anything
+else takes the lowest free one); BRIDGE tasks get `DockerInfo.port_mappings` from host port to
+containerPort; the task's environment holds `HOST`, `PORT0..n`, `PORT`, `PORTS`, `PORT_<NAME>`,
+`PORT_<containerPort>` (or declared port), the `MARATHON_APP_*` variables and the app's `env`
+(which wins); the app's labels become TaskInfo labels. Instance ids
 follow the RAML `InstanceId` pattern: `<path with _>.instance-<uuid>`, task ids add `._app.1`.
 """
 
@@ -82,18 +84,25 @@ class Fit:
 
 
 def port_definitions(app: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The ports an instance needs: portDefinitions (host networking) or container portMappings."""
+    """The ports an instance needs: portDefinitions (host networking) or container portMappings
+    with a host port, each with the port it asks for (`port`) and the one it names (`requested`)."""
     if app.get("portDefinitions") is not None:
-        return list(app["portDefinitions"])
+        return [{**d, "requested": d.get("port", 0)} for d in app["portDefinitions"]]
     mappings = (app.get("container") or {}).get("portMappings") or []
-    return [{"port": m.get("hostPort", 0), "name": m.get("name")} for m in mappings if "hostPort" in m]
+    return [{"port": m.get("hostPort", 0), "name": m.get("name"), "requested": m.get("containerPort", 0),
+             "mapping": m} for m in mappings if "hostPort" in m]
 
 
 def pick_ports(app: Mapping[str, Any], available: Sequence[Range]) -> tuple[int, ...] | None:
-    """Host ports for one instance from ``available``, or None when the offer lacks them."""
+    """Host ports for one instance from ``available``, or None when the offer lacks them.
+
+    A port mapping's non-zero hostPort is always that very port; a port definition's only with
+    `requirePorts`, as in Marathon.
+    """
     free = list(available)
     chosen: list[int] = []
-    require = bool(app.get("requirePorts"))
+    mapped = app.get("portDefinitions") is None
+    require = bool(app.get("requirePorts")) or mapped
     for definition in port_definitions(app):
         wanted = int(definition.get("port") or 0)
         if require and wanted:
@@ -152,6 +161,8 @@ def task_env(app: Mapping[str, Any], host: str, ports: Sequence[int]) -> dict[st
         env["PORT"] = str(ports[0])
         env["PORTS"] = ",".join(str(p) for p in ports)
     for definition, port in zip(port_definitions(app), ports, strict=False):
+        if definition.get("requested"):  # the container port (or declared port) it stands for
+            env[f"PORT_{definition['requested']}"] = str(port)
         if definition.get("name"):
             env[f"PORT_{_env_name(definition['name'])}"] = str(port)
     docker = (app.get("container") or {}).get("docker") or {}
@@ -196,22 +207,44 @@ def _command(app: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return command
 
 
-def _container(app: Mapping[str, Any]) -> dict[str, Any] | None:
+NETWORKS = {"host": "HOST", "container/bridge": "BRIDGE", "container": "USER"}
+
+
+def port_mappings(app: Mapping[str, Any], host_ports: Sequence[int]) -> list[dict[str, Any]]:
+    """`DockerInfo.port_mappings` for the host ports an instance got: a containerPort of 0 takes
+    its host port's number, and `udp,tcp` becomes one mapping per protocol, as Marathon does."""
+    out = []
+    for definition, host in zip(port_definitions(app), host_ports, strict=False):
+        mapping = definition.get("mapping")
+        if mapping is None:
+            continue
+        container_port = int(mapping.get("containerPort") or 0) or host
+        for protocol in str(mapping.get("protocol") or "tcp").split(","):
+            out.append({"host_port": host, "container_port": container_port, "protocol": protocol})
+    return out
+
+
+def _container(app: Mapping[str, Any], host_ports: Sequence[int]) -> dict[str, Any] | None:
     container = app.get("container")
     if not container or container.get("type", "DOCKER") != "DOCKER":
         return None
     docker = container.get("docker") or {}
     networks = app.get("networks") or [{"mode": "host"}]
-    network = "HOST" if networks[0].get("mode") == "host" else "BRIDGE"
+    network = NETWORKS.get(str(networks[0].get("mode")), "HOST")
     info: dict[str, Any] = {"image": docker["image"], "network": network,
                             "privileged": bool(docker.get("privileged", False)),
                             "force_pull_image": bool(docker.get("forcePullImage", False))}
+    if network == "BRIDGE" and port_mappings(app, host_ports):
+        info["port_mappings"] = port_mappings(app, host_ports)
     params = [{"key": p["key"], "value": p["value"]} for p in docker.get("parameters") or []]
     if params:
         info["parameters"] = params
     volumes = [{"container_path": v["containerPath"], "host_path": v["hostPath"],
                 "mode": v.get("mode", "RW")} for v in container.get("volumes") or [] if "hostPath" in v]
-    return {"type": "DOCKER", "docker": info, "volumes": volumes}
+    out: dict[str, Any] = {"type": "DOCKER", "docker": info, "volumes": volumes}
+    if network == "USER":
+        out["network_infos"] = [{"name": n["name"]} for n in networks if n.get("name")]
+    return out
 
 
 def task_info(app: Mapping[str, Any], offer: Offer, got: Fit, task_id: str) -> dict[str, Any]:
@@ -231,7 +264,7 @@ def task_info(app: Mapping[str, Any], offer: Offer, got: Fit, task_id: str) -> d
         "command": _command(app, env),
         "labels": {"labels": [{"key": k, "value": str(v)} for k, v in (app.get("labels") or {}).items()]},
     }
-    container = _container(app)
+    container = _container(app, got.host_ports)
     if container is not None:
         info["container"] = container
         if app.get("args") and not app.get("cmd"):

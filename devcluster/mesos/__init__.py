@@ -16,9 +16,10 @@ Run it in the foreground::
         --docker-host unix:///path/docker.sock --state-dir DIR [--agents 3]
 
 The state machine (``master`` and its records in ``model``; ``offers``, ``resources``,
-``protocol``) is pure; ``agents`` runs tasks, ``api`` is the HTTP layer, ``zk`` the
-registration, ``views`` the state JSON, ``standin`` wires them; ``client`` is a bare
-scheduler client for tests and benchmarks.
+``protocol``) and ``docker_run`` (how a Docker task is run) are pure; ``agents`` runs tasks
+(``images`` pulls their images; BRIDGE tasks join the dev cluster's network, ``devcluster.bridge``),
+``api`` is the HTTP layer, ``zk`` the registration, ``views`` the state JSON, ``standin`` wires
+them; ``client`` is a bare scheduler client for tests and benchmarks.
 """
 
 from devcluster.mesos.standin import MesosStandin

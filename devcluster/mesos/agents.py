@@ -2,9 +2,11 @@
 
 Every task gets a thread that launches it, waits for it to end and reports each state change
 (TASK_STARTING, TASK_RUNNING, then FINISHED/FAILED/KILLED) to the master through ``report``.
-Containers are named ``mesos-<container id>`` like Mesos names them, use host networking, and
+Containers are named ``mesos-<container id>`` like Mesos names them, use host networking or (BRIDGE)
+the dev cluster's bridge network with their host ports published on the agent's address, and
 carry the TaskInfo's labels plus :data:`OWNER_LABEL`, so leftovers of an earlier run can be
-found and removed. Host processes run in their own session, in a sandbox under the state dir.
+found and removed. ``docker_run`` says how a container is run, ``images`` pulls what it needs.
+Host processes run in their own session, in a sandbox under the state dir.
 """
 
 from __future__ import annotations
@@ -21,12 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devcluster.bridge import Bridge, keep_on_machine
+from devcluster.mesos.docker_run import (
+    DOCKER_SANDBOX,
+    LaunchError,
+    create_kwargs,
+    docker_command,
+    task_environment,
+)
+from devcluster.mesos.images import ensure_image
 from devcluster.mesos.model import Kill, Launch, StatusReport
+
+__all__ = ["DOCKER_SANDBOX", "OWNER_LABEL", "AgentPool", "docker_command", "host_argv", "task_environment"]
 
 log = logging.getLogger("wharf.devcluster.mesos.agents")
 
 OWNER_LABEL = "wharf.devcluster.mesos.owner"
-DOCKER_SANDBOX = "/mnt/mesos/sandbox"  # where Mesos mounts the sandbox in a Docker container
 DEFAULT_GRACE = 3.0  # the command executor's default kill grace period
 
 
@@ -45,31 +57,6 @@ class _Running:
         return f"mesos-{self.launch.container_id}"
 
 
-def task_environment(launch: Launch, sandbox: str) -> dict[str, str]:
-    """The command's environment plus the variables Mesos gives every task."""
-    env = dict(launch.task.command.environment) if launch.task.command else {}
-    env.update({
-        "MESOS_TASK_ID": launch.task.task_id,
-        "MESOS_FRAMEWORK_ID": launch.framework_id,
-        "MESOS_AGENT_ID": launch.agent.id,
-        "MESOS_SLAVE_ID": launch.agent.id,
-        "MESOS_SANDBOX": sandbox,
-        "MESOS_CONTAINER_NAME": f"mesos-{launch.container_id}",
-    })
-    return env
-
-
-def docker_command(launch: Launch) -> tuple[list[str] | None, list[str] | None]:
-    """(entrypoint, command) as Mesos's Docker containerizer builds them from CommandInfo."""
-    command = launch.task.command
-    if command is None:
-        return None, None
-    if command.shell:
-        return (["/bin/sh", "-c"], [command.value]) if command.value else (None, None)
-    argv = ([command.value] if command.value else []) + list(command.arguments)
-    return None, argv or None
-
-
 def host_argv(launch: Launch) -> tuple[list[str], str | None]:
     """(argv, executable) for a host process: ``sh -c value``, or ``value`` run with ``arguments``."""
     command = launch.task.command
@@ -83,10 +70,11 @@ class AgentPool:
     """Runs and kills tasks for the master; ``shutdown()`` leaves nothing running."""
 
     def __init__(self, state_dir: Path, owner: str, docker_host: str | None,
-                 report: Callable[[StatusReport], None]) -> None:
+                 report: Callable[[StatusReport], None], bridge: Bridge | None = None) -> None:
         self.state_dir = state_dir
         self.owner = owner
         self.docker_host = docker_host
+        self.bridge = bridge  # the Docker network BRIDGE tasks join (see devcluster.bridge)
         self._report = report
         self._lock = threading.Lock()
         self._running: dict[tuple[str, str], _Running] = {}
@@ -204,8 +192,9 @@ class AgentPool:
                 self._running.pop((launch.framework_id, launch.task.task_id), None)
                 self._threads.discard(threading.current_thread())
 
-    def _container_status(self, record: _Running) -> dict[str, Any]:
-        ip = record.launch.agent.hostname
+    def _container_status(self, record: _Running, ip: str | None = None) -> dict[str, Any]:
+        """The agent's address, or (BRIDGE) the container's own, as the containerizer reports it."""
+        ip = ip or record.launch.agent.hostname
         return {"container_id": {"value": record.launch.container_id},
                 "network_infos": [{"ip_addresses": [{"protocol": "IPv4", "ip_address": ip}]}]}
 
@@ -234,44 +223,26 @@ class AgentPool:
         self._finish(record, code, "Command")
 
     def _run_container(self, record: _Running) -> None:
-        import docker.errors
-
         launch = record.launch
         spec = launch.task.container
         assert spec is not None and spec.image is not None
         if not self.docker_host:
             raise RuntimeError("this stand-in was started without a Docker engine (--docker-host)")
-        if spec.network not in ("HOST", "NONE"):
-            raise RuntimeError(f"network {spec.network} is not available on the dev cluster's Docker engine "
-                               "(it runs with --bridge=none); use HOST networking")
-        entrypoint, command = docker_command(launch)
-        binds = {str(record.sandbox): {"bind": DOCKER_SANDBOX, "mode": "rw"}}
-        for volume in spec.volumes:
-            host = Path(volume.host_path)
-            binds[str(host if host.is_absolute() else record.sandbox / host)] = {
-                "bind": volume.container_path, "mode": "ro" if volume.read_only else "rw"}
-        resources = launch.task.resources
+        bridge = self.bridge
+        kwargs = create_kwargs(launch, record.sandbox, record.name, {**dict(launch.task.labels),
+                               OWNER_LABEL: self.owner}, bridge.name if bridge else None)
+        if spec.network == "BRIDGE" and bridge is not None:
+            keep_on_machine(bridge.device)  # again: a restarted engine makes the bridge afresh
         client = self._docker()
         try:
-            try:
-                client.images.get(spec.image)
-            except docker.errors.ImageNotFound:
-                raise RuntimeError(f"image {spec.image} is not on the Docker engine "
-                                   "(the dev cluster cannot pull; build or load it first)") from None
-            created = client.containers.create(
-                spec.image, command=command, entrypoint=entrypoint, name=record.name, detach=True,
-                environment=task_environment(launch, DOCKER_SANDBOX), working_dir=DOCKER_SANDBOX,
-                labels={**dict(launch.task.labels), OWNER_LABEL: self.owner}, network_mode=spec.network.lower(),
-                volumes=binds, privileged=spec.privileged,
-                cpu_shares=max(2, int(resources.scalar("cpus") * 1024)) if resources.scalar("cpus") else None,
-                mem_limit=f"{max(32, int(resources.scalar('mem')))}m" if resources.scalar("mem") else None,
-            )
-            created.start()
+            ensure_image(client, spec.image, spec.force_pull)
+            created = self._create_and_start(client, kwargs)
             record.container = record.name
             if record.killed.is_set():
                 self._stop(record)
             record.started = True
-            self._status(record, "TASK_RUNNING", container_status=self._container_status(record))
+            self._status(record, "TASK_RUNNING", container_status=self._container_status(
+                record, self._bridge_ip(created, bridge) if spec.network == "BRIDGE" else None))
             waiter = self._docker(timeout=None)
             try:
                 code = int(waiter.api.wait(record.name)["StatusCode"])
@@ -282,6 +253,31 @@ class AgentPool:
         finally:
             client.close()
         self._finish(record, code, "Container")
+
+    @staticmethod
+    def _create_and_start(client: Any, kwargs: dict[str, Any]) -> Any:
+        """``docker run`` in two steps; the daemon's refusal becomes the task's message, as Docker's CLI prints it."""
+        import docker.errors
+
+        created = None
+        try:
+            created = client.containers.create(**kwargs)
+            created.start()
+            return created
+        except docker.errors.APIError as err:
+            if created is not None:
+                created.remove(force=True)
+            raise LaunchError(f"Error response from daemon: {err.explanation or err}") from None
+
+    @staticmethod
+    def _bridge_ip(container: Any, bridge: Bridge | None) -> str | None:
+        if bridge is None:
+            return None
+        try:
+            container.reload()
+            return str(container.attrs["NetworkSettings"]["Networks"][bridge.name]["IPAddress"]) or None
+        except Exception:  # noqa: BLE001 - gone already: the agent's address will do
+            return None
 
     @staticmethod
     def _save_logs(container: Any, sandbox: Path) -> None:

@@ -123,12 +123,24 @@ class VolumeSpec:
 
 
 @dataclass(frozen=True)
+class PortMappingSpec:
+    """``DockerInfo.PortMapping``: a host port published for a container port (BRIDGE networking)."""
+
+    host_port: int
+    container_port: int
+    protocol: str  # tcp or udp (Mesos's default: tcp)
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     type: str  # DOCKER or MESOS
     image: str | None
     network: str  # HOST, BRIDGE, NONE, USER
     volumes: tuple[VolumeSpec, ...]
     privileged: bool
+    port_mappings: tuple[PortMappingSpec, ...] = ()
+    parameters: tuple[tuple[str, str], ...] = ()  # ``docker run --key value`` options, in order
+    force_pull: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,8 +207,15 @@ def _container(raw: Any) -> ContainerSpec | None:
             raise TaskInvalid("Mesos containerizer images are not supported by this stand-in; use DOCKER")
     elif not image:
         raise TaskInvalid("DockerInfo.image is required for a DOCKER container")
+    try:
+        mappings = tuple(PortMappingSpec(int(m["host_port"]), int(m["container_port"]), str(m.get("protocol") or "tcp"))
+                         for m in docker.get("port_mappings", []))
+        parameters = tuple((str(p["key"]), str(p["value"])) for p in docker.get("parameters", []))
+    except (KeyError, TypeError, ValueError) as err:
+        raise BadCall(f"Failed to convert JSON into Call protobuf: DockerInfo: {err!r}") from None
     return ContainerSpec(kind, image, str(docker.get("network", "HOST")), tuple(volumes),
-                         bool(docker.get("privileged", False)))
+                         bool(docker.get("privileged", False)), mappings, parameters,
+                         bool(docker.get("force_pull_image", False)))
 
 
 def parse_task(info: Any) -> TaskSpec:

@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from devcluster import bridge
 from devcluster.httpapi import RunningServer, serve
 from devcluster.mesos.agents import AgentPool
 from devcluster.mesos.api import Handler, build_router, ready_guard
@@ -62,6 +63,7 @@ class MesosStandin:
         self.ready = False
         self.master: Master | None = None
         self.pool = AgentPool(self.state_dir, str(self.state_dir), docker_host, self._on_report)
+        self.bridge: bridge.Bridge | None = None
         self._lock = threading.Lock()
         self._streams: dict[str, Stream] = {}
         self._wake = threading.Event()
@@ -82,9 +84,11 @@ class MesosStandin:
             removed = self.pool.purge()
             if removed:
                 log.info("removed %d containers left by an earlier run", removed)
+            self._make_bridge()
             self._server = serve(ready_guard(self, build_router(self)), self.host, self.port,
                                  logger=logging.getLogger("wharf.devcluster.mesos.http"))
         except BaseException:
+            self._remove_bridge()
             self._ports.release()
             raise
         self.port = self._server.port
@@ -121,6 +125,7 @@ class MesosStandin:
         for stream in streams:
             stream.queue.put(None)
         self.pool.shutdown()
+        self._remove_bridge()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -135,7 +140,38 @@ class MesosStandin:
     def flags(self) -> dict[str, str]:
         return {"port": str(self.port), "hostname": self.host, "zk": self.zk_url or "",
                 "work_dir": str(self.state_dir), "docker_host": self.docker_host or "",
+                "docker_network": self.bridge.name if self.bridge else "",
                 "offer_timeout": str(self.offer_timeout or "")}
+
+    def _docker(self) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=self.docker_host, timeout=60)
+
+    def _make_bridge(self) -> None:
+        """The network BRIDGE tasks run on (with a Docker engine only), made afresh at every start."""
+        if not self.docker_host:
+            return
+        client = self._docker()
+        try:
+            self.bridge = bridge.create(client, self.docker_host, self.pool.owner)
+        finally:
+            client.close()
+        self.pool.bridge = self.bridge
+
+    def _remove_bridge(self) -> None:
+        """Remove the bridge network (its containers are gone by now): no bridge or route is left."""
+        if not self.docker_host:
+            return
+        client = self._docker()
+        try:
+            bridge.remove(client, self.pool.owner)
+        except Exception:  # noqa: BLE001 - the engine may be gone; the dev cluster's clean-up retries
+            log.warning("could not remove the bridge network", exc_info=True)
+        finally:
+            client.close()
+        self.bridge = None
+        self.pool.bridge = None
 
     # --- used by the HTTP layer --------------------------------------------------------------
 

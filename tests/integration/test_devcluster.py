@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -12,8 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
+from devcluster.cluster import running
+from devcluster.docker_engine import DockerEngine
 from devcluster.haproxy import runtime_command
 from devcluster.process import Proc, mounts_below
 from devcluster.zookeeper import four_letter
@@ -33,6 +38,17 @@ def dev_env(state_dir: Path) -> dict[str, str]:
     assert result.returncode == 0, result.stderr
     pairs = [shlex.split(line.removeprefix("export "))[0] for line in result.stdout.splitlines()]
     return dict(pair.split("=", 1) for pair in pairs)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def bridges() -> set[str]:
+    """The names of this machine's Linux bridges."""
+    out = subprocess.run(["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, text=True, check=True)
+    return {link["ifname"] for link in json.loads(out.stdout or "[]")}
 
 
 def procs_of(state_dir: Path) -> list[Proc]:
@@ -247,16 +263,54 @@ def test_second_up_reports_the_running_cluster(cluster: Path) -> None:
     assert procs_of(cluster) == before
 
 
-def test_down_leaves_no_process_and_no_mount_and_a_second_down_is_harmless(tmp_path: Path) -> None:
-    up(tmp_path)
+def ip_lines(*args: str) -> set[str]:
+    return set(subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout.splitlines())
+
+
+@pytest.fixture
+def downed(tmp_path: Path) -> Iterator[Path]:
+    """A state dir whose cluster is taken down after the test, whatever happened in it."""
+    yield tmp_path
+    wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
+
+
+def not_on_bridges(lines: set[str]) -> set[str]:
+    """Routes but those of wharf bridges (other stand-ins on this machine make and remove theirs)."""
+    return {line for line in lines if not re.search(r"\bdev wh[0-9a-f]{13}\b", line)}
+
+
+def test_down_leaves_no_process_mount_bridge_or_route_and_a_second_down_is_harmless(downed: Path) -> None:
+    tmp_path = downed
+    routes_before = ip_lines("-4", "route", "show", "table", "all")
+    status = up(tmp_path)
     procs = procs_of(tmp_path)
     assert len(procs) == 8 and all(p.alive() for p in procs)
     assert mounts_below(tmp_path)  # dockerd mounts its data root and netns
+    network = get_json(status["services"]["mesos"]["http"] + "/master/state")["flags"]["docker_network"]
+    engine = docker.DockerClient(base_url=status["services"]["docker"]["host"])
+    try:
+        attrs = engine.networks.get(network).attrs  # BRIDGE tasks' network, made at `up`
+    finally:
+        engine.close()
+    device, subnet = attrs["Options"]["com.docker.network.bridge.name"], attrs["IPAM"]["Config"][0]["Subnet"]
+    assert device in bridges() and any(line.startswith(subnet + " ") for line in ip_lines("-4", "route"))
     result = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
     assert result.returncode == 0
     assert "stopped chronos, marathon, mesos, consul, docker, nginx, haproxy, zookeeper" in result.stdout
     assert not any(p.alive() for p in procs)
     assert mounts_below(tmp_path) == []
+    # no bridge, no route of ours; every route there was before is still there
+    routes_after = ip_lines("-4", "route", "show", "table", "all")
+    assert device not in bridges() and not any(subnet in line or device in line for line in routes_after)
+    assert not_on_bridges(routes_before) <= routes_after
+    with running(DockerEngine(tmp_path / "docker", {})) as restarted:  # nor does the engine bring it back
+        assert isinstance(restarted, DockerEngine)
+        engine = restarted.client()
+        try:
+            assert {n.name for n in engine.networks.list()} == {"host", "none"}
+        finally:
+            engine.close()
+        assert device not in bridges()
     again = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
     assert again.returncode == 0 and "no dev cluster was running" in again.stdout
     status = wharf("dev", "status", "--json", env={"WHARF_STATE_DIR": str(tmp_path)})
