@@ -37,10 +37,12 @@ from framework.scheduler import Adapter, Event, framework_removed
 from framework.store import DAY, Store, StoreError, TooLarge
 from framework.tasks import STATES, TaskSpec, queued_record
 from wharf.daemon import Daemon
-from wharf.errors import Failure, describe
+from wharf.errors import Failure, Unreachable, describe
 from wharf.log import fields
 
 log = logging.getLogger("wharf.framework")
+# pymesos writes its own lines to stderr in a format of its own: its records go to wharf's handler only
+logging.getLogger("pymesos").handlers.clear()
 WEEK = 7 * 24 * 3600.0
 BATCH = 5000  # events handled per loop turn at most
 RESTART_DELAY = 1.0  # before a new driver, after the stream closed
@@ -204,7 +206,10 @@ class FrameworkDaemon(Daemon):
                             effects.merge(self._kill(item[1], now, item[2]))
                             done.append(item[2])
                         elif kind in ("disconnected", "error"):
-                            log.warning("event stream ended", extra=fields(event=kind, detail=str(item[2:]) or ""))
+                            master = self._master_address or self.master
+                            log.warning("event stream ended", extra=fields(
+                                event=kind, detail=str(item[2:]) or "",
+                                error=Unreachable("the Mesos master", master, "its event stream closed").message))
                             self.core.disconnected()
                             metrics.SUBSCRIBED.set(0)
                             self._stop_driver()
