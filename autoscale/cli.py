@@ -150,7 +150,7 @@ def _base_policy(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _wire(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, list[Any], list[str], dict[str, Any]]:
-    from autoscale.marathon import MarathonApi
+    from autoscale.marathon import MarathonApps
     from autoscale.stats import StatsSource
     from wharf.settings import parse_url_list
 
@@ -164,7 +164,7 @@ def _wire(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, list[Any], lis
         raise BadInput(f"--marathon: {exc}") from None
     if not urls:
         raise BadInput("--marathon: no Marathon URL given (or set MARATHON_URL)")
-    marathon = MarathonApi(urls, marathon_auth)
+    marathon = MarathonApps(urls, marathon_auth)
     haproxies = _split(opts.get("haproxy") or ())
     if not haproxies:
         raise BadInput("--haproxy: no HAProxy given")

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from autoscale.decide import Decision, History, Reading, decide
-from autoscale.marathon import MarathonApi, Scaled, select
+from autoscale.marathon import MarathonApps, Scaled, select
 from autoscale.policy import Policy
 from autoscale.stats import StatsSource, backend_readings, parse_stat_csv
 from wharf.daemon import Daemon
@@ -32,9 +32,9 @@ def action_of(decision: Decision) -> str:
 
 
 class Autoscaler(Daemon):
-    """The daemon: thin I/O around `read_all` → `select` → `decide` → `MarathonApi.scale`."""
+    """The daemon: thin I/O around `read_all` → `select` → `decide` → `MarathonApps.scale`."""
 
-    def __init__(self, marathon: MarathonApi, sources: Sequence[StatsSource], apps: Sequence[str] = (),
+    def __init__(self, marathon: MarathonApps, sources: Sequence[StatsSource], apps: Sequence[str] = (),
                  policy: Policy | Mapping[str, Any] | None = None, interval: float = 60.0,
                  metrics_port: int | None = None, dry_run: bool = False,
                  clock: Callable[[], float] = time.monotonic,

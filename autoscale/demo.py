@@ -17,13 +17,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import IO, Any
 
 import requests
 
 from devcluster.cluster import Cluster
 from devcluster.haproxy import HAProxy
+from wharf.errors import TimedOut
+from wharf.marathon import MarathonClient
+from wharf.wait import wait_until
 
 APP_ID = "/web"
 #: the demo's shorter windows (labels still set target, bounds; a base policy needs --target-rps)
@@ -31,19 +33,17 @@ FLAGS = ["--interval", "2", "--scale-down-stabilization", "10"]
 
 
 def _wait(predicate: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"demo-autoscale: timed out after {seconds:g}s waiting for {what}")
+    try:
+        wait_until(predicate, seconds, 0.2, what)
+    except TimedOut as exc:
+        raise SystemExit(f"demo-autoscale: {exc.message}") from None
 
 
 def _app(marathon: str) -> dict[str, Any]:
-    answer = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5)
-    if answer.status_code == 404:
+    app = MarathonClient([marathon], timeout=5).app(APP_ID)
+    if app is None:
         raise SystemExit(f"demo-autoscale: Marathon has no {APP_ID} (demo-apps deploys it)")
-    return dict(answer.json()["app"])
+    return app
 
 
 def _echo(stream: IO[str], log: IO[str]) -> None:

@@ -9,9 +9,8 @@ serving instance exceeds target × `overload_factor` (or traffic arrives with no
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from autoscale.decide import History, Reading, decide, needed
 from autoscale.mlb import MlbOptions, MlbState, mlb_step
 from autoscale.policy import Policy
+from wharf.atomic import write_atomic
 from wharf.errors import BadInput
 
 
@@ -210,16 +210,9 @@ def plot(path: Path, load: Sequence[float], runs: dict[str, Result], target_rps:
     if title:
         top.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    image = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        fig.savefig(image, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, image.getvalue())

@@ -7,12 +7,14 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from autoscale.decide import Reading
+from wharf import haproxy
 from wharf.errors import BadInput, Failure, reaching
+from wharf.http import split_credentials
 
 CSV_PATH = "/haproxy?stats;csv"
 
@@ -66,16 +68,6 @@ def backend_readings(rows: Iterable[StatRow], source: str, t: float) -> dict[str
         found[row.pxname] = Reading(t, f"{source}#{row.pxname}", None if total is None else int(total),
                                     row.number("req_rate", "rate"))
     return found
-
-
-def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
-    """`http://user:pass@host/x` → (`http://host/x`, (user, pass)); URLs without user-info unchanged."""
-    parts = urlsplit(url)
-    if not parts.username:
-        return url, None
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username), unquote(parts.password or ""))
 
 
 def stats_url(base: str) -> str:
@@ -145,14 +137,7 @@ class StatsSource:
     def read(self) -> str:
         """The `show stat` CSV text. Raises Failure if HAProxy cannot be reached."""
         if self.where.startswith("/"):
-            with reaching("HAProxy", self.where), socket.socket(socket.AF_UNIX) as conn:
-                conn.settimeout(self.timeout)
-                conn.connect(self.where)
-                conn.sendall(b"show stat\n")
-                chunks = []
-                while chunk := conn.recv(65536):
-                    chunks.append(chunk)
-            return b"".join(chunks).decode(errors="replace")
+            return haproxy.ask(self.where, "show stat", self.timeout)
         with reaching("HAProxy", self.where):
             response = requests.get(stats_url(self.where), auth=self.auth, timeout=self.timeout)
         if response.status_code != 200:

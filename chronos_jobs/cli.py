@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import click
 
 from wharf.errors import BadInput, Failure
+from wharf.wait import wait_until
 
 DEFAULT_OWNER = "wharf"
 
@@ -153,25 +153,32 @@ def run(ctx: click.Context, name: str, wait: bool, timeout: float, as_json: bool
         else:
             click.echo(f"started {name}")
         return
-    deadline = time.monotonic() + timeout
-    shown: set[str] = set()
-    while True:
-        state = runs.progress(name, snapshot, client.jobs())
-        for job, result in state.finished.items():
-            if job not in shown and not as_json:
-                shown.add(job)
-                click.echo(f"{job}: {result}")
-        if state.done:
-            break
-        if time.monotonic() > deadline:
-            raise Failure(f"timed out after {timeout:g}s waiting for {', '.join(state.pending)}")
-        time.sleep(0.5)
+    state = _follow_run(client, name, snapshot, timeout, as_json)
     if as_json:
         _echo_json({"finished": dict(state.finished), "skipped": list(state.skipped)})
     elif state.skipped:
         click.echo(f"not run (a parent failed): {', '.join(state.skipped)}")
     if not state.ok:
         raise Failure(f"job run failed: {', '.join(j for j, r in state.finished.items() if r != 'success')}")
+
+
+def _follow_run(client: Any, name: str, snapshot: Any, timeout: float, as_json: bool) -> Any:
+    """Wait for the run of `name` and the dependents it sets off, echoing each result as it comes."""
+    from chronos_jobs import run as runs
+
+    shown: set[str] = set()
+    seen: list[Any] = []
+
+    def ended() -> Any:
+        state = runs.progress(name, snapshot, client.jobs())
+        seen[:] = [state]
+        for job, result in state.finished.items():
+            if job not in shown and not as_json:
+                shown.add(job)
+                click.echo(f"{job}: {result}")
+        return state if state.done else None
+
+    return wait_until(ended, timeout, 0.5, lambda: ", ".join(seen[0].pending))
 
 
 @jobs.command()

@@ -2,7 +2,8 @@
 
 Reads and job writes are idempotent (a POST replaces the job of that name), so connection errors
 are retried with `wharf.retry.Retry`; an answer Chronos refuses (4xx/5xx) is not. Credentials in
-the URL (`http://user:password@host:port`) are used for basic auth and never shown.
+the URL (`http://user:password@host:port`) are used for basic auth and never shown. The calls go
+through `wharf.http.HttpClient`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import csv
 import io
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 
-from wharf.errors import Failure, reaching
+from wharf.errors import Failure, HttpError
+from wharf.http import HttpClient
 from wharf.retry import Retry
 from wharf.settings import mask_url
 
@@ -38,33 +40,20 @@ class ChronosClient:
     """Chronos at `url`; `retry` governs connection errors."""
 
     def __init__(self, url: str, *, timeout: float = 10.0, retry: Retry | None = None) -> None:
-        parts = urlsplit(url)
-        self.shown = mask_url(url)
-        self.session = requests.Session()
-        if parts.username:
-            self.session.auth = (parts.username, parts.password or "")
-        netloc = parts.netloc.rpartition("@")[2]
-        self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-        self.timeout = timeout
-        self.retry = retry or Retry(delay=0.2, max_delay=2.0, deadline=15.0,
-                                    retry_on=(requests.ConnectionError, requests.Timeout))
+        self.http = HttpClient(url, system="Chronos", timeout=timeout, shown=mask_url(url),
+                               retry=retry or Retry(delay=0.2, max_delay=2.0, deadline=15.0,
+                                                    retry_on=(requests.ConnectionError, requests.Timeout)))
 
-    def _call(self, method: str, path: str, body: Any = None) -> requests.Response:
-        url = self.base + PREFIX + path
-
-        def once() -> requests.Response:
-            return self.session.request(method, url, json=body, timeout=self.timeout)
-
-        with reaching("Chronos", self.shown, self.retry.deadline):
-            response = self.retry(once)
-        if response.status_code >= 400:
-            reason = response.text.strip().splitlines()[0] if response.text.strip() else response.reason
-            raise Failure(f"Chronos refused {method} {PREFIX}{path}: {response.status_code} {reason}")
-        return response
+    def _call(self, method: str, path: str, body: Any = None, text: bool = False) -> Any:
+        try:
+            return self.http.request(method, PREFIX + path, body, text=text)
+        except HttpError as exc:
+            reason = exc.text.strip().splitlines()[0] if exc.text.strip() else exc.reason
+            raise Failure(f"Chronos refused {method} {PREFIX}{path}: {exc.status} {reason}") from None
 
     def jobs(self) -> dict[str, dict[str, Any]]:
         """Every job Chronos has, by name."""
-        return {job["name"]: job for job in self._call("GET", "/jobs").json()}
+        return {job["name"]: job for job in self._call("GET", "/jobs")}
 
     def put(self, job: Mapping[str, Any], endpoint: str) -> None:
         """Create or replace a job: `endpoint` is `iso8601` (scheduled) or `dependency`."""
@@ -79,4 +68,4 @@ class ChronosClient:
 
     def graph(self) -> dict[str, dict[str, str]]:
         """Each job's last outcome and whether it is idle, queued or running."""
-        return parse_graph_csv(self._call("GET", "/graph/csv").text)
+        return parse_graph_csv(self._call("GET", "/graph/csv", text=True))

@@ -7,16 +7,18 @@ parents are missing, so wharf refuses such a graph before anything is sent. Pure
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from wharf import toposort
+from wharf.errors import BadInput
 
 __all__ = ["GraphError", "check", "children", "descendants", "dot", "external_parents", "order", "parents_of", "text"]
 
 Jobs = Mapping[str, Mapping[str, Any]]
 
 
-class GraphError(ValueError):
+class GraphError(BadInput, ValueError):
     """A job whose `field` breaks the graph; `job` names it so the caller can name its file."""
 
     def __init__(self, job: str, field: str, reason: str) -> None:
@@ -45,31 +47,16 @@ def check(repo: Jobs, chronos: Jobs | None = None, removed: Iterable[str] = ()) 
                 continue
             where = "in the repository or in Chronos" + (" (a prune would delete it)" if parent in gone else "")
             raise GraphError(name, "parents", f"parent '{parent}' does not exist {where}")
-    graph: dict[str, Mapping[str, Any]] = {**known, **repo}
+    graph = {name: parents_of(job) for name, job in {**known, **repo}.items()}
     for name in sorted(repo):
-        cycle = _cycle_through(graph, name)
+        cycle = toposort.find_cycle(graph, start=name)  # name after its parent after ... after name
         if cycle:
-            raise GraphError(name, "parents", "the parents form a cycle: " + " -> ".join(cycle))
+            raise GraphError(name, "parents", "the parents form a cycle: " + " -> ".join(reversed(cycle)))
 
 
 def external_parents(repo: Jobs) -> list[str]:
     """Parents named by the repository's jobs that are not themselves in the repository, sorted."""
     return sorted({parent for job in repo.values() for parent in parents_of(job) if parent not in repo})
-
-
-def _cycle_through(graph: Jobs, start: str) -> list[str] | None:
-    """A path start -> parent -> ... -> start following parents, if there is one (depth first)."""
-    stack: list[tuple[str, list[str]]] = [(start, [start])]
-    seen: set[str] = set()
-    while stack:
-        name, path = stack.pop()
-        for parent in sorted(parents_of(graph.get(name, {})), reverse=True):
-            if parent == start:
-                return [*reversed([*path, parent])]
-            if parent not in seen and parent in graph:
-                seen.add(parent)
-                stack.append((parent, [*path, parent]))
-    return None
 
 
 def children(jobs: Jobs, name: str) -> list[str]:
@@ -94,20 +81,11 @@ def order(jobs: Jobs) -> list[str]:
 
     Raises ValueError if the jobs contain a cycle (`check` names it first in normal use).
     """
-    waiting = {name: {p for p in parents_of(job) if p in jobs} for name, job in jobs.items()}
-    ready = [name for name, parents in waiting.items() if not parents]
-    heapq.heapify(ready)
-    result = []
-    while ready:
-        name = heapq.heappop(ready)
-        result.append(name)
-        for child in children(jobs, name):
-            waiting[child].discard(name)
-            if not waiting[child] and child not in result:
-                heapq.heappush(ready, child)
-    if len(result) != len(jobs):
-        raise ValueError("the jobs' parents form a cycle: " + ", ".join(sorted(set(jobs) - set(result))))
-    return result
+    try:
+        return toposort.order({name: parents_of(job) for name, job in jobs.items()})
+    except toposort.CycleError as error:
+        raise toposort.CycleError(error.cycle, error.stuck,
+                                  "the jobs' parents form a cycle: " + ", ".join(error.stuck)) from None
 
 
 def _escape(text: str) -> str:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chronos_jobs import graph, spec
-from chronos_jobs import schedule as sched
+from wharf.contracts import chronos_schedule as sched
 
 __all__ = ["Change", "Plan", "diff_fields", "normalize", "plan", "same_schedule"]
 

@@ -46,7 +46,7 @@ def load(directory: Path, env: str | None = None) -> dict[str, JobFile]:
     for source in configrepo.load_specs(directory, FOLDER, values, env):
         try:
             body = spec.to_chronos(source.data, default_name=source.name)
-        except spec.SpecError as error:
+        except spec.JobSpecError as error:
             errors.append(source.error(error.path, error.reason))
             continue
         name = body["name"]

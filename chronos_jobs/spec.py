@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from chronos_jobs import schedule as sched
+from wharf.contracts import chronos_schedule as sched
+from wharf.errors import BadInput
 
-__all__ = ["NAME_PATTERN", "OWNER_VARIABLE", "SpecError", "endpoint", "owner_of", "to_chronos", "with_owner"]
+__all__ = ["NAME_PATTERN", "OWNER_VARIABLE", "JobSpecError", "endpoint", "owner_of", "to_chronos", "with_owner"]
 
 # Chronos 3 refuses any name that does not fully match this (its docs still show an older pattern).
 NAME_PATTERN = re.compile(r"[\w.-]+", re.ASCII)
@@ -50,7 +51,7 @@ def _path(dotted: str) -> FieldPath:
     return tuple(parts)
 
 
-class SpecError(ValueError):
+class JobSpecError(BadInput, ValueError):
     """One field of one spec is wrong: `field` is its dotted name, `path` the same as a tuple."""
 
     def __init__(self, field: str, reason: str) -> None:
@@ -88,104 +89,104 @@ def _number(value: Any) -> float | None:
 
 def _check_text(spec: Mapping[str, Any], key: str) -> None:
     if key in spec and not isinstance(spec[key], str):
-        raise SpecError(key, f"must be a string, got {spec[key]!r}")
+        raise JobSpecError(key, f"must be a string, got {spec[key]!r}")
 
 
 def _check_strings(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise SpecError(where, f"must be a list of strings, got {value!r}")
+        raise JobSpecError(where, f"must be a list of strings, got {value!r}")
     return value
 
 
 def _schedule(spec: Mapping[str, Any]) -> None:
     text = spec["schedule"]
     if not isinstance(text, str):
-        raise SpecError("schedule", f"must be a string R[n]/<start>/<period>, got {text!r}")
+        raise JobSpecError("schedule", f"must be a string R[n]/<start>/<period>, got {text!r}")
     try:
         sched.parse(text, spec.get("scheduleTimeZone") or None, now=_NOW_FOR_SYNTAX)
     except sched.ScheduleError as error:
         # the parser names the schedule; the field already does, so keep only the reason
         reason = str(error).removeprefix(f"schedule '{text}': ")
         field = "scheduleTimeZone" if "scheduleTimeZone" in reason else "schedule"
-        raise SpecError(field, f"'{text}': {reason}" if field == "schedule" else reason) from None
+        raise JobSpecError(field, f"'{text}': {reason}" if field == "schedule" else reason) from None
 
 
 def _container(spec: Mapping[str, Any]) -> dict[str, Any] | None:
     if "image" in spec:
         if "container" in spec:
-            raise SpecError("image", "give either 'image' or 'container', not both")
+            raise JobSpecError("image", "give either 'image' or 'container', not both")
         if not isinstance(spec["image"], str) or not spec["image"]:
-            raise SpecError("image", f"must be a Docker image name, got {spec['image']!r}")
+            raise JobSpecError("image", f"must be a Docker image name, got {spec['image']!r}")
         return {"type": "DOCKER", "image": spec["image"], "network": "HOST"}
     if "container" not in spec:
         return None
     container = spec["container"]
     if not isinstance(container, Mapping):
-        raise SpecError("container", f"must be a mapping, got {container!r}")
+        raise JobSpecError("container", f"must be a mapping, got {container!r}")
     if not isinstance(container.get("image"), str) or not container["image"]:
-        raise SpecError("container.image", "is required: the Docker image to run")
+        raise JobSpecError("container.image", "is required: the Docker image to run")
     for index, parameter in enumerate(container.get("parameters") or []):
         if not (isinstance(parameter, Mapping) and isinstance(parameter.get("key"), str)
                 and isinstance(parameter.get("value"), str)):
-            raise SpecError(f"container.parameters[{index}]", "must be {key: string, value: string}")
+            raise JobSpecError(f"container.parameters[{index}]", "must be {key: string, value: string}")
     return {"type": "DOCKER", "network": "HOST", **container}
 
 
 def _environment(spec: Mapping[str, Any]) -> list[dict[str, str]] | None:
     if "env" in spec:
         if "environmentVariables" in spec:
-            raise SpecError("env", "give either 'env' or 'environmentVariables', not both")
+            raise JobSpecError("env", "give either 'env' or 'environmentVariables', not both")
         env = spec["env"]
         if not isinstance(env, Mapping):
-            raise SpecError("env", f"must be a mapping of variable names to values, got {env!r}")
+            raise JobSpecError("env", f"must be a mapping of variable names to values, got {env!r}")
         variables = []
         for name, value in env.items():
             if not isinstance(value, str | int | float | bool):
-                raise SpecError(f"env.{name}", f"must be a string or number, got {value!r}")
+                raise JobSpecError(f"env.{name}", f"must be a string or number, got {value!r}")
             shown = str(value).lower() if isinstance(value, bool) else str(value)
             variables.append({"name": str(name), "value": shown})
     elif "environmentVariables" in spec:
         variables = spec["environmentVariables"]
         if not isinstance(variables, list):
-            raise SpecError("environmentVariables", "must be a list of {name, value}")
+            raise JobSpecError("environmentVariables", "must be a list of {name, value}")
         for index, item in enumerate(variables):
             if not (isinstance(item, Mapping) and isinstance(item.get("name"), str)
                     and isinstance(item.get("value"), str)):
-                raise SpecError(f"environmentVariables[{index}]", "must be {name: string, value: string}")
+                raise JobSpecError(f"environmentVariables[{index}]", "must be {name: string, value: string}")
     else:
         return None
     for index, item in enumerate(variables):
         if item["name"] == OWNER_VARIABLE:
             field = f"env.{OWNER_VARIABLE}" if "env" in spec else f"environmentVariables[{index}]"
-            raise SpecError(field, f"{OWNER_VARIABLE} is wharf's owner marker and is set by wharf")
+            raise JobSpecError(field, f"{OWNER_VARIABLE} is wharf's owner marker and is set by wharf")
     return [dict(item) for item in variables]
 
 
 def to_chronos(spec: Any, default_name: str | None = None) -> dict[str, Any]:
-    """The Chronos job body for one spec; raises SpecError naming the field and the reason.
+    """The Chronos job body for one spec; raises JobSpecError naming the field and the reason.
 
     `name` may be left out when `default_name` (the spec file's name) is given.
     """
     if not isinstance(spec, Mapping):
-        raise SpecError("job", f"a job spec must be a mapping of fields, got {type(spec).__name__}")
+        raise JobSpecError("job", f"a job spec must be a mapping of fields, got {type(spec).__name__}")
     unknown = sorted(set(spec) - FIELDS - SHORTHANDS)
     if unknown:
-        raise SpecError(unknown[0], "unknown field (see the job spec in the README)")
+        raise JobSpecError(unknown[0], "unknown field (see the job spec in the README)")
     name = spec.get("name", default_name)
     if not isinstance(name, str) or not name:
-        raise SpecError("name", "is required" if name is None else f"must be a string, got {name!r}")
+        raise JobSpecError("name", "is required" if name is None else f"must be a string, got {name!r}")
     if not NAME_PATTERN.fullmatch(name):
         origin = "" if "name" in spec else " (the file's name, as no 'name' is given)"
-        raise SpecError("name", f"'{name}'{origin} is invalid: Chronos allows letters, digits, '_', '.' and '-'")
+        raise JobSpecError("name", f"'{name}'{origin} is invalid: Chronos allows letters, digits, '_', '.' and '-'")
     for key in _TEXT:
         _check_text(spec, key)
 
     has_schedule, has_parents = spec.get("schedule") is not None, spec.get("parents") is not None
     if has_schedule and has_parents:
-        raise SpecError("parents", "give exactly one of 'schedule' (a scheduled job) or 'parents' "
+        raise JobSpecError("parents", "give exactly one of 'schedule' (a scheduled job) or 'parents' "
                                    "(a dependent job), not both")
     if not has_schedule and not has_parents:
-        raise SpecError("schedule", "give exactly one of 'schedule' (a scheduled job) or 'parents' "
+        raise JobSpecError("schedule", "give exactly one of 'schedule' (a scheduled job) or 'parents' "
                                     "(a dependent job)")
     job: dict[str, Any] = {"name": name}
     if has_schedule:
@@ -194,40 +195,40 @@ def to_chronos(spec: Any, default_name: str | None = None) -> dict[str, Any]:
     else:
         parents = _check_strings(spec["parents"], "parents")
         if not parents:
-            raise SpecError("parents", "must name at least one parent job")
+            raise JobSpecError("parents", "must name at least one parent job")
         for parent in parents:
             if parent == name:
-                raise SpecError("parents", f"a job cannot be its own parent ('{name}')")
+                raise JobSpecError("parents", f"a job cannot be its own parent ('{name}')")
         if len(set(parents)) != len(parents):
-            raise SpecError("parents", f"names a parent twice: {parents}")
+            raise JobSpecError("parents", f"names a parent twice: {parents}")
         if "scheduleTimeZone" in spec:
-            raise SpecError("scheduleTimeZone", "only a scheduled job has a time zone")
+            raise JobSpecError("scheduleTimeZone", "only a scheduled job has a time zone")
         job["parents"] = list(parents)
 
     if "epsilon" in spec:
         try:
             sched.parse_period(spec["epsilon"])
         except sched.ScheduleError:
-            raise SpecError("epsilon", f"bad duration '{spec['epsilon']}': not an ISO 8601 period") from None
+            raise JobSpecError("epsilon", f"bad duration '{spec['epsilon']}': not an ISO 8601 period") from None
     for key in _FLAGS:
         if key in spec and not isinstance(spec[key], bool):
-            raise SpecError(key, f"must be true or false, got {spec[key]!r}")
+            raise JobSpecError(key, f"must be true or false, got {spec[key]!r}")
     if "retries" in spec and (isinstance(spec["retries"], bool) or not isinstance(spec["retries"], int)
                               or spec["retries"] < 0):
-        raise SpecError("retries", f"must be a whole number >= 0, got {spec['retries']!r}")
+        raise JobSpecError("retries", f"must be a whole number >= 0, got {spec['retries']!r}")
     for key in _RESOURCES:
         if key in spec and ((number := _number(spec[key])) is None or number < 0):
-            raise SpecError(key, f"must be a number >= 0 (0: Chronos's default), got {spec[key]!r}")
+            raise JobSpecError(key, f"must be a number >= 0 (0: Chronos's default), got {spec[key]!r}")
     if "arguments" in spec:
         _check_strings(spec["arguments"], "arguments")
     for index, constraint in enumerate(spec.get("constraints") or []):
         if not (isinstance(constraint, list) and len(constraint) == 3 and all(isinstance(c, str) for c in constraint)):
-            raise SpecError(f"constraints[{index}]", "must be [attribute, operator, value]")
+            raise JobSpecError(f"constraints[{index}]", "must be [attribute, operator, value]")
         if constraint[1] not in ("EQUALS", "LIKE", "UNLIKE"):
-            raise SpecError(f"constraints[{index}]", f"operator '{constraint[1]}' is not EQUALS, LIKE or UNLIKE")
+            raise JobSpecError(f"constraints[{index}]", f"operator '{constraint[1]}' is not EQUALS, LIKE or UNLIKE")
     container = _container(spec)
     if not spec.get("command") and container is None:
-        raise SpecError("command", "is required (unless the job runs an image)")
+        raise JobSpecError("command", "is required (unless the job runs an image)")
 
     for key in sorted(FIELDS - {"name", "schedule", "parents", "container", "environmentVariables"}):
         if key in spec:

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from chronos_jobs import schedule as sched
 from chronos_jobs import spec
+from wharf.contracts import chronos_schedule as sched
 
 __all__ = ["rows"]
 

@@ -3,32 +3,22 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from wharf.atomic import write_atomic
+from wharf.errors import Failure, TimedOut
+from wharf.haproxy import send
+from wharf.wait import wait_until
 
-class ApplyFailed(Exception):
+
+class ApplyFailed(Failure):
     """The load balancer refused a change."""
-
-
-def socket_command(path: str | Path, command: str, timeout: float = 5.0) -> str:
-    """Send one command to an HAProxy stats/admin or master socket; return the whole answer."""
-    with socket.socket(socket.AF_UNIX) as conn:
-        conn.settimeout(timeout)
-        conn.connect(str(path))
-        conn.sendall(command.encode() + b"\n")
-        conn.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := conn.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -73,7 +63,7 @@ class HAProxyControl:
         """Send `set server` commands to the running worker; raise on the first refused one."""
         sent = 0
         for command in commands:
-            answer = socket_command(self.admin_socket, command).strip()
+            answer = send(self.admin_socket, command).strip()
             if refused(answer):
                 raise ApplyFailed(f"{command}: {answer.splitlines()[0]}")
             sent += 1
@@ -81,18 +71,12 @@ class HAProxyControl:
 
     def save_state(self) -> None:
         """`show servers state` into the server-state file, so the next worker starts from it."""
-        text = socket_command(self.admin_socket, "show servers state")
-        target = Path(self.state_file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, target)
+        write_atomic(self.state_file, send(self.admin_socket, "show servers state"), 0o600)
 
     def procs(self) -> tuple[Proc, ...]:
         if not self.master_socket:
             raise ApplyFailed("no HAProxy master socket given (--haproxy-master-socket)")
-        return parse_show_proc(socket_command(self.master_socket, "show proc"))
+        return parse_show_proc(send(self.master_socket, "show proc"))
 
     def reload(self) -> int:
         """Hitless reload through the master socket; wait for the new worker and return its pid.
@@ -104,25 +88,28 @@ class HAProxyControl:
         except OSError:
             pass  # no worker answering: the new one starts from the file alone
         try:
-            socket_command(self.master_socket or "", "reload", timeout=self.reload_timeout)
+            send(self.master_socket or "", "reload", timeout=self.reload_timeout)
         except OSError:
             pass  # the master re-executes and may drop the connection; `show proc` says how it went
-        deadline = time.monotonic() + self.reload_timeout
-        while time.monotonic() < deadline:
-            try:
-                now = self.procs()
-            except OSError:
-                time.sleep(0.01)
-                continue
-            m = next((p for p in now if p.kind == "master"), None)
-            if m and m.failed > master.failed:
-                raise ApplyFailed("HAProxy refused the new configuration (reload failed)")
-            if m and m.reloads > master.reloads:
-                newest = [p for p in now if p.kind == "worker" and p.reloads == 0]
-                if newest:
-                    return newest[0].pid
-            time.sleep(0.01)
-        raise ApplyFailed(f"HAProxy did not finish reloading in {self.reload_timeout:g}s")
+        try:
+            return wait_until(lambda: self._new_worker(master), self.reload_timeout, 0.01, "a new worker")
+        except TimedOut:
+            raise ApplyFailed(f"HAProxy did not finish reloading in {self.reload_timeout:g}s") from None
+
+    def _new_worker(self, master: Proc) -> int | None:
+        """The new worker's pid once the master has reloaded since `master` was read; None before."""
+        try:
+            now = self.procs()
+        except OSError:
+            return None
+        m = next((p for p in now if p.kind == "master"), None)
+        if m and m.failed > master.failed:
+            raise ApplyFailed("HAProxy refused the new configuration (reload failed)")
+        if m and m.reloads > master.reloads:
+            newest = [p for p in now if p.kind == "worker" and p.reloads == 0]
+            if newest:
+                return newest[0].pid
+        return None
 
 
 def nginx_reload(conf: Path, prefix: str | None = None, binary: str = "nginx", timeout: float = 10.0) -> None:
@@ -141,15 +128,16 @@ def nginx_reload(conf: Path, prefix: str | None = None, binary: str = "nginx", t
         raise ApplyFailed(f"nginx -s reload: {tail}")
     if master is None or not before:
         return
-    deadline = time.monotonic() + timeout
-    while not (_children(master) or before) - before:
-        if time.monotonic() > deadline:
-            raise ApplyFailed(f"nginx (pid {master}) started no worker on the new config in {timeout:g}s: "
-                              "see its error log")
-        time.sleep(0.01)
-    old_gone_by = min(deadline, time.monotonic() + 1.0)
-    while (_children(master) or set()) & before and time.monotonic() < old_gone_by:
-        time.sleep(0.01)
+    pid, old = master, before
+    started = time.monotonic()
+    try:
+        wait_until(lambda: (_children(pid) or old) - old, timeout, 0.01, "a new nginx worker")
+    except TimedOut:
+        raise ApplyFailed(f"nginx (pid {master}) started no worker on the new config in {timeout:g}s: "
+                          "see its error log") from None
+    left = max(0.0, min(1.0, started + timeout - time.monotonic()))
+    with suppress(TimedOut):  # up to a second more (within the timeout) for the old workers to go
+        wait_until(lambda: not (_children(pid) or set()) & old, left, 0.01, "the old nginx workers")
 
 
 _PID_DIRECTIVE = re.compile(r"^\s*pid\s+([^;\s]+)\s*;", re.MULTILINE)

@@ -16,7 +16,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -24,22 +23,23 @@ from typing import Any
 
 import requests
 
-from consul_templates.apply import parse_show_proc, socket_command
+from consul_templates.apply import parse_show_proc
 from devcluster.cluster import Cluster
 from devcluster.process import free_port, stop_pid_file
 from wharf.consul_http import client as consul_client
+from wharf.errors import TimedOut
+from wharf.haproxy import send
+from wharf.marathon import MarathonClient
+from wharf.wait import wait_until
 
 APP_ID, SERVICE = "/web", "web"
 
 
 def _wait(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise SystemExit(f"demo-render: timed out after {seconds:g}s waiting for {what}")
+    try:
+        return wait_until(predicate, seconds, 0.1, what)
+    except TimedOut as exc:
+        raise SystemExit(f"demo-render: {exc.message}") from None
 
 
 def _get(address: str, host: str) -> str:
@@ -53,7 +53,7 @@ def _get(address: str, host: str) -> str:
 
 def _show_proc(master: str) -> int:
     """Print the master's `show proc`; return the current worker's pid."""
-    text = socket_command(master, "show proc")
+    text = send(master, "show proc")
     print("$ echo 'show proc' | socat stdio master.sock")
     print("\n".join("    " + line for line in text.strip().splitlines() if line.strip()), flush=True)
     return next(p.pid for p in parse_show_proc(text) if p.kind == "worker" and p.reloads == 0)
@@ -87,10 +87,9 @@ def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:
     pairs = ["--template", "haproxy", "--dest", env["WHARF_HAPROXY_CONFIG"], "--template", "nginx",
              "--dest", env["WHARF_NGINX_CONF"], "--stats-port", str(stats_port)]
 
-    answer = requests.get(f"{marathon}/v2/apps{APP_ID}", timeout=5)
-    if answer.status_code == 404:
+    app = MarathonClient([marathon], timeout=5).app(APP_ID)
+    if app is None:
         raise SystemExit(f"demo-render: Marathon has no {APP_ID} (demo-apps deploys it)")
-    app = answer.json()["app"]
     count = int(app["instances"])
     vhost = str(app["labels"]["HAPROXY_0_VHOST"]).split(",")[0]
     entries = _wait(lambda: len(_passing(client)) >= count and _passing(client), 60,

@@ -21,13 +21,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from consul_templates import plan, routes, safe
 from consul_templates.routes import Problem, Route
 from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
-from wharf.errors import BadInput
+from wharf.errors import BadInput, Failure
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 BUILTIN = {"haproxy": TEMPLATE_DIR / "haproxy.cfg.j2", "nginx": TEMPLATE_DIR / "nginx.conf.j2"}
 
 
-class RenderError(Exception):
+class RenderError(Failure):
     """A template failed while rendering (an undefined name, a bad filter argument): file and line."""
 
 

@@ -3,13 +3,14 @@
 The registrator carries every `HAPROXY_*` label of a Marathon app into each instance's Meta as it is,
 plus `marathon_app_id`, `service_port` and `port_index`. Instances sharing an app id and service port
 form one route named as marathon-lb names it (`/shop/web` on 10000 -> `shop_web_10000`); other
-services form a route named after the service. Labels are declared once, in `LABELS`.
+services form a route named after the service. Labels, their parsers and defaults, and the names are
+marathon-lb's contract (`wharf.contracts.marathon_lb`); the Meta keys are `wharf.contracts.consul_meta`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
@@ -17,108 +18,12 @@ from typing import Any, NamedTuple
 
 from consul_templates import safe
 from consul_templates.snapshot import Instance, Snapshot, maker
+from wharf.contracts.consul_meta import MARATHON_APP_ID, PORT_INDEX, SERVICE_PORT
+from wharf.contracts.marathon_lb import APP_GROUP_LABEL, LABEL_DEFAULTS, LABELS, Label, route_name
 
-BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 APP_ID = re.compile(r"(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)+")
 HTTP_FRONTEND = "marathon_http_in"
-DEFAULT_GROUP = "external"  # marathon-lb's group for apps that name none
 RESERVED_NAMES = frozenset({HTTP_FRONTEND, "stats"})  # proxies the built-in template writes itself
-
-
-def _bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low in ("false", "0", "no", "off"):
-        return False
-    raise ValueError("is not true or false")
-
-
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError("is not a whole number") from None
-        if not low <= value <= high:
-            raise ValueError(f"is not in {low}-{high}")
-        return value
-    return parse
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        low = text.strip().lower()
-        if low not in choices:
-            raise ValueError(f"is not one of {', '.join(choices)}")
-        return low
-    return parse
-
-
-def _vhosts(text: str) -> tuple[str, ...]:
-    hosts = tuple(filter(None, map(str.strip, text.lower().split(","))))
-    if not all(map(safe.is_vhost, hosts)):
-        raise ValueError("is not a list of host names")
-    return hosts
-
-
-def _path(text: str) -> str:
-    if not safe.is_path(text.strip()):
-        raise ValueError("is not a URL path (/ then letters, digits, . _ ~ % - /)")
-    return text.strip()
-
-
-def _group(text: str) -> str:
-    if not safe.is_name(text.strip()):
-        raise ValueError("is not a group name")
-    return text.strip()
-
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    """One honoured marathon-lb label: `HAPROXY_{n}_<name>`, how it is parsed, and what it does."""
-
-    name: str
-    parse: Callable[[str], Any]
-    description: str
-
-
-#: a label's parser, remembered by value: the same labels come back in every render, and each
-#: parser is a pure function of the text to an immutable value (a bad value raises, never remembered)
-_remembered = lru_cache(maxsize=65536)
-
-LABELS: tuple[Label, ...] = (
-    Label("GROUP", _remembered(_group), "the route's HAProxy group, for `--group` (also the app-wide HAPROXY_GROUP)"),
-    Label("VHOST", _remembered(_vhosts), "virtual hosts, comma-separated, routed by Host on the shared http frontend"),
-    Label("PATH", _remembered(_path), "a path prefix, routed on the shared http frontend (with or without a vhost)"),
-    Label("PORT", _remembered(_int_in(1, 65535)), "the service port the route's own frontend binds (and its name)"),
-    Label("MODE", _remembered(_choice("http", "tcp")), "http or tcp (default: http with a vhost or path, else tcp)"),
-    Label("BALANCE", _remembered(_choice(*BALANCES)), "the backend's balance algorithm (default roundrobin)"),
-    Label("STICKY", _remembered(_bool), "sticky sessions with an inserted cookie"),
-    Label("REDIRECT_TO_HTTPS", _remembered(_bool), "redirect plain-HTTP requests to https"),
-    Label("BACKEND_WEIGHT", _remembered(_int_in(-1000000, 1000000)), "order of the vhost/path rules: higher first"),
-    Label("ENABLED", _remembered(_bool), "false leaves the route out"),
-)
-
-
-_LABEL_BY_NAME = {label.name: label for label in LABELS}
-_PORT_LABEL = re.compile(r"HAPROXY_(\d+)_([A-Z_]+)")
-
-
-def label_problem(key: str, value: object) -> str | None:
-    """Why the renderer would ignore the marathon-lb label `key` with `value` (`is not one of ...`),
-    or None when it honours it or does not read that label. The spec expansion asks the same
-    question before a push is accepted, so a label is never accepted there and dropped here."""
-    match = _PORT_LABEL.fullmatch(key)
-    label = _LABEL_BY_NAME["GROUP"] if key == "HAPROXY_GROUP" else \
-        _LABEL_BY_NAME.get(match.group(2)) if match else None
-    if label is None or not isinstance(value, str):
-        return None
-    try:
-        label.parse(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
 
 
 class Route(NamedTuple):
@@ -155,11 +60,6 @@ class Problem:
     reason: str
 
 
-def route_name(app_id: str, service_port: int) -> str:
-    """marathon-lb's frontend/backend name: `/shop/web` on 10000 -> `shop_web_10000`."""
-    return f"{app_id.lstrip('/').replace('/', '_')}_{service_port}"
-
-
 def sanitise(name: str) -> str:
     """A service name as an HAProxy proxy name: anything but letters, digits, `_ . : -` becomes `_`."""
     return re.sub(r"[^A-Za-z0-9_.:-]", "_", name)
@@ -192,8 +92,8 @@ def _present_keys(index: int, keys: tuple[str, ...]) -> tuple[str, ...]:
     HAPROXY_GROUP last unless the port has its own (apps share a few key sets, so each is read once)."""
     group_key, label_keys, _ = _label_keys(index)
     present = sorted(label_keys.intersection(keys))
-    if "HAPROXY_GROUP" in keys and group_key not in keys:
-        present.append("HAPROXY_GROUP")
+    if APP_GROUP_LABEL in keys and group_key not in keys:
+        present.append(APP_GROUP_LABEL)
     return tuple(present)
 
 
@@ -203,7 +103,7 @@ def _label_keys(index: int) -> tuple[str, frozenset[str], Mapping[str, Label]]:
     app-wide HAPROXY_GROUP's too)."""
     by_key = {f"HAPROXY_{index}_{label.name}": label for label in LABELS}
     group_key = f"HAPROXY_{index}_GROUP"
-    return group_key, frozenset(by_key), {**by_key, "HAPROXY_GROUP": by_key[group_key]}
+    return group_key, frozenset(by_key), {**by_key, APP_GROUP_LABEL: by_key[group_key]}
 
 
 def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
@@ -216,7 +116,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     grouped: dict[tuple[str, str, int], list[Instance]] = {}
     for inst in instances:  # every instance, so a route whose instances all fail keeps its place
         meta = inst.meta  # the route: the instance's app and service port, else its service (port 0)
-        key = _app_key(meta.get("marathon_app_id", ""), meta.get("service_port", "")) or ("service", inst.service, 0)
+        key = _app_key(meta.get(MARATHON_APP_ID, ""), meta.get(SERVICE_PORT, "")) or ("service", inst.service, 0)
         members = grouped.get(key)
         if members is None:
             grouped[key] = [inst]
@@ -229,7 +129,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         insts.sort(key=_INSTANCE_ORDER)  # as the snapshot sorts them
         first = insts[0]
         meta = first.meta  # the route's labels: its first instance's
-        index_text = meta.get("port_index", "0")
+        index_text = meta.get(PORT_INDEX, "0")
         index = int(index_text) if index_text.isdigit() else 0
         keys = _present_keys(index, tuple(meta))
         head = _route_head(route_key, index, keys, tuple([meta[key] for key in keys]))
@@ -285,14 +185,15 @@ def _route_head(route_key: tuple[str, str, int], index: int, keys: tuple[str, ..
     a pure function of them, so each distinct route is worked out once (the same come back in every
     render) and each render only reads the values."""
     kind, ident, service_port = route_key
-    labels, label_problems = _parse_labels(index, keys, values)
+    parsed, label_problems = _parse_labels(index, keys, values)
+    labels = {**LABEL_DEFAULTS, **parsed}  # the table's default for every label not given
     provisional = route_name(ident, service_port) if service_port else sanitise(ident)
     noted = tuple(Problem(provisional, reason) for reason in label_problems)
-    group = labels.get("GROUP", DEFAULT_GROUP)
-    port = labels.get("PORT", service_port)
+    group = labels["GROUP"]
+    port = labels["PORT"] or service_port
     name = route_name(ident, port) if kind == "app" and port else sanitise(ident)
-    vhosts, path = labels.get("VHOST", ()), labels.get("PATH")
-    mode = labels.get("MODE") or ("http" if vhosts or path else "tcp")
+    vhosts, path = labels["VHOST"], labels["PATH"]
+    mode = labels["MODE"] or ("http" if vhosts or path else "tcp")
     problems = []
     if mode == "tcp" and (vhosts or path):
         problems.append(Problem(name, "vhost/path routing needs MODE http: vhost and path ignored"))
@@ -301,9 +202,9 @@ def _route_head(route_key: tuple[str, str, int], index: int, keys: tuple[str, ..
     if not kept:
         problems.append(Problem(name, "name is the built-in template's own proxy: left out"))
     fields = (ident if kind == "app" else None, port if kind == "app" else None, mode,
-              labels.get("BALANCE", "roundrobin"), labels.get("STICKY", False), labels.get("REDIRECT_TO_HTTPS", False),
-              vhosts, path, labels.get("BACKEND_WEIGHT", 0), group)
-    return _Head(noted, labels.get("ENABLED") is not False, group, tuple(problems), kept, name, fields,
+              labels["BALANCE"], labels["STICKY"], labels["REDIRECT_TO_HTTPS"],
+              vhosts, path, labels["BACKEND_WEIGHT"], group)
+    return _Head(noted, labels["ENABLED"], group, tuple(problems), kept, name, fields,
                  _split_wildcards(vhosts))
 
 

@@ -27,6 +27,7 @@ from wharf.daemon import Daemon
 from wharf.errors import cannot_reach
 from wharf.log import fields
 from wharf.retry import Retry
+from wharf.watch import ConsulWatch
 
 log = logging.getLogger("wharf.render")
 
@@ -325,7 +326,7 @@ class RenderDaemon(Daemon):
         self.events: set[str] = set()
         self.event = threading.Event()
         self.events_lock = threading.Lock()
-        self.watches: list[watch.Watch] = []
+        self.watches: list[ConsulWatch] = []
         self.recovering_until: float | None = None
         self.retry_at: float | None = None
         self.snapshot: Snapshot | None = None
@@ -340,8 +341,8 @@ class RenderDaemon(Daemon):
         self.client = self.client_factory()
         fetchers = watch.catalog_fetchers(self.client_factory, self.kv_prefixes)
         self.address = address_of(self.client)
-        self.watches = [watch.Watch(name, fetch, self._notify, address=self.address)
-                        for name, fetch in fetchers.items()]
+        self.watches = [ConsulWatch(name, fetch, self._notify, address=self.address, logger=watch.log,
+                                    gauge=watch.BLOCKING) for name, fetch in fetchers.items()]
         for w in self.watches:
             w.start()
         self.retry_at = time.monotonic()  # the first render happens at once, as consul-template's

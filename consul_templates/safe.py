@@ -11,48 +11,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
 from types import MappingProxyType
-from typing import NamedTuple
 
 from consul_templates.snapshot import CHUNK, Instance, Service, Snapshot, paused_gc
+from wharf.contracts.words import ALNUM, HOST_LABEL, NAME_WORD, Word, is_name
+from wharf.contracts.words import is_path as is_path  # names, vhosts and paths follow the contract's rules
+from wharf.contracts.words import is_vhost as is_vhost
 
-_ALNUM = string.ascii_letters + string.digits
-
-
-class Word(NamedTuple):
-    """A value of one position: the ASCII characters it may start with and hold, and its length."""
-
-    first: str
-    rest: str
-    shortest: int
-    longest: int
-
-    def pattern(self) -> re.Pattern[str]:
-        """The same rule as a regular expression, for one value."""
-        body = f"[{re.escape(self.rest)}]"
-        if self.first == self.rest:
-            return re.compile(f"{body}{{{self.shortest},{self.longest}}}")
-        return re.compile(f"[{re.escape(self.first)}]{body}{{{self.shortest - 1},{self.longest - 1}}}")
-
-
-NAME_WORD = Word(_ALNUM, _ALNUM + "._-", 1, 128)
-INSTANCE_ID_WORD = Word(_ALNUM, _ALNUM + "._:@/-", 1, 256)
-TAG_WORD = Word(_ALNUM + "._:=/@+-", _ALNUM + "._:=/@+-", 1, 255)
+INSTANCE_ID_WORD = Word(ALNUM, ALNUM + "._:@/-", 1, 256)
+TAG_WORD = Word(ALNUM + "._:=/@+-", ALNUM + "._:=/@+-", 1, 255)
 # printable ASCII without whitespace, quotes, `#`, `;`, braces, backslash, backquote, `$`
-VALUE_WORD = Word(_ALNUM + "._:=/@+,%*!?&()<>[]|^~-", _ALNUM + "._:=/@+,%*!?&()<>[]|^~-", 0, 512)
+VALUE_WORD = Word(ALNUM + "._:=/@+,%*!?&()<>[]|^~-", ALNUM + "._:=/@+,%*!?&()<>[]|^~-", 0, 512)
 
-NAME = NAME_WORD.pattern()
 INSTANCE_ID = INSTANCE_ID_WORD.pattern()
-HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-VHOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
-PATH = re.compile(r"/[A-Za-z0-9._~%/-]{0,255}")
 TAG = TAG_WORD.pattern()
 META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 VALUE = VALUE_WORD.pattern()
@@ -68,12 +44,6 @@ class Drop:
     name: str  # the service name, instance id, tag, or key (repr'd, so it is safe to log)
     reason: str
     service: str = ""  # the service it belongs to (repr'd when the name itself is unsafe)
-
-
-@lru_cache(maxsize=65536)
-def is_name(value: str) -> bool:
-    """A service or node name: letters, digits, `.`, `_`, `-`; starts with a letter or digit."""
-    return bool(NAME.fullmatch(value))
 
 
 @lru_cache(maxsize=65536)
@@ -96,18 +66,6 @@ def is_address(value: str) -> bool:
 
 def is_port(value: int) -> bool:
     return 0 < value < 65536
-
-
-@lru_cache(maxsize=65536)
-def is_vhost(value: str) -> bool:
-    """One virtual host: a hostname, optionally with a leading `*.` wildcard."""
-    return len(value) <= 253 and bool(VHOST.fullmatch(value))
-
-
-@lru_cache(maxsize=65536)
-def is_path(value: str) -> bool:
-    """A URL path prefix: starts with `/`, then unreserved characters, `%` and `/`."""
-    return bool(PATH.fullmatch(value))
 
 
 @lru_cache(maxsize=65536)

@@ -1,5 +1,6 @@
 """Write a rendered config only when its bytes change: temp file in the destination's directory,
-validated by the real binary, permissions kept, previous file kept as `<dest>.bak`, then renamed."""
+validated by the real binary, permissions kept, previous file kept as `<dest>.bak`, then renamed
+(`wharf.atomic.write_atomic` does the writing)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wharf.atomic import write_atomic
+from wharf.errors import Failure
+
 Validator = Callable[[Path], None]
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(Failure):
     """The real binary refused the rendered file; `line` is the line it complained about, if said."""
 
     def __init__(self, message: str, line: int | None = None) -> None:
@@ -70,34 +74,9 @@ def write(dest: Path, text: str, validate: Validator | None = None, backup: bool
         current = None
     if current == data:
         return WriteResult(dest, False)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stat = dest.stat() if current is not None else None
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, (stat.st_mode & 0o7777) if stat else 0o644)
-        if stat is not None:
-            try:
-                os.chown(tmp, stat.st_uid, stat.st_gid)
-            except PermissionError:
-                pass  # not ours to give away; the mode is kept all the same
-        if validate is not None:
-            validate(tmp)
-        kept = None
-        if backup and current is not None:
-            kept = dest.with_name(dest.name + ".bak")
-            link = dest.with_name(f".{dest.name}.bak.tmp")
-            link.unlink(missing_ok=True)
-            os.link(dest, link)  # the previous file itself, as consul-template keeps it
-            os.replace(link, kept)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # the previous file itself is kept as <dest>.bak, as consul-template keeps it
+    kept = dest.with_name(dest.name + ".bak") if backup and current is not None else None
+    write_atomic(dest, data, None if current is not None else 0o644, check=validate, backup=kept)
     return WriteResult(dest, True, kept)
 
 

@@ -19,7 +19,9 @@ from devcluster.process import Proc, claim_ports, spawn, stop
 from devcluster.service import Service
 from devcluster.standins import ChronosStandIn, MarathonStandIn, MesosStandIn
 from devcluster.zookeeper import ZooKeeper
-from wharf.errors import BadInput, Failure
+from wharf.atomic import write_atomic
+from wharf.errors import BadInput, Failure, TimedOut
+from wharf.wait import wait_until
 
 #: in start order (a service starts once the ones it `needs` are healthy); stopped in reverse
 SERVICE_TYPES: tuple[type[Service], ...] = (
@@ -30,17 +32,22 @@ PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_fla
 
 def wait_healthy(service: Service, proc: Proc, deadline: float) -> None:
     """Poll `service.probe()` until it passes; fail if the process dies or the deadline passes."""
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+    last: list[Exception | None] = [None]
+
+    def healthy() -> bool:
         if not proc.alive():
             raise Failure(f"{service.name} exited during start-up: {log_tail(service.log_path)}")
         try:
             service.probe()
-            return
+            return True
         except Exception as exc:  # not ready yet
-            last = exc
-        time.sleep(0.05)
-    raise Failure(f"{service.name} did not become healthy in time: {last}")
+            last[0] = exc
+            return False
+
+    try:
+        wait_until(healthy, deadline - time.monotonic(), 0.05, f"{service.name} to become healthy")
+    except TimedOut:
+        raise Failure(f"{service.name} did not become healthy in time: {last[0]}") from None
 
 
 def log_tail(path: Path, lines: int = 1) -> str:
@@ -87,9 +94,7 @@ class Cluster:
             return None
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
+        write_atomic(self.state_file, json.dumps(state, indent=2))
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster.service import Service
+from wharf.atomic import write_atomic
 
 NODE_NAME = "wharf-dev"
 
@@ -73,10 +74,7 @@ class Consul(Service):
             token = secrets.token_hex(16)
             acl = {"acl": {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
                            "tokens": {"master": token, "agent": token}}}
-            tmp = self._token_file.with_suffix(".tmp")
-            tmp.touch(mode=0o600)
-            tmp.write_text(json.dumps(acl))
-            tmp.replace(self._token_file)
+            write_atomic(self._token_file, json.dumps(acl), 0o600)
 
     def argv(self) -> list[str]:
         p = self.ports

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from devcluster.service import Service
 from wharf.errors import Failure
+from wharf.haproxy import send
 
 
 def runtime_command(socket_path: Path | str, command: str, timeout: float = 2.0) -> str:
-    """Send one command to an HAProxy stats/admin or master socket and return its answer."""
-    with socket.socket(socket.AF_UNIX) as conn:
-        conn.settimeout(timeout)
-        conn.connect(str(socket_path))
-        conn.sendall(command.encode() + b"\n")
-        conn.shutdown(socket.SHUT_WR)  # the master CLI answers once the request side is closed
-        chunks = []
-        while chunk := conn.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
+    """One command to an HAProxy stats/admin or master socket (`wharf.haproxy.send`, a shorter timeout)."""
+    return send(socket_path, command, timeout)
 
 
 def check_config(path: Path) -> None:

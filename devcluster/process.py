@@ -7,10 +7,12 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wharf.errors import BadInput
+from wharf.errors import BadInput, TimedOut
+from wharf.wait import wait_until
 
 
 @dataclass(frozen=True)
@@ -63,19 +65,32 @@ def stop(proc: Proc, timeout: float = 20.0) -> None:
             os.kill(proc.pid, sig)
         except ProcessLookupError:
             break
-        deadline = time.monotonic() + grace
-        while proc.alive() and time.monotonic() < deadline:
-            child = _CHILDREN.get(proc.pid)
-            if child is not None:
-                try:
-                    child.wait(timeout=0.05)
-                except subprocess.TimeoutExpired:
-                    pass
-            else:
-                time.sleep(0.05)
+        with suppress(TimedOut):  # then the next signal
+            wait_until(lambda: not proc.alive(), grace, 0.05, f"pid {proc.pid} to end",
+                       sleep=lambda seconds: _reap(proc.pid, seconds))
     child = _CHILDREN.pop(proc.pid, None)
     if child is not None:
         child.poll()
+
+
+def _reap(pid: int, seconds: float) -> None:
+    """Wait `seconds` for a process to end, reaping it if this process started it (no zombie)."""
+    child = _CHILDREN.get(pid)
+    if child is None:
+        time.sleep(seconds)
+        return
+    try:
+        child.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> int | None:
@@ -86,12 +101,10 @@ def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> int | None:
     pid = int(pid_file.read_text())
     try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.1)
     except ProcessLookupError:
         pass
+    with suppress(TimedOut):
+        wait_until(lambda: _gone(pid), timeout, 0.1, f"pid {pid} to end")
     pid_file.unlink()
     return pid
 

@@ -8,7 +8,9 @@ from typing import Any
 import requests
 
 from framework.store import DEFAULT_ROOT
-from wharf.errors import BadInput, Failure, Unreachable, describe
+from wharf.errors import BadInput, Failure, HttpError, Unreachable
+from wharf.http import HttpClient
+from wharf.retry import Retry
 
 _QUIET = logging.getLogger("wharf.framework.zk")
 _QUIET.setLevel(logging.CRITICAL)
@@ -37,28 +39,32 @@ def leader_from_zk(zk_hosts: str, root: str = DEFAULT_ROOT, timeout: float = 10.
     return str(contenders[0])
 
 
+#: a call is tried once: a submit is not idempotent, and the CLI reports at once
+ONCE = Retry(max_tries=1, retry_on=(requests.ConnectionError, requests.Timeout))
+
+
+def _as_dict(data: Any) -> Any:
+    """An answer that is not JSON becomes `{"error": its text}`, as the API words its errors."""
+    return data if isinstance(data, dict | list) else {"error": str(data or "").strip()}
+
+
 class Client:
     """Calls to one instance's API (requests follows a follower's redirect to the leader)."""
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
-        self.url, self.timeout = url.rstrip("/"), timeout
+        self.url = url.rstrip("/")
+        self.http = HttpClient(self.url, system="the framework's API", timeout=timeout, retry=ONCE)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            resp = requests.request(method, self.url + path, json=body, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise Unreachable("the framework's API", self.url, describe(exc)) from None
-        try:
-            data = resp.json()
-        except ValueError:
-            data = {"error": resp.text.strip()}
-        if resp.status_code == 400:
-            raise BadInput(f"submit rejected: {data.get('error')}")
-        if resp.status_code == 404:
-            raise BadInput(str(data.get("error")))
-        if resp.status_code >= 300:
-            raise Failure(f"framework API {self.url}{path}: {resp.status_code} {data.get('error', '')}".strip())
-        return data
+            return _as_dict(self.http.request(method, path, body))
+        except HttpError as exc:
+            data = _as_dict(exc.body)
+            if exc.status == 400:
+                raise BadInput(f"submit rejected: {data.get('error')}") from None
+            if exc.status == 404:
+                raise BadInput(str(data.get("error"))) from None
+            raise Failure(f"framework API {self.url}{path}: {exc.status} {data.get('error', '')}".strip()) from None
 
     def submit(self, submission: dict[str, Any]) -> dict[str, Any]:
         return dict(self.call("POST", "/v1/tasks", submission))

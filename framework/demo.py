@@ -18,6 +18,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from wharf.errors import TimedOut
+from wharf.wait import wait_until
+
 WHARF = [sys.executable, "-m", "wharf"]
 IMAGE = "wharf/busybox:latest"
 
@@ -56,15 +59,16 @@ def get(url: str) -> Any:
 
 
 def until(what: str, predicate: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answered() -> Any:
         try:
-            if result := predicate():
-                return result
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {what}")
+            return predicate()
+        except OSError:  # not up yet
+            return None
+
+    try:
+        return wait_until(answered, timeout, 0.2, what)
+    except TimedOut:
+        raise SystemExit(f"timed out waiting for {what}") from None
 
 
 def main() -> None:

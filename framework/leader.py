@@ -49,7 +49,7 @@ RESTART_DELAY = 1.0  # before a new driver, after the stream closed
 PURGE_EVERY = 60.0  # seconds between purges of finished tasks (sooner with a short retention)
 
 
-class NotLeading(Exception):
+class NotLeading(Failure):
     """This instance stopped leading (session lost, stopping, or the master says another took over)."""
 
 

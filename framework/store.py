@@ -27,6 +27,7 @@ from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.protocol.serialization import Transaction
 
 from framework.tasks import TaskRecord
+from wharf.errors import BadInput, Failure
 
 DEFAULT_ROOT = "/wharf/framework"
 DAY = 24 * 3600.0
@@ -36,11 +37,11 @@ MAX_TX_BYTES = 1_000_000  # one submit's transaction: under jute.maxbuffer (1 Mi
 Op = tuple[str, str, bytes]  # (create | set | delete, path, data)
 
 
-class StoreError(Exception):
+class StoreError(Failure):
     """A write was refused (the fence failed: this scheduler no longer leads) or failed."""
 
 
-class TooLarge(ValueError):
+class TooLarge(BadInput, ValueError):
     """A submit that cannot be one ZooKeeper transaction; nothing was stored."""
 
     def __init__(self, tasks: int, size: int, fixed: int = 0, limit: int = MAX_TX_BYTES) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from framework.constraints import Constraint, parse_constraint
+from wharf.errors import BadInput
 
 QUEUED, STAGING, RUNNING = "QUEUED", "STAGING", "RUNNING"
 FINISHED, FAILED, KILLED, LOST = "FINISHED", "FAILED", "KILLED", "LOST"
@@ -36,7 +37,7 @@ _IMAGE = re.compile(
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class InvalidTask(ValueError):
+class InvalidTask(BadInput, ValueError):
     """A submission that cannot be accepted; the message names the field and the reason."""
 
 

@@ -74,7 +74,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.option("--quiet", is_flag=True, help="Print nothing when every spec is valid")
 def render(directory: str, env: str | None, out_dir: str | None, owner: str, as_json: bool, quiet: bool) -> None:
     """Render every app spec to Marathon JSON and validate it against Marathon's app contract."""
-    from wharf.configrepo import write_atomic
+    from wharf.atomic import write_atomic
 
     loaded = _load(directory, env, owner)
     if out_dir:
@@ -251,20 +251,21 @@ def _change_and_follow(client: Any, app_id: str, change: dict[str, Any], doing: 
 
 def _follow_one(client: Any, app_id: str, deployment: str, timeout: float, as_json: bool) -> None:
     """Wait for one app's deployment to end and the app to be healthy (no rollback: it is one)."""
-    import time
-
     from marathon_apps.deploy import healthy_counts, ready
+    from wharf.errors import TimedOut
+    from wharf.wait import wait_until
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def done() -> Any:
         app = client.app(app_id)
-        if ready(app) and deployment not in {d.get("id") for d in client.deployments()}:
-            healthy, wanted = healthy_counts(app)
-            if not as_json:
-                click.echo(f"{app_id}: version {app.get('version')}, {healthy}/{wanted} healthy")
-            return
-        time.sleep(0.5)
-    raise Failure(f"{app_id}: deployment {deployment} not done and healthy within {timeout:g}s")
+        return app if ready(app) and deployment not in {d.get("id") for d in client.deployments()} else None
+
+    try:
+        app = wait_until(done, timeout, 0.5, f"{app_id} to be deployed")
+    except TimedOut:
+        raise Failure(f"{app_id}: deployment {deployment} not done and healthy within {timeout:g}s") from None
+    healthy, wanted = healthy_counts(app)
+    if not as_json:
+        click.echo(f"{app_id}: version {app.get('version')}, {healthy}/{wanted} healthy")
 
 
 @apps.command()

@@ -23,10 +23,15 @@ from typing import Any, Protocol
 from marathon_apps.client import Marathon, MarathonError
 from marathon_apps.plan import Change, Plan
 from marathon_apps.spec import COMMIT_LABEL
+from wharf.errors import TimedOut
 from wharf.log import fields
+from wharf.retry import Retry
+from wharf.wait import wait_until
+from wharf.watch import Stream
 
 log = logging.getLogger("wharf.apps.deploy")
 DEPLOYMENT_EVENTS = ("deployment_success", "deployment_failed", "deployment_info", "event_stream_attached")
+RECONNECT = Retry(delay=2.0, backoff=1.0, max_delay=2.0, jitter=0.0)  # the event stream, every 2 s while lost
 
 
 class Reporter(Protocol):
@@ -84,36 +89,29 @@ def request_body(change: Change, commit: str | None) -> dict[str, Any]:
 
 
 class EventFeed:
-    """Marathon's event stream read on a thread into a queue; reconnects while open."""
+    """Marathon's event stream read on a thread into a queue; reconnects while open. The stream is
+    an optimisation (polling goes on), so its loss is logged at debug level only."""
 
     def __init__(self, client: Marathon) -> None:
         self.client = client
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.attached = threading.Event()
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="marathon-events", daemon=True)
+        self._stream = Stream("marathon-events", lambda: self.client.events(DEPLOYMENT_EVENTS), self._received,
+                              on_lost=lambda _: self.attached.clear(), backoff=RECONNECT, system="Marathon",
+                              address=str(getattr(client, "shown", "its address")), logger=log, level=logging.DEBUG)
 
     def start(self, wait: float = 3.0) -> EventFeed:
-        self._thread.start()
+        self._stream.start()
         self.attached.wait(wait)
         return self
 
-    def _run(self) -> None:
-        while not self._closing.is_set():
-            try:
-                for event in self.client.events(DEPLOYMENT_EVENTS):
-                    if event.get("eventType") == "event_stream_attached":
-                        self.attached.set()
-                    self.events.put(event)
-                    if self._closing.is_set():
-                        return
-            except Exception as exc:  # noqa: BLE001 - the stream is an optimisation; polling goes on
-                log.debug("event stream lost", extra=fields(error=type(exc).__name__))
-            self.attached.clear()
-            self._closing.wait(2.0)
+    def _received(self, event: dict[str, Any]) -> None:
+        if event.get("eventType") == "event_stream_attached":
+            self.attached.set()
+        self.events.put(event)
 
     def close(self) -> None:
-        self._closing.set()
+        self._stream.stop()
 
 
 @dataclass
@@ -286,22 +284,23 @@ class Deployer:
         except MarathonError as exc:
             self.reporter.update(change.app_id, "rollback failed", str(exc))
             return False
-        deadline = self.clock() + max(60.0, self.timeout)
-        while self.clock() < deadline:
-            app = self.client.app(change.app_id)
-            if change.live is None and app is None:
-                break
-            if app is not None and change.live is not None and not app.get("deployments") \
-                    and _same_config(app, change.live) and int(app.get("instances", 1)) == int(
-                        change.live.get("instances", 1)):
-                break
-            time.sleep(self.poll_interval / 2)
-        else:
+        try:
+            wait_until(lambda: self._settled_back(change), max(60.0, self.timeout), self.poll_interval / 2,
+                       f"{change.app_id} to settle back", clock=self.clock)
+        except TimedOut:
             self.reporter.update(change.app_id, "rollback failed", "Marathon did not settle back in time")
             return False
         self.reporter.update(change.app_id, "rolled back", target)
         log.info("rolled back", extra=fields(app=change.app_id, to=target))
         return True
+
+    def _settled_back(self, change: Change) -> bool:
+        """Whether Marathon runs the app as it was before `change` (or has it gone, if it was new)."""
+        app = self.client.app(change.app_id)
+        if change.live is None:
+            return app is None
+        return app is not None and not app.get("deployments") and _same_config(app, change.live) \
+            and int(app.get("instances", 1)) == int(change.live.get("instances", 1))
 
 
 def _same_config(app: dict[str, Any], previous: dict[str, Any]) -> bool:

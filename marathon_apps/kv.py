@@ -10,9 +10,10 @@ concurrent writer makes it fail rather than be overwritten. If Consul cannot be 
 written: an unreadable prefix is never taken as an empty one. Consul allows at most 64
 operations in a transaction; a larger change is refused with the count (split the push).
 
-`watch-kv` is a daemon: a blocking query on the prefix wakes it; it deploys the state at the
-index it read, and remembers that index once handled. A wake-up at an index already handled
-deploys nothing; several writes between two wake-ups deploy only the last state.
+`watch-kv` is a daemon: a blocking query on the prefix (a `wharf.watch.ConsulWatch`, one query a
+cycle) wakes it; it deploys the state at the index it read, and remembers that index once handled.
+A wake-up at an index already handled deploys nothing; several writes between two wake-ups deploy
+only the last state.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from devcluster.marathon.appdef import InvalidAppId, parse_app_id, validate_app
 from marathon_apps.client import Marathon
 from marathon_apps.deploy import Deployer, Outcome
 from marathon_apps.plan import make_plan
@@ -34,9 +34,11 @@ from marathon_apps.repo import graph_errors
 from marathon_apps.spec import App
 from wharf.configrepo import Spec, SpecError, SpecErrors
 from wharf.consul_http import address_of
+from wharf.contracts.marathon_app import InvalidAppId, parse_app_id, validate_app
 from wharf.daemon import Daemon
 from wharf.errors import BadInput, Failure, reaching
 from wharf.log import fields
+from wharf.watch import ConsulWatch
 
 log = logging.getLogger("wharf.apps.kv")
 COMMIT_KEY = ".wharf/commit"
@@ -175,9 +177,17 @@ class KvWatcher(Daemon):
         self.seen: int | None = None  # the index the last read returned
         self.handled: int | None = None  # the index whose state was deployed (or refused)
         self.last: Outcome | None = None
+        self.watch = ConsulWatch(f"kv:{prefix}", self._read, address=address_of(consul), logger=log)
+
+    def _read(self, index: int) -> tuple[int, tuple[int, dict[str, Entry]]]:
+        found, entries = read_prefix(self.consul, self.prefix, index or None, f"{self.wait_seconds:g}s")
+        return found, (found, entries)
 
     def run_cycle(self) -> None:
-        index, entries = read_prefix(self.consul, self.prefix, self.seen, f"{self.wait_seconds:g}s")
+        self.wait(self.watch.due_in())  # the watch's rate limit, cut short by SIGTERM
+        if self.stopping:
+            return
+        _, (index, entries) = self.watch.step()  # a failure is raised: the skeleton backs off
         if self.seen is not None and index < self.seen:
             log.warning("KV index went back (a Consul restart?); reading afresh",
                         extra=fields(index=index, was=self.seen))

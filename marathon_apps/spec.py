@@ -20,9 +20,10 @@ Every Marathon `AppDefinition` field passes through as written. These shorthands
 
 The id is the file's path under `apps/` (`apps/shop/web.yaml` -> `/shop/web`); an `id` in the spec
 must agree. Every app gets the label `wharf.owner`, which marks it as one wharf may prune.
-The result is checked against Marathon's app contract (`devcluster.marathon.appdef`, the rules
-the Marathon stand-in enforces), and every marathon-lb `HAPROXY_*` value (from `lb` or written in
-`labels`) with the renderer's own parser, so a value the renderer would ignore is refused here.
+The result is checked against Marathon's app contract (`wharf.contracts.marathon_app`, the rules
+the Marathon stand-in enforces too), and every marathon-lb `HAPROXY_*` value (from `lb` or written in
+`labels`) with the renderer's own parsers (`wharf.contracts.marathon_lb`), so a value the renderer
+would ignore is refused here.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consul_templates.routes import label_problem
-from devcluster.marathon.appdef import InvalidAppId, normalize_app, parse_app_id, validate_app
 from wharf.configrepo import Spec, SpecError
+from wharf.contracts.marathon_app import InvalidAppId, normalize_app, parse_app_id, validate_app
+from wharf.contracts.marathon_lb import APP_GROUP_LABEL, label_problem
 
 OWNER_LABEL = "wharf.owner"
 COMMIT_LABEL = "wharf.commit"
@@ -240,7 +241,7 @@ def _lb_labels(entry: dict[str, Any], index: int, app_group: bool, problems: _Pr
             continue
         elif not _expect(problems, path, value, lambda v: isinstance(v, str) and v, "a non-empty string"):
             continue
-        name = "HAPROXY_GROUP" if key == "group" and app_group else f"HAPROXY_{index}_{LB_KEYS[key]}"
+        name = APP_GROUP_LABEL if key == "group" and app_group else f"HAPROXY_{index}_{LB_KEYS[key]}"
         problem = label_problem(name, _text(value))
         if problem:
             problems.add(path, f"{_text(value)!r} {problem}")

@@ -16,15 +16,16 @@ import json
 import os
 import subprocess
 import sys
-import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from devcluster.cluster import Cluster
 from devcluster.docker_engine import BASE_IMAGE
 from devcluster.process import free_port, stop_pid_file
+from wharf.errors import TimedOut
+from wharf.marathon import MarathonClient
+from wharf.wait import wait_until
 
 NAME = "demo-web"
 
@@ -41,7 +42,7 @@ def _waiting_for(env: dict[str, str]) -> list[str]:
     missing = [] if any(r["name"] == NAME and r["health"] == "passing" for r in rows) else [f"{NAME} passing"]
     marathon = env.get("MARATHON_URL", "").split(",")[0]
     if marathon:
-        tasks = requests.get(f"{marathon}/v2/tasks", timeout=5).json()["tasks"]
+        tasks = MarathonClient([marathon], timeout=5).tasks()
         have = {(r["address"], r["port"]) for r in rows}
         for task in tasks:
             if task.get("state") == "TASK_RUNNING":
@@ -77,15 +78,19 @@ def start(state_dir: Path, env: dict[str, str]) -> int:
         name=NAME, ports=[port], labels=labels, host_config=client.api.create_host_config(network_mode="host"))
     client.api.start(created["Id"])
     client.close()
-    deadline, missing = time.monotonic() + 90, ["everything"]
-    while time.monotonic() < deadline:
+    missing = ["everything"]
+
+    def settled() -> bool:  # the registrator gone, or everything registered
         if daemon.poll() is not None:
-            print(f"demo-registrator: the registrator exited ({daemon.returncode}); see {log_path}")
-            return 1
-        missing = _waiting_for(env)
-        if not missing:
-            break
-        time.sleep(0.2)
+            return True
+        missing[:] = _waiting_for(env)
+        return not missing
+
+    with suppress(TimedOut):
+        wait_until(settled, 90, 0.2, "the demo's registrations")
+    if daemon.returncode is not None:
+        print(f"demo-registrator: the registrator exited ({daemon.returncode}); see {log_path}")
+        return 1
     print("$ wharf registrator list", flush=True)
     _wharf("registrator", "list")
     if missing:

@@ -8,9 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Meta keys of the contract between rooms (DESIGN.md); `wharf_digest` is this room's own addition
-OWNER_KEY = "wharf_owner"
-CONTAINER_KEY = "container_id"
+from wharf.contracts import consul_meta
+
+#: Meta keys of the contract between rooms (`wharf.contracts.consul_meta`); `wharf_digest` is this
+#: room's own addition
+OWNER_KEY = consul_meta.OWNER
+CONTAINER_KEY = consul_meta.CONTAINER_ID
 DIGEST_KEY = "wharf_digest"
 MAINTENANCE_PREFIX = "_service_maintenance:"
 
@@ -187,5 +190,5 @@ def health_rows(services: Mapping[str, Mapping[str, Any]], checks: Mapping[str, 
                          default="passing")
         rows.append({"id": sid, "name": entry.get("Service"), "address": entry.get("Address"),
                      "port": entry.get("Port"), "health": health, "owner": meta[OWNER_KEY],
-                     "marathon_app_id": meta.get("marathon_app_id")})
+                     "marathon_app_id": meta.get(consul_meta.MARATHON_APP_ID)})
     return rows

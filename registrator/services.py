@@ -26,7 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from registrator.model import CONTAINER_KEY, OWNER_KEY, Container, Options, Registration
+from registrator.model import Container, Options, Registration
+from wharf.contracts import consul_meta
+from wharf.contracts.marathon_lb import registered_service_port, service_name
 
 PREFIX = "SERVICE_"
 _PORT_KEY = re.compile(r"^(\d+)_(.+)$")
@@ -76,11 +78,6 @@ def image_name(image: str) -> str:
     """`registry:5000/acme/web:1.2` -> `web` (the default service name)."""
     base = image.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     return base.split(":", 1)[0]
-
-
-def marathon_name(app_id: str) -> str:
-    """`/shop/web` -> `shop-web` (the contract's service name of a Marathon app)."""
-    return app_id.strip("/").replace("/", "-")
 
 
 def split_tags(text: str) -> list[str]:
@@ -177,7 +174,7 @@ def desired(container: Container, options: Options, service_ports: Mapping[int, 
     settings = settings_of(container)
     ports = ports_of(container, options)
     app_id = container.env.get("MARATHON_APP_ID")
-    haproxy = {k: v for k, v in container.labels.items() if k.startswith("HAPROXY_")}
+    haproxy = consul_meta.haproxy_labels(container.labels)
     out = []
     for port in ports:
         merged, specific = for_port(settings, port.exposed)
@@ -185,20 +182,20 @@ def desired(container: Container, options: Options, service_ports: Mapping[int, 
             continue
         if options.explicit and not merged.get("name"):
             continue
-        name = merged.get("name") or (marathon_name(app_id) if app_id else image_name(container.image))
+        name = merged.get("name") or (service_name(app_id) if app_id else image_name(container.image))
         if len(ports) > 1 and "name" not in specific and not app_id:
             name = f"{name}-{port.exposed}"
         udp = port.proto == "udp"
         service_id = merged.get("id") or f"{options.hostname}:{container.name}:{port.exposed}{':udp' if udp else ''}"
         tags = split_tags(merged.get("tags", "")) + list(options.tags) + (["udp"] if udp else [])
-        contract = {OWNER_KEY: options.owner, CONTAINER_KEY: container.id}
+        contract = {consul_meta.OWNER: options.owner, consul_meta.CONTAINER_ID: container.id}
         if app_id:
-            contract["marathon_app_id"] = app_id
-            contract["mesos_task_id"] = container.env.get("MESOS_TASK_ID", "")
-            contract["port_index"] = str(port.index)
-            service_port = (service_ports or {}).get(port.index or 0) or haproxy.get(f"HAPROXY_{port.index}_PORT")
+            contract[consul_meta.MARATHON_APP_ID] = app_id
+            contract[consul_meta.MESOS_TASK_ID] = container.env.get("MESOS_TASK_ID", "")
+            contract[consul_meta.PORT_INDEX] = str(port.index)
+            service_port = registered_service_port(port.index or 0, service_ports or {}, haproxy)
             if service_port:
-                contract["service_port"] = str(service_port)
+                contract[consul_meta.SERVICE_PORT] = str(service_port)
             contract.update(haproxy)
         user = {k: v for k, v in merged.items() if k not in _NOT_META}
         check = build_check(merged, port.address, port.port, container.id)

@@ -10,6 +10,8 @@ Consul agent and the stand-ins. Tests of what only a stand-in on this machine ca
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import json
 import os
 import subprocess
@@ -34,6 +36,11 @@ from devcluster.mesos.zk import NODE_PREFIX, ZkUrl
 from devcluster.nginx import Nginx
 from devcluster.process import claim_ports
 from devcluster.zookeeper import ZooKeeper
+
+# The `marathon` package (a test dependency: it holds the Marathon stand-in to the real client)
+# serialises nested models with `collections.Iterable`, removed in Python 3.10; this one alias
+# lets the unmodified client run.
+collections.Iterable = collections.abc.Iterable  # type: ignore[attr-defined]
 
 TIERS = ("unit", "integration", "contract")  # tests/<tier>/...: every test there carries that marker
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import os
 import re
 import shlex
 import subprocess
@@ -42,12 +41,13 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from wharf.atomic import write_atomic
 from wharf.errors import BadInput
 
 __all__ = [
     "STEPS", "FieldPath", "HookStep", "RefUpdate", "Spec", "SpecError", "SpecErrors", "ZERO",
     "export_tree", "field_text", "hook_scripts", "install_hooks", "load_specs", "load_values",
-    "parse_ref_updates", "parse_yaml", "render_text", "run_hook", "spec_files", "write_atomic",
+    "parse_ref_updates", "parse_yaml", "render_text", "run_hook", "spec_files",
 ]
 
 FieldPath = tuple[str | int, ...]
@@ -282,21 +282,6 @@ def load_specs(root: Path, folder: str, values: Mapping[str, Any], env: str | No
     return specs
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --- git hooks -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -382,8 +367,7 @@ def install_hooks(repo: Path, scripts: Mapping[str, str]) -> list[Path]:
     written = []
     for name, text in scripts.items():
         path = hooks / name
-        write_atomic(path, text)
-        path.chmod(0o755)
+        write_atomic(path, text, 0o755)
         written.append(path)
     return written
 

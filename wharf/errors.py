@@ -136,3 +136,20 @@ def describe(error: BaseException) -> str:
 def cannot_reach(system: str, address: str, error: BaseException) -> str:
     """The one line a daemon logs when `system` at `address` fails it: why, and what to check."""
     return Unreachable(system, address, network_reason(error, connecting=True) or describe(error)).message
+
+
+class HttpError(Failure):
+    """An HTTP service answered with an error: `status`, the decoded `body` (JSON, text or None),
+    the raw `text` and the status line's `reason`, for the caller to word or to act on."""
+
+    def __init__(self, message: str, status: int, body: object, text: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.status, self.body, self.text, self.reason = status, body, text, reason
+
+
+class TimedOut(Failure):
+    """A wait that ran out of time: `what` was awaited for `timeout` seconds (see `wharf.wait`)."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(f"timed out after {timeout:g}s waiting for {what}")
+        self.what, self.timeout = what, timeout

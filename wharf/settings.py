@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from wharf.errors import BadInput
+from wharf.zk import ZkAddress
+from wharf.zk import host_port as _host_port
 
 CONFIG_FILE = "wharf.yaml"
 
@@ -46,13 +48,6 @@ def parse_url(value: Any) -> str:
     return _http_url(str(value))
 
 
-def _host_port(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not host:port")
-    return text
-
-
 def parse_consul_addr(value: Any) -> str:
     """Parse `CONSUL_HTTP_ADDR`: `host:port`, optionally with an http(s):// scheme, as consul does."""
     text = str(value).strip()
@@ -65,11 +60,7 @@ def parse_mesos_master(value: Any) -> str:
     """Parse `MESOS_MASTER`: `zk://host:port[,host:port]/path` or `host:port`."""
     text = str(value).strip()
     if text.startswith("zk://"):
-        hosts, _, path = text[len("zk://") :].partition("/")
-        if not path:
-            raise ValueError(f"{text!r} has no ZooKeeper path (zk://host:port/mesos)")
-        for host in hosts.split(","):
-            _host_port(host.rpartition("@")[2])
+        ZkAddress.parse(text)
         return text
     return _host_port(text)
 
@@ -77,9 +68,7 @@ def parse_mesos_master(value: Any) -> str:
 def parse_zk(value: Any) -> str:
     """Parse a ZooKeeper connection string: `host:port[,host:port][/chroot]`."""
     text = str(value).strip().removeprefix("zk://")
-    hosts, _, _chroot = text.partition("/")
-    for host in hosts.split(","):
-        _host_port(host)
+    ZkAddress.parse(text, need_path=False)
     return text
 
 

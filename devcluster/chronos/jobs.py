@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from chronos_jobs import schedule as sched
+from wharf.contracts import chronos_schedule as sched
 
 __all__ = [
     "CONSTRAINT_OPERATORS", "KINDS", "Constraint", "Container", "EdgeCounts", "EnvironmentVariable",

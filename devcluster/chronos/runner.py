@@ -31,8 +31,8 @@ from typing import Any
 
 from pymesos import MesosSchedulerDriver, Scheduler
 
-from chronos_jobs import schedule as sched
 from devcluster.chronos import jobs as J
+from wharf.contracts import chronos_schedule as sched
 
 log = logging.getLogger("wharf.devcluster.chronos.runner")
 

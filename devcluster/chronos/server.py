@@ -29,10 +29,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from chronos_jobs import schedule as sched
 from devcluster.chronos import jobs as J
 from devcluster.chronos.runner import ChronosFramework, ChronosState, Clock, RunnerError, utc_now
 from devcluster.httpapi import HTTPError, Request, Response, Router, RunningServer, json_response, serve, text_response
+from wharf.contracts import chronos_schedule as sched
 
 log = logging.getLogger("wharf.devcluster.chronos")
 

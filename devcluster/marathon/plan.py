@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from wharf import toposort
+
 __all__ = [
     "ACTIONS", "Action", "AppDiff", "DependencyCycle", "DeploymentPlan", "RestartAction", "RestartBounds",
     "RestartSituation", "Step", "Task", "compute_plan", "dependency_depths", "diff_apps", "format_version",
@@ -185,25 +187,11 @@ def dependency_depths(apps: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
 
     Raises DependencyCycle, naming the first cycle found, when there is no such order.
     """
-    edges = _edges(apps)
-    depth: dict[str, int] = {}
-    for root in edges:
-        if root in depth:
-            continue
-        path: list[str] = [root]
-        pending = [iter(edges[root])]
-        while pending:
-            child = next(pending[-1], None)
-            if child is None:
-                node = path.pop()
-                pending.pop()
-                depth[node] = 1 + max((depth[d] for d in edges[node]), default=0)
-            elif child in path:
-                raise DependencyCycle(path[path.index(child):] + [child])
-            elif child not in depth:
-                path.append(child)
-                pending.append(iter(edges[child]))
-    return depth
+    try:
+        waves = toposort.levels(_edges(apps))
+    except toposort.CycleError as cycle:
+        raise DependencyCycle(cycle.cycle) from None
+    return {app_id: n for n, wave in enumerate(waves, start=1) for app_id in wave}
 
 
 def compute_plan(current: Mapping[str, Mapping[str, Any]], target: Mapping[str, Mapping[str, Any]], *,

@@ -1,7 +1,8 @@
 """The Marathon REST API (`/v2/apps`, `/v2/tasks`, `/v2/deployments`, `/v2/events`, `/v2/info`, `/ping`).
 
-Handlers validate with ``appdef``, stamp versions and service ports with ``apps``, and hand the
-change to :class:`~devcluster.marathon.scheduler.Marathon`, which runs the deployment. Errors use
+Handlers validate with ``wharf.contracts.marathon_app``, stamp versions and service ports with
+``apps``, and hand the change to :class:`~devcluster.marathon.scheduler.Marathon`, which runs the
+deployment. Errors use
 Marathon's bodies: 400 `Invalid JSON`, 422 `Object is not valid` with details, 404 and 409 with
 a `message` (a locked app also lists the `deployments` holding it). Every answer that started a
 deployment carries its id in `Marathon-Deployment-Id`, as Marathon's do.
@@ -15,10 +16,10 @@ from typing import Any
 
 from devcluster.httpapi import Request, Response, Router, json_response, text_response
 from devcluster.marathon import apps as appstore
-from devcluster.marathon.appdef import InvalidAppId, error_body, normalize_app, parse_app_id, validate_app
 from devcluster.marathon.deploy import AppLocked
 from devcluster.marathon.plan import diff_apps, format_version
 from devcluster.marathon.scheduler import Marathon
+from wharf.contracts.marathon_app import InvalidAppId, error_body, normalize_app, parse_app_id, validate_app
 
 MARATHON_VERSION = "1.10.17"
 DEPLOYMENT_HEADER = "Marathon-Deployment-Id"  # on every answer that started a deployment (RestResource)

@@ -9,8 +9,6 @@ re-subscribes as the same framework and asks the master to reconcile its tasks.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zlib
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any, Protocol
 
 from devcluster.marathon.apps import Instance
 from devcluster.mesos.zk import ZkUrl
+from wharf.atomic import write_atomic
 
 FILE = "marathon-state.json"
 _INSTANCE_FIELDS = [f.name for f in fields(Instance) if f.name != "health"]
@@ -54,11 +53,7 @@ class FileStore:
         self.directory = directory
 
     def save(self, data: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".state-")
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out)
-        os.replace(tmp, self.directory / FILE)
+        write_atomic(self.directory / FILE, json.dumps(data), 0o600)  # app definitions may hold secrets
 
     def load(self) -> dict[str, Any] | None:
         path = self.directory / FILE

@@ -12,32 +12,25 @@ import logging
 import socket
 import struct
 import threading
-import urllib.parse
-from dataclasses import dataclass
 from typing import Any
+
+from wharf.zk import ZkAddress
 
 log = logging.getLogger("wharf.devcluster.mesos.zk")
 
 NODE_PREFIX = "json.info_"
 
 
-@dataclass(frozen=True)
-class ZkUrl:
-    hosts: str  # "host:port,host:port" as kazoo takes it
-    path: str  # "/mesos"
+class ZkUrl(ZkAddress):
+    """``zk://host:port[,host:port]/path`` (wharf's ZooKeeper address) without credentials."""
 
     @classmethod
-    def parse(cls, url: str) -> ZkUrl:
-        """``zk://host:port[,host:port]/path``; credentials (``user:pass@``) are not supported."""
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "zk" or not parts.netloc:
-            raise ValueError(f"expected zk://host:port/path, got {url!r}")
-        if "@" in parts.netloc:
+    def parse(cls, text: str, need_path: bool = True) -> ZkUrl:
+        """Read it as `ZkAddress.parse` does; credentials (``user:pass@``) are not supported here."""
+        found = ZkAddress.parse(text, need_path)
+        if found.auth is not None:
             raise ValueError("ZooKeeper credentials in the URL are not supported by this stand-in")
-        path = "/" + parts.path.strip("/")
-        if path == "/":
-            raise ValueError(f"{url!r} has no znode path (Mesos uses zk://host:port/mesos)")
-        return cls(parts.netloc, path)
+        return cls(found.hosts, found.path)
 
 
 def ip_as_int(ip: str) -> int:

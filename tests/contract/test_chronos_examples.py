@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from chronos_jobs import schedule as sched
 from devcluster.chronos import jobs as J
 from tests.upstream import UPSTREAM as UPSTREAM_ROOT
+from wharf.contracts import chronos_schedule as sched
 
 UPSTREAM = UPSTREAM_ROOT / "chronos"
 DOCS = UPSTREAM / "docs-examples"

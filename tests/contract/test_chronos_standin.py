@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 
-from chronos_jobs import schedule as sched
 from devcluster.chronos.server import ChronosStandin
 from devcluster.mesos import MesosStandin
 from tests.conftest import Endpoint, stand_in_only
@@ -41,6 +40,7 @@ from tests.contract.test_chronos_examples import (
 )
 from tests.polling import wait_for
 from tests.upstream import upstream
+from wharf.contracts import chronos_schedule as sched
 
 pytestmark = pytest.mark.contract
 

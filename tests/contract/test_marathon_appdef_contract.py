@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devcluster.marathon.appdef import APP_FIELDS, normalize_app, validate_app
 from tests.upstream import UPSTREAM
+from wharf.contracts.marathon_app import APP_FIELDS, normalize_app, validate_app
 
 jsonschema = pytest.importorskip("jsonschema")
 

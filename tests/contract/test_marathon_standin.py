@@ -27,7 +27,6 @@ import jsonschema
 import pytest
 import requests
 
-import wharf.compat  # noqa: F401 - before the marathon client is used
 from devcluster.marathon.standin import MarathonStandin
 from devcluster.mesos.agents import OWNER_LABEL
 from tests.conftest import Endpoint, stand_in_only

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from devcluster.marathon.appdef import normalize_app
 from devcluster.marathon.launch import Offer, fit, task_info
 from devcluster.mesos import MesosStandin
 from devcluster.mesos.client import SchedulerClient
@@ -37,6 +36,7 @@ from tests.contract.test_mesos_standin import (
 )
 from tests.polling import wait_for
 from tests.upstream import optional
+from wharf.contracts.marathon_app import normalize_app
 
 pytestmark = pytest.mark.contract
 local_only = stand_in_only("MESOS_MASTER", why="inspects the stand-in's containers and bridge on the local engine")

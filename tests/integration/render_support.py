@@ -15,6 +15,7 @@ from devcluster.cluster import running
 from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import claim_ports
+from wharf.haproxy import send
 
 
 class _Hello(BaseHTTPRequestHandler):
@@ -102,7 +103,7 @@ def seen_backends(port: int, host: str | None = None, tries: int = 12) -> set[st
 
 
 def workers(haproxy: HAProxy) -> list[apply.Proc]:
-    return [p for p in apply.parse_show_proc(apply.socket_command(haproxy.master_socket, "show proc"))
+    return [p for p in apply.parse_show_proc(send(haproxy.master_socket, "show proc"))
             if p.kind == "worker"]
 
 

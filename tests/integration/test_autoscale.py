@@ -1,7 +1,7 @@
 """The autoscaler end to end: real HAProxy, real containers of a Marathon (stand-in) app routed by
 vhost through the shared `marathon_http_in` frontend, wrk load, `wharf autoscale run` as a user runs it.
 
-HAProxy's config is written here from the app's tasks (devcluster.routes, marathon-lb's names) and
+HAProxy's config is written here from the app's tasks (marathon_router, marathon-lb's names) and
 reloaded through the master socket when they change, so every scale step also restarts HAProxy's
 counters, which the autoscaler must read through.
 """
@@ -26,8 +26,8 @@ import requests
 from devcluster.cluster import running
 from devcluster.haproxy import HAProxy
 from devcluster.process import claim_ports
-from devcluster.routes import Router
 from tests.conftest import Endpoint, stand_in_only
+from tests.integration.marathon_router import Router
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration

@@ -221,7 +221,6 @@ def test_marathon_runs_a_healthy_container_app_with_its_labels_on_docker(cluster
     from marathon import MarathonApp, MarathonClient
     from marathon.models.app import MarathonHealthCheck
 
-    import wharf.compat  # noqa: F401 - lets the marathon client run on Python 3.11
     from tests.polling import wait_for
     from tests.upstream import optional
 

@@ -9,11 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devcluster.marathon import apps as standin_apps
-from devcluster.marathon.appdef import normalize_app
 from marathon_apps import graph
 from marathon_apps.plan import MISSING, FieldChange, diff_app, make_plan
 from marathon_apps.spec import App
 from wharf.configrepo import Spec
+from wharf.contracts.marathon_app import normalize_app
 
 pytestmark = pytest.mark.unit
 

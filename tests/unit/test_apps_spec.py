@@ -123,7 +123,7 @@ def test_bad_specs_name_file_line_field_and_reason(text: str, expected: str) -> 
 def test_every_lb_value_the_spec_accepts_is_one_the_renderer_honours() -> None:
     """The spec and the renderer read marathon-lb's labels with one parser: what the spec writes, the
     renderer routes by, with no problem logged."""
-    from consul_templates.routes import label_problem
+    from wharf.contracts.marathon_lb import label_problem
 
     out = app("cmd: x\nlb: {group: external, vhost: [A.local, '*.b.local'], path: /api, mode: tcp, "
               "balance: LeastConn, sticky: true, redirect_to_https: false, backend_weight: 3, port: 10080}\n"

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from autoscale.cli import _base_policy
 from autoscale.daemon import Autoscaler
 from autoscale.decide import History, Reading, decide
-from autoscale.marathon import App, MarathonApi
+from autoscale.marathon import App, MarathonApps
 from autoscale.mlb import MlbOptions, MlbState, mlb_step
 from autoscale.policy import Policy
 from autoscale.stats import StatsSource
@@ -57,8 +57,8 @@ class FakeMarathon:
 def cluster(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """`wharf autoscale run --once` against a fake Marathon and an HAProxy whose stats are set here."""
     state: dict[str, Any] = {"marathon": FakeMarathon([]), "csv": stats_csv(0)}
-    monkeypatch.setattr(MarathonApi, "apps", lambda self: state["marathon"].apps())
-    monkeypatch.setattr(MarathonApi, "scale", lambda self, app_id, n: state["marathon"].scale(app_id, n))
+    monkeypatch.setattr(MarathonApps, "apps", lambda self: state["marathon"].apps())
+    monkeypatch.setattr(MarathonApps, "scale", lambda self, app_id, n: state["marathon"].scale(app_id, n))
     monkeypatch.setattr(StatsSource, "read", lambda self: state["csv"])
     return state
 
@@ -154,7 +154,7 @@ def test_each_bad_flag_exits_2_naming_it_and_starts_nothing(cluster: dict[str, A
 
 def test_the_daemon_refuses_an_interval_that_would_spin() -> None:
     with pytest.raises(ValueError, match="interval must be > 0"):
-        Autoscaler(MarathonApi(["http://127.0.0.1:9"]), [], interval=0)
+        Autoscaler(MarathonApps(["http://127.0.0.1:9"]), [], interval=0)
 
 
 def counts(rates: Sequence[float], policy: Policy, start: int, tick: float = 60.0) -> list[int]:
@@ -204,7 +204,7 @@ def test_an_app_with_bad_labels_is_logged_once_and_the_others_go_on(caplog: pyte
     good = App("/shop/web", 2, TARGET_ONLY, (10000,))
     bad = App("/blog", 1, {**TARGET_ONLY, "wharf.autoscale.min": "many"}, (10001,))
     csv = stats_csv(1200) + stats_csv(900, "blog_10001").split("\n", 1)[1]
-    daemon = Autoscaler(MarathonApi(["http://127.0.0.1:9"]), [source], policy={"max_instances": 3}, interval=0.01)
+    daemon = Autoscaler(MarathonApps(["http://127.0.0.1:9"]), [source], policy={"max_instances": 3}, interval=0.01)
     fake = FakeMarathon([good, bad], stop_after=3, daemon=daemon)
     daemon.marathon = fake  # type: ignore[assignment]
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)

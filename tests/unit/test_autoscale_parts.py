@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from autoscale.marathon import App, marathon_lb_name, select
+from autoscale.marathon import App, select
 from autoscale.mlb import MlbOptions, MlbState, mlb_step
 from autoscale.policy import Policy, from_labels, from_spec
 from autoscale.stats import StatsSource, backend_readings, parse_stat_csv, split_credentials, stats_url
+from wharf.contracts.marathon_lb import app_name
 from wharf.errors import BadInput
 
 pytestmark = pytest.mark.unit
@@ -46,7 +47,7 @@ def test_policy_spec_for_simulate() -> None:
 
 
 def test_marathon_lb_names_and_service_ports() -> None:
-    assert marathon_lb_name("/shop/web") == "shop_web"
+    assert app_name("/shop/web") == "shop_web"
     app = App.from_marathon({"id": "/shop/web", "instances": 3, "labels": LABELS,
                              "portDefinitions": [{"port": 10000}, {"port": 10001}], "deployments": []})
     assert app.backends() == ["shop_web_10000", "shop_web_10001"]

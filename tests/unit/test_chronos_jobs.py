@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from chronos_jobs import schedule as sched
 from devcluster.chronos import jobs as J
 from devcluster.chronos.jobs import Job, JobError
+from wharf.contracts import chronos_schedule as sched
 
 pytestmark = pytest.mark.unit
 

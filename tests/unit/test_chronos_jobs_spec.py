@@ -8,7 +8,7 @@ import pytest
 
 from chronos_jobs import graph, plan, spec
 from chronos_jobs.graph import GraphError
-from chronos_jobs.spec import SpecError
+from chronos_jobs.spec import JobSpecError
 
 pytestmark = pytest.mark.unit
 
@@ -57,7 +57,7 @@ def test_chronos_fields_pass_through() -> None:
     ("every day", "not of the form R[n]/<start>/<period>"),
 ])
 def test_a_bad_schedule_names_the_reason(schedule: str, reason: str) -> None:
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(JobSpecError) as caught:
         spec.to_chronos({**SCHEDULED, "schedule": schedule})
     assert caught.value.field == "schedule"
     assert reason in caught.value.reason and schedule in caught.value.reason
@@ -89,16 +89,16 @@ def test_an_empty_start_means_now_and_is_accepted() -> None:
 ])
 def test_bad_fields_are_named(fields: dict[str, Any], field: str, reason: str) -> None:
     given = {k: v for k, v in {**SCHEDULED, **fields}.items() if v is not None}
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(JobSpecError) as caught:
         spec.to_chronos(given)
     assert caught.value.field == field
     assert reason in caught.value.reason
 
 
 def test_dependent_job_checks() -> None:
-    with pytest.raises(SpecError, match="own parent"):
+    with pytest.raises(JobSpecError, match="own parent"):
         spec.to_chronos(job("a", "a"))
-    with pytest.raises(SpecError, match="at least one"):
+    with pytest.raises(JobSpecError, match="at least one"):
         spec.to_chronos({"name": "a", "command": "x", "parents": []})
 
 

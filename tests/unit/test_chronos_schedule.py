@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronos_jobs import schedule as sched
-from chronos_jobs.schedule import Period, Schedule, ScheduleError
+from wharf.contracts import chronos_schedule as sched
+from wharf.contracts.chronos_schedule import Period, Schedule, ScheduleError
 
 pytestmark = pytest.mark.unit
 

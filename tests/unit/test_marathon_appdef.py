@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devcluster.marathon.appdef import (
+from wharf.contracts.marathon_app import (
     InvalidAppId,
     Violation,
     error_body,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from devcluster.marathon.appdef import normalize_app
 from devcluster.marathon.constraints import Placement
 from devcluster.marathon.launch import (
     Offer,
@@ -19,6 +18,7 @@ from devcluster.marathon.launch import (
     task_info,
 )
 from tests.upstream import upstream
+from wharf.contracts.marathon_app import normalize_app
 
 
 def mesos_offer(cpus: float = 1, mem: float = 512, ports: tuple[tuple[int, int], ...] = ((31000, 31009),),

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from devcluster import bridge
-from devcluster.marathon.appdef import normalize_app
 from devcluster.marathon.launch import Offer, fit, pick_ports, task_env, task_info
 from devcluster.mesos.docker_run import LaunchError, create_kwargs, docker_options
 from devcluster.mesos.images import on_loopback, registry_of
 from devcluster.mesos.model import Launch
 from devcluster.mesos.offers import make_agents
 from devcluster.mesos.protocol import parse_task
+from wharf.contracts.marathon_app import normalize_app
 
 AGENT = make_agents("m", [(31000, 31099)])[0]
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from registrator.marathon import service_ports
 from registrator.model import DIGEST_KEY, Container, Options, Registered, health_rows, listing
-from registrator.services import desired, image_name, marathon_name, split_tags
+from registrator.services import desired, image_name, split_tags
 from tests.upstream import upstream
+from wharf.contracts.marathon_lb import marathon_service_ports as service_ports
+from wharf.contracts.marathon_lb import service_name
 
 pytestmark = pytest.mark.unit
 
@@ -164,7 +165,7 @@ def test_a_stopped_container_has_no_registrations_and_names_are_derived_like_reg
     assert desired(Container.from_inspect(inspect(running=False)), OPTS) == []
     assert image_name("registry:5000/acme/web:1.2") == "web"
     assert image_name("acme/web@sha256:abc") == "web"
-    assert marathon_name("/shop/web") == "shop-web"
+    assert service_name("/shop/web") == "shop-web"
     assert split_tags(" a, ,b ") == ["a", "b"]
 
 

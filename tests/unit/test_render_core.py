@@ -14,9 +14,9 @@ from consul_templates import plan, render, routes, safe
 from consul_templates.quiescence import Quiescence, parse_wait
 from consul_templates.runner import hold_over
 from consul_templates.snapshot import CHUNK, Instance, Snapshot
-from consul_templates.watch import next_index
 from wharf.errors import BadInput
 from wharf.retry import Retry
+from wharf.watch import next_index
 
 pytestmark = pytest.mark.unit
 
@@ -500,7 +500,7 @@ def test_a_watch_follows_the_index_rules_rate_limits_and_reports_outages() -> No
     import threading
     import time
 
-    from consul_templates.watch import Watch
+    from wharf.watch import ConsulWatch
 
     answers = iter([(5, "a"), (5, "a"), (7, "b"), ConnectionError("down"), ConnectionError("down"), (3, "c"),
                     (0, "d"), (4, "e")])
@@ -520,7 +520,7 @@ def test_a_watch_follows_the_index_rules_rate_limits_and_reports_outages() -> No
             raise answer
         return answer
 
-    watch = Watch("test", fetch, lambda name, kind: events.append(kind), rate_limit=0.05)
+    watch = ConsulWatch("test", fetch, lambda name, kind: events.append(kind), rate_limit=0.05)
     watch.backoff = Retry(delay=0.01, max_delay=0.02, jitter=0)
     watch.start()
     assert done.wait(10)

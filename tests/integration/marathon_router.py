@@ -1,10 +1,11 @@
-"""A small marathon-lb-shaped HAProxy config from Marathon's tasks, for tests and the demo.
+"""A small marathon-lb-shaped HAProxy config from Marathon's tasks, for the autoscaler's tests.
 
-Until the routing room's renderer is there, this gives the autoscaler what it reads: the shared
-`marathon_http_in` frontend with one vhost ACL per app (its `HAPROXY_0_VHOST` label) and a backend
-per app named as marathon-lb names it (`/shop/web` on service port 10000 → `shop_web_10000`),
-whose servers are the app's running tasks. A `Router` thread re-renders when the tasks change and
-reloads HAProxy through its master socket (the new worker's counters start at zero).
+It gives the autoscaler what it reads, and reloads on every change (the renderer would update
+servers through the Runtime API instead): the shared `marathon_http_in` frontend with one vhost ACL
+per app (its `HAPROXY_0_VHOST` label) and a backend per app named by marathon-lb's contract
+(`/shop/web` on service port 10000 → `shop_web_10000`), whose servers are the app's running tasks.
+A `Router` thread re-renders when the tasks change and reloads HAProxy through its master socket
+(the new worker's counters start at zero).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import requests
 
 from devcluster.haproxy import HAProxy, check_config, runtime_command
+from wharf.contracts.marathon_lb import route_name, service_ports
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,12 @@ def routes_from_apps(apps: Iterable[dict[str, Any]]) -> list[Route]:
     routes = []
     for app in apps:
         vhost = (app.get("labels") or {}).get("HAPROXY_0_VHOST")
-        ports = [p.get("port") for p in app.get("portDefinitions") or []]
-        if not vhost or not ports:
+        port = service_ports(app).get(0)
+        if not vhost or not port:
             continue
         servers = tuple(sorted((t["host"], t["ports"][0]) for t in app.get("tasks") or []
                                if t.get("state") == "TASK_RUNNING" and t.get("ports")))
-        routes.append(Route(f"{app['id'].lstrip('/').replace('/', '_')}_{ports[0]}", vhost, servers))
+        routes.append(Route(route_name(app["id"], port), vhost, servers))
     return sorted(routes, key=lambda r: r.backend)
 
 

@@ -23,7 +23,8 @@ What Chronos does, and so what this module does:
 Deliberate limits: whole-number period fields only (no `PT1.5S`), extended-format calendar dates only
 (no week or ordinal dates, no fractional hours), offsets of whole minutes.
 
-Pure functions over frozen values; every "now" is an argument and must be timezone-aware.
+Pure functions over frozen values; every "now" is an argument and must be timezone-aware. Used by
+`chronos_jobs` (specs, plans, status) and by the Chronos stand-in alike.
 """
 
 from __future__ import annotations
