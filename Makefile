@@ -66,15 +66,15 @@ demo: bootstrap
 # stays in the background until demo-render-stop; `wharf apps scale /web` reaches HAProxy through the
 # Runtime API with no reload.
 demo-render:
-	$(BIN)/python -m consul_templates.demo
+	$(BIN)/python -m devcluster.demos.render
 
 demo-render-stop:
-	$(BIN)/python -m consul_templates.demo --stop
+	$(BIN)/python -m devcluster.demos.render --stop
 
 # wrk load on /web through HAProxy by its vhost scales it up within its label bounds, and down again
 # once the load stops.
 demo-autoscale:
-	$(BIN)/python -m autoscale.demo
+	$(BIN)/python -m devcluster.demos.autoscale
 
 # A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
 # Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
@@ -96,7 +96,7 @@ demo-apps:
 
 # Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over.
 demo-framework:
-	$(BIN)/python -m framework.demo
+	$(BIN)/python -m devcluster.demos.framework
 
 # Chronos jobs: the example jobs synced (only what changed is sent: the push of demo-apps, whose hooks
 # run every room's step, has synced them already), the scheduled one run, its dependent after it.
@@ -113,10 +113,10 @@ demo-jobs:
 # The registrator in the background for the later steps, until demo-registrator-stop: the apps the
 # deploy step pushed appear in Consul at their agents' addresses, with one web of its own and its check.
 demo-registrator:
-	$(BIN)/python -m registrator.demo
+	$(BIN)/python -m devcluster.demos.registrator
 
 demo-registrator-stop:
-	$(BIN)/python -m registrator.demo --stop
+	$(BIN)/python -m devcluster.demos.registrator --stop
 
 # Ends the demo's background daemons (each stop runs even if the other fails).
 demo-stop:

@@ -183,6 +183,20 @@ def _describe(rps: float, current: int, policy: Policy) -> str:
             f"(band {policy.lower_band:.0f}-{policy.upper_band:.0f})")
 
 
+def _limited(target: int, why: str, current: int, rps: float, policy: Policy) -> tuple[int, str]:
+    """The target held to `max_step` and to the policy's bounds (at least 1 with traffic), and why."""
+    if policy.max_step is not None and abs(target - current) > policy.max_step:
+        target = current + policy.max_step * (1 if target > current else -1)
+        why += f", limited to {target} by max_step {policy.max_step}"
+    bounded = policy.bounded(target)
+    if rps > 0:
+        bounded = max(bounded, 1)
+    if bounded != target:
+        target = bounded
+        why += f", held to {target} by bounds [{policy.min_instances}, {policy.max_instances or 'none'}]"
+    return target, why
+
+
 def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float,
            history: History = History(), deploying: bool = False) -> Decision:
     """The instance count an app should have now, with the reason, and the history to keep."""
@@ -234,15 +248,7 @@ def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float
                 and rps / current > policy.upper_band:
             why += f" (scaled down {now - history.last_change[0]:g}s ago: growing again needs over {upper:.0f})"
 
-    if policy.max_step is not None and abs(target - current) > policy.max_step:
-        target = current + policy.max_step * (1 if target > current else -1)
-        why += f", limited to {target} by max_step {policy.max_step}"
-    bounded = policy.bounded(target)
-    if rps > 0:
-        bounded = max(bounded, 1)
-    if bounded != target:
-        target = bounded
-        why += f", held to {target} by bounds [{policy.min_instances}, {policy.max_instances or 'none'}]"
+    target, why = _limited(target, why, current, rps, policy)
     if target != current:
         remembered = History(remembered.recommendations, (now, 1 if target > current else -1), remembered.last_rps)
     return Decision(target, why, current, rps, rec, remembered)

@@ -22,7 +22,7 @@ CALL_RETRY = Retry(delay=0.5, max_tries=3, retry_on=(requests.ConnectionError,))
 
 
 @dataclass(frozen=True)
-class App:
+class ScaledApp:
     """What the autoscaler needs of one Marathon app."""
 
     id: str
@@ -32,7 +32,7 @@ class App:
     deploying: bool = False
 
     @classmethod
-    def from_marathon(cls, app: Mapping[str, Any]) -> App:
+    def from_marathon(cls, app: Mapping[str, Any]) -> ScaledApp:
         """From an app of `GET /v2/apps`: service ports as marathon-lb reads them (`HAPROXY_{i}_PORT`,
         else `portDefinitions[i].port` / `portMappings[i].servicePort`)."""
         labels = {str(k): str(v) for k, v in (app.get("labels") or {}).items()}
@@ -48,7 +48,7 @@ class App:
 class Scaled:
     """One app to scale: the app, its policy, and the backends whose traffic counts."""
 
-    app: App
+    app: ScaledApp
     policy: Policy
     backends: tuple[str, ...]
 
@@ -62,7 +62,7 @@ class Selection:
     problems: list[str]
 
 
-def select(apps: Iterable[App], named: Sequence[str], base: Policy | Mapping[str, Any] | None) -> Selection:
+def select(apps: Iterable[ScaledApp], named: Sequence[str], base: Policy | Mapping[str, Any] | None) -> Selection:
     """The apps to scale: those `--apps` names (marathon-lb backends `<app>_<servicePort>`) and
     those carrying `wharf.autoscale.target_rps`.
 
@@ -115,11 +115,11 @@ class MarathonApps:
     def auth(self) -> tuple[str, str] | None:
         return self.client.auth
 
-    def apps(self) -> list[App]:
+    def apps(self) -> list[ScaledApp]:
         """Every app, marked `deploying` when a deployment affects it (`GET /v2/deployments` too)."""
-        apps = [App.from_marathon(a) for a in self.client.apps()]
+        apps = [ScaledApp.from_marathon(a) for a in self.client.apps()]
         busy = {app_id for d in self.client.deployments() for app_id in d.get("affectedApps", [])}
-        return [App(a.id, a.instances, a.labels, a.service_ports, a.deploying or a.id in busy) for a in apps]
+        return [ScaledApp(a.id, a.instances, a.labels, a.service_ports, a.deploying or a.id in busy) for a in apps]
 
     def scale(self, app_id: str, instances: int) -> str:
         """`PUT /v2/apps/{id}` with only `{"instances": N}`, without `force`; the deployment id."""

@@ -32,7 +32,7 @@ class Model:
 
 
 @dataclass(frozen=True)
-class Event:
+class ScaleEvent:
     """One scale event of a run."""
 
     t: float
@@ -50,7 +50,7 @@ class Result:
 
     overload_seconds: int
     instance_seconds: int
-    events: tuple[Event, ...]
+    events: tuple[ScaleEvent, ...]
     asked: tuple[int, ...] = field(repr=False)
     serving: tuple[int, ...] = field(repr=False)
 
@@ -132,7 +132,7 @@ class _Instances:
 
 
 def _score(load: Sequence[float], asked: list[int], serving: list[int], limit: float,
-           events: list[Event]) -> Result:
+           events: list[ScaleEvent]) -> Result:
     overload = sum(1 for rps, n in zip(load, serving, strict=False) if rps > 0 and (n == 0 or rps / n > limit))
     return Result(overload, sum(asked), tuple(events), tuple(asked), tuple(serving))
 
@@ -151,7 +151,7 @@ def simulate_wharf(load: Sequence[float], policy: Policy, model: Model = Model()
                               deploying=instances.starting(second))
             history = decision.history
             if decision.target != current:
-                events.append(Event(second, current, decision.target, decision.reason))
+                events.append(ScaleEvent(second, current, decision.target, decision.reason))
                 instances.scale(decision.target, second)
         total += rps
         asked.append(instances.asked())
@@ -178,7 +178,7 @@ def simulate_mlb(load: Sequence[float], options: MlbOptions, model: Model = Mode
             current = instances.asked()
             target, state, why = mlb_step(state, load[second - 1], current, float(second), options)
             if target is not None and target != current:
-                events.append(Event(second, current, target, why))
+                events.append(ScaleEvent(second, current, target, why))
                 instances.scale(target, second)
         asked.append(instances.asked())
         serving.append(instances.serving(second))

@@ -94,7 +94,7 @@ def answers(services: int) -> tuple[list[bytes], bytes]:
 
 
 def one_pass(node_bytes: list[bytes], checks_bytes: bytes, template: render.Template,
-             settings: render.Settings) -> tuple[dict[str, float], Snapshot, str]:
+             settings: render.RenderSettings) -> tuple[dict[str, float], Snapshot, str]:
     """One pass as the daemon runs it after its fetch: parse, snapshot, safety check, routes, Jinja.
 
     Timed: all of that (garbage collector paused, as in the daemon's pass) and the gen-0 collection
@@ -118,7 +118,7 @@ def passes(services: int, warm: int) -> dict[str, Any]:
     """1 + `warm` passes in this process: the first is cold only if this process is fresh."""
     node_bytes, checks_bytes = answers(services)
     template = render.load_template("haproxy")  # compiled once, as the daemon does at start-up
-    settings = render.Settings(http_port=18080)
+    settings = render.RenderSettings(http_port=18080)
     runs: list[dict[str, float]] = []
     snap: Snapshot | None = None
     for _ in range(1 + warm):

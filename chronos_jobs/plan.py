@@ -21,7 +21,7 @@ from typing import Any
 from chronos_jobs import graph, spec
 from wharf.contracts import chronos_schedule as sched
 
-__all__ = ["Change", "Plan", "diff_fields", "normalize", "plan", "same_schedule"]
+__all__ = ["JobChange", "JobPlan", "diff_fields", "normalize", "plan", "same_schedule"]
 
 _DEFAULTS: dict[str, Any] = {
     "command": "", "arguments": [], "shell": True, "scheduleTimeZone": "", "epsilon": "PT60S", "retries": 2,
@@ -122,7 +122,7 @@ def diff_fields(desired: Mapping[str, Any], current: Mapping[str, Any]) -> list[
 
 
 @dataclass(frozen=True)
-class Change:
+class JobChange:
     """One call a sync makes: `create`, `update` (with the fields that differ) or `delete`."""
 
     action: str
@@ -133,10 +133,10 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Plan:
+class JobPlan:
     """The changes in the order to send them, and the jobs left as they are."""
 
-    changes: tuple[Change, ...]
+    changes: tuple[JobChange, ...]
     unchanged: tuple[str, ...]
     unowned: tuple[str, ...]  # jobs in Chronos, not in the repository, that wharf does not own
     stale: tuple[str, ...] = ()  # wharf's jobs that left the repository and were not pruned
@@ -157,23 +157,23 @@ def prunable(current: Mapping[str, Mapping[str, Any]], desired: Mapping[str, Any
 
 
 def plan(desired: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]],
-         owner: str, prune: bool = False) -> Plan:
+         owner: str, prune: bool = False) -> JobPlan:
     """What to send to make Chronos match `desired` (already checked, owner marker set)."""
-    changes: list[Change] = []
+    changes: list[JobChange] = []
     unchanged: list[str] = []
     for name in graph.order(desired):
         job = desired[name]
         if name not in current:
-            changes.append(Change("create", name, spec.endpoint(job), (), job))
+            changes.append(JobChange("create", name, spec.endpoint(job), (), job))
             continue
         fields = diff_fields(job, current[name])
         if fields:
-            changes.append(Change("update", name, spec.endpoint(job), tuple(fields), job))
+            changes.append(JobChange("update", name, spec.endpoint(job), tuple(fields), job))
         else:
             unchanged.append(name)
     stale = prunable(current, desired, owner)
     if prune:
         leaving = {name: current[name] for name in stale}
-        changes.extend(Change("delete", name) for name in reversed(graph.order(leaving)))
+        changes.extend(JobChange("delete", name) for name in reversed(graph.order(leaving)))
     unowned = sorted(name for name in current if name not in desired and name not in stale)
-    return Plan(tuple(changes), tuple(unchanged), tuple(unowned), () if prune else tuple(stale))
+    return JobPlan(tuple(changes), tuple(unchanged), tuple(unowned), () if prune else tuple(stale))

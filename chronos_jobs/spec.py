@@ -172,15 +172,39 @@ def to_chronos(spec: Any, default_name: str | None = None) -> dict[str, Any]:
     unknown = sorted(set(spec) - FIELDS - SHORTHANDS)
     if unknown:
         raise JobSpecError(unknown[0], "unknown field (see the job spec in the README)")
+    name = _name(spec, default_name)
+    for key in _TEXT:
+        _check_text(spec, key)
+    job: dict[str, Any] = {"name": name, **_schedule_or_parents(spec, name)}
+    _check_settings(spec)
+    container = _container(spec)
+    if not spec.get("command") and container is None:
+        raise JobSpecError("command", "is required (unless the job runs an image)")
+
+    for key in sorted(FIELDS - {"name", "schedule", "parents", "container", "environmentVariables"}):
+        if key in spec:
+            job[key] = spec[key]
+    if container is not None:
+        job["container"] = container
+    variables = _environment(spec)
+    if variables is not None:
+        job["environmentVariables"] = variables
+    return job
+
+
+def _name(spec: Mapping[str, Any], default_name: str | None) -> str:
+    """The job's name: the spec's `name`, else the file's name; Chronos's rule for names."""
     name = spec.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise JobSpecError("name", "is required" if name is None else f"must be a string, got {name!r}")
     if not NAME_PATTERN.fullmatch(name):
         origin = "" if "name" in spec else " (the file's name, as no 'name' is given)"
         raise JobSpecError("name", f"'{name}'{origin} is invalid: Chronos allows letters, digits, '_', '.' and '-'")
-    for key in _TEXT:
-        _check_text(spec, key)
+    return name
 
+
+def _schedule_or_parents(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """`{"schedule": ...}` for a scheduled job, `{"parents": [...]}` for a dependent one (exactly one)."""
     has_schedule, has_parents = spec.get("schedule") is not None, spec.get("parents") is not None
     if has_schedule and has_parents:
         raise JobSpecError("parents", "give exactly one of 'schedule' (a scheduled job) or 'parents' "
@@ -188,23 +212,24 @@ def to_chronos(spec: Any, default_name: str | None = None) -> dict[str, Any]:
     if not has_schedule and not has_parents:
         raise JobSpecError("schedule", "give exactly one of 'schedule' (a scheduled job) or 'parents' "
                                     "(a dependent job)")
-    job: dict[str, Any] = {"name": name}
     if has_schedule:
         _schedule(spec)
-        job["schedule"] = spec["schedule"]
-    else:
-        parents = _check_strings(spec["parents"], "parents")
-        if not parents:
-            raise JobSpecError("parents", "must name at least one parent job")
-        for parent in parents:
-            if parent == name:
-                raise JobSpecError("parents", f"a job cannot be its own parent ('{name}')")
-        if len(set(parents)) != len(parents):
-            raise JobSpecError("parents", f"names a parent twice: {parents}")
-        if "scheduleTimeZone" in spec:
-            raise JobSpecError("scheduleTimeZone", "only a scheduled job has a time zone")
-        job["parents"] = list(parents)
+        return {"schedule": spec["schedule"]}
+    parents = _check_strings(spec["parents"], "parents")
+    if not parents:
+        raise JobSpecError("parents", "must name at least one parent job")
+    for parent in parents:
+        if parent == name:
+            raise JobSpecError("parents", f"a job cannot be its own parent ('{name}')")
+    if len(set(parents)) != len(parents):
+        raise JobSpecError("parents", f"names a parent twice: {parents}")
+    if "scheduleTimeZone" in spec:
+        raise JobSpecError("scheduleTimeZone", "only a scheduled job has a time zone")
+    return {"parents": list(parents)}
 
+
+def _check_settings(spec: Mapping[str, Any]) -> None:
+    """The fields passed through as given: epsilon, flags, retries, resources, arguments, constraints."""
     if "epsilon" in spec:
         try:
             sched.parse_period(spec["epsilon"])
@@ -226,16 +251,3 @@ def to_chronos(spec: Any, default_name: str | None = None) -> dict[str, Any]:
             raise JobSpecError(f"constraints[{index}]", "must be [attribute, operator, value]")
         if constraint[1] not in ("EQUALS", "LIKE", "UNLIKE"):
             raise JobSpecError(f"constraints[{index}]", f"operator '{constraint[1]}' is not EQUALS, LIKE or UNLIKE")
-    container = _container(spec)
-    if not spec.get("command") and container is None:
-        raise JobSpecError("command", "is required (unless the job runs an image)")
-
-    for key in sorted(FIELDS - {"name", "schedule", "parents", "container", "environmentVariables"}):
-        if key in spec:
-            job[key] = spec[key]
-    if container is not None:
-        job["container"] = container
-    variables = _environment(spec)
-    if variables is not None:
-        job["environmentVariables"] = variables
-    return job

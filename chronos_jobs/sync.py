@@ -25,7 +25,7 @@ def desired(files: Mapping[str, repo.JobFile], owner: str) -> dict[str, dict[str
     return {name: spec.with_owner(f.job, owner) for name, f in files.items()}
 
 
-def prepare(client: ChronosClient, files: Mapping[str, repo.JobFile], owner: str, prune: bool) -> plan.Plan:
+def prepare(client: ChronosClient, files: Mapping[str, repo.JobFile], owner: str, prune: bool) -> plan.JobPlan:
     """Read Chronos's jobs, check the graph against them (BadInput naming the file), and plan."""
     current = client.jobs()
     wanted = desired(files, owner)
@@ -34,7 +34,7 @@ def prepare(client: ChronosClient, files: Mapping[str, repo.JobFile], owner: str
     return plan.plan(wanted, current, owner, prune)
 
 
-def apply(client: ChronosClient, todo: plan.Plan, report: Callable[[plan.Change], None] | None = None) -> None:
+def apply(client: ChronosClient, todo: plan.JobPlan, report: Callable[[plan.JobChange], None] | None = None) -> None:
     """Send each change in the plan's order; `report` is told after each one."""
     for change in todo.changes:
         if change.action == "delete":

@@ -22,7 +22,7 @@ class ApplyFailed(Failure):
 
 
 @dataclass(frozen=True)
-class Proc:
+class HAProxyProcess:
     """One line of the master CLI's `show proc`."""
 
     pid: int
@@ -31,13 +31,13 @@ class Proc:
     failed: int = 0
 
 
-def parse_show_proc(text: str) -> tuple[Proc, ...]:
+def parse_show_proc(text: str) -> tuple[HAProxyProcess, ...]:
     """Parse `show proc`: the master (reload and failed counts) and its workers (newest has 0 reloads)."""
     procs = []
     for line in text.splitlines():
         found = re.match(r"\s*(\d+)\s+(master|worker)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?", line)
         if found:
-            procs.append(Proc(int(found[1]), found[2], int(found[3]), int(found[4] or 0)))
+            procs.append(HAProxyProcess(int(found[1]), found[2], int(found[3]), int(found[4] or 0)))
     return tuple(procs)
 
 
@@ -73,7 +73,7 @@ class HAProxyControl:
         """`show servers state` into the server-state file, so the next worker starts from it."""
         write_atomic(self.state_file, send(self.admin_socket, "show servers state"), 0o600)
 
-    def procs(self) -> tuple[Proc, ...]:
+    def procs(self) -> tuple[HAProxyProcess, ...]:
         if not self.master_socket:
             raise ApplyFailed("no HAProxy master socket given (--haproxy-master-socket)")
         return parse_show_proc(send(self.master_socket, "show proc"))
@@ -96,7 +96,7 @@ class HAProxyControl:
         except TimedOut:
             raise ApplyFailed(f"HAProxy did not finish reloading in {self.reload_timeout:g}s") from None
 
-    def _new_worker(self, master: Proc) -> int | None:
+    def _new_worker(self, master: HAProxyProcess) -> int | None:
         """The new worker's pid once the master has reloaded since `master` was read; None before."""
         try:
             now = self.procs()

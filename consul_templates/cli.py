@@ -54,7 +54,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _build(loaded: Any, reload: bool, **o: Any) -> tuple[Any, Callable[[], Any]]:
-    from consul_templates import apply, render, runner
+    from consul_templates import apply, passes, render
     from wharf import consul_http
 
     if len(o["templates"]) != len(o["dests"]):
@@ -66,17 +66,17 @@ def _build(loaded: Any, reload: bool, **o: Any) -> tuple[Any, Callable[[], Any]]
     base = (haproxy_dest or dests[0]).resolve().parent
     admin = o["haproxy_socket"] or str(base / "haproxy.sock")
     state_file = o["server_state_file"] or str(base / "haproxy.state")
-    settings = render.Settings(
+    settings = render.RenderSettings(
         bind=o["bind"], http_port=_port(o["http_port"], "--http-port", 80), stats_port=o["stats_port"],
         admin_socket=admin, state_file=state_file, nginx_port=_port(o["nginx_port"], "--nginx-port", 80),
         groups=tuple(o["groups"]),
     )
-    targets = [runner.Target(t, d, runner.validator_for(t.kind, o["nginx_prefix"]))
+    targets = [passes.Target(t, d, passes.validator_for(t.kind, o["nginx_prefix"]))
                for t, d in zip(loaded_templates, dests, strict=True)]
     control = None
     if haproxy_dest is not None and o["haproxy_socket"]:
         control = apply.HAProxyControl(admin, o["haproxy_master_socket"], state_file)
-    renderer = runner.Renderer(targets, settings, control, o["nginx_prefix"], o["exec_command"], reload)
+    renderer = passes.Renderer(targets, settings, control, o["nginx_prefix"], o["exec_command"], reload)
     addr, token, cacert = loaded["consul_http_addr"], loaded["consul_http_token"], loaded["consul_cacert"]
     return renderer, lambda: consul_http.client(addr, token, cacert)
 
@@ -96,8 +96,8 @@ def render_group() -> None:
 @click.pass_obj
 def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int | None, **o: Any) -> None:
     """Watch Consul and keep the files (and the load balancers) in step with it, until SIGTERM."""
+    from consul_templates.passes import RenderDaemon
     from consul_templates.quiescence import parse_wait
-    from consul_templates.runner import RenderDaemon
 
     try:
         wait = parse_wait(wait_text)
@@ -109,7 +109,7 @@ def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int
 
 
 def _read(client_factory: Callable[[], Any], kv_prefixes: tuple[str, ...], addr: str) -> Any:
-    from consul_templates.runner import read_snapshot
+    from consul_templates.passes import read_snapshot
 
     with reaching("Consul", addr):
         return read_snapshot(client_factory(), kv_prefixes)

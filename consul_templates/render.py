@@ -18,9 +18,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from consul_templates import plan, routes, safe
+from consul_templates import routes, safe, slots
 from consul_templates.routes import Problem, Route
-from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
+from consul_templates.snapshot import Service, ServiceInstance, Snapshot, paused_gc
 from wharf.errors import BadInput, Failure
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -32,7 +32,7 @@ class RenderError(Failure):
 
 
 @dataclass(frozen=True)
-class Settings:
+class RenderSettings:
     """What the templates need besides the catalog: where things listen and live."""
 
     bind: str = "127.0.0.1"
@@ -64,7 +64,7 @@ class Rendered:
 
     text: str
     routes: tuple[Route, ...]
-    layout: plan.Layout
+    layout: slots.Layout
     problems: tuple[Problem, ...] = ()
 
 
@@ -85,7 +85,7 @@ def by_tag(items: Iterable[Any], tag: str) -> list[Any]:
 
 def by_meta(items: Iterable[Any], key: str, value: str | None = None) -> list[Any]:
     """Instances (or services with an instance) whose Meta has `key` (equal to `value`, if given)."""
-    def has(inst: Instance) -> bool:
+    def has(inst: ServiceInstance) -> bool:
         return key in inst.meta and (value is None or inst.meta[key] == value)
     return [i for i in items if (any(has(x) for x in i.instances) if isinstance(i, Service) else has(i))]
 
@@ -118,7 +118,7 @@ class _Sandbox(SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-_Sandbox.trusted = frozenset({Instance, Service, Snapshot, Route, plan.Slot, plan.Backend, Settings})
+_Sandbox.trusted = frozenset({ServiceInstance, Service, Snapshot, Route, slots.Slot, slots.Backend, RenderSettings})
 
 
 class _Builtin(jinja2.Environment):
@@ -158,27 +158,27 @@ def load_template(spec: str) -> Template:
     return Template(spec, path, kind_of(spec, path), jinja)
 
 
-def context(snapshot: Snapshot, settings: Settings, previous: plan.Layout | None = None
-            ) -> tuple[dict[str, Any], tuple[routes.Route, ...], plan.Layout, tuple[routes.Problem, ...]]:
+def context(snapshot: Snapshot, settings: RenderSettings, previous: slots.Layout | None = None
+            ) -> tuple[dict[str, Any], tuple[routes.Route, ...], slots.Layout, tuple[routes.Problem, ...]]:
     """The template context (`services`, `kv`, `routes`, `backends`, `http_rules`, `settings`, ...)."""
     found, problems = routes.build_routes(snapshot, settings.groups, settings.reserved_ports)
-    layout = plan.assign(found, previous)
+    layout = slots.assign(found, previous)
     ctx: dict[str, Any] = {
         "services": snapshot.services,
         "kv": snapshot.kv,
         "routes": found,
-        "backends": plan.backends(found, layout),
+        "backends": slots.backends(found, layout),
         "http_rules": routes.http_rules(found),
         "http_frontend": routes.HTTP_FRONTEND,
         "settings": settings,
-        "spare_address": plan.SPARE_ADDRESS,
-        "spare_port": plan.SPARE_PORT,
+        "spare_address": slots.SPARE_ADDRESS,
+        "spare_port": slots.SPARE_PORT,
     }
     return ctx, found, layout, problems
 
 
-def render(template: Template, snapshot: Snapshot, settings: Settings,
-           previous: plan.Layout | None = None) -> Rendered:
+def render(template: Template, snapshot: Snapshot, settings: RenderSettings,
+           previous: slots.Layout | None = None) -> Rendered:
     """Render one template over a snapshot that has already been through `safe.clean`."""
     with paused_gc():
         ctx, found, layout, problems = context(snapshot, settings, previous)
@@ -203,5 +203,5 @@ def clean_snapshot(snapshot: Snapshot) -> tuple[Snapshot, tuple[safe.Drop, ...]]
     return safe.clean(snapshot)
 
 
-def settings_of(values: Mapping[str, Any]) -> Settings:
-    return Settings(**{k: v for k, v in values.items() if k in Settings.__dataclass_fields__})
+def settings_of(values: Mapping[str, Any]) -> RenderSettings:
+    return RenderSettings(**{k: v for k, v in values.items() if k in RenderSettings.__dataclass_fields__})

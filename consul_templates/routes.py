@@ -17,7 +17,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from consul_templates import safe
-from consul_templates.snapshot import Instance, Snapshot, maker
+from consul_templates.snapshot import ServiceInstance, Snapshot, maker
 from wharf.contracts.consul_meta import MARATHON_APP_ID, PORT_INDEX, SERVICE_PORT
 from wharf.contracts.marathon_lb import APP_GROUP_LABEL, LABEL_DEFAULTS, LABELS, Label, route_name
 
@@ -42,7 +42,7 @@ class Route(NamedTuple):
     path: str | None
     weight: int
     group: str
-    servers: tuple[Instance, ...]  # the passing instances
+    servers: tuple[ServiceInstance, ...]  # the passing instances
     exact_vhosts: tuple[str, ...]  # the vhosts without a wildcard
     wildcard_suffixes: tuple[str, ...]  # `*.example.com` as `.example.com`, to match the end of the Host
 
@@ -113,7 +113,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
     wanted = set(groups)
     instances = snapshot.unordered
     every_one_passing = list(map(_STATUS, instances)).count("passing") == len(instances)
-    grouped: dict[tuple[str, str, int], list[Instance]] = {}
+    grouped: dict[tuple[str, str, int], list[ServiceInstance]] = {}
     for inst in instances:  # every instance, so a route whose instances all fail keeps its place
         meta = inst.meta  # the route: the instance's app and service port, else its service (port 0)
         key = _app_key(meta.get(MARATHON_APP_ID, ""), meta.get(SERVICE_PORT, "")) or ("service", inst.service, 0)
@@ -146,7 +146,7 @@ def build_routes(snapshot: Snapshot, groups: Iterable[str] = (),
         servers = insts if every_one_passing else [i for i in insts if i.status == "passing"]
         if len(servers) > 1 and len(set(map(_ADDRESS, servers))) < len(servers) \
                 and len(set(map(_ADDRESS_PORT, servers))) < len(servers):  # the addresses alone usually tell
-            unique: dict[tuple[str, int], Instance] = {}
+            unique: dict[tuple[str, int], ServiceInstance] = {}
             for server in servers:  # one server per address and port: the first
                 unique.setdefault((server.address, server.port), server)
             servers = list(unique.values())

@@ -18,7 +18,7 @@ from itertools import chain
 from operator import attrgetter
 from types import MappingProxyType
 
-from consul_templates.snapshot import CHUNK, Instance, Service, Snapshot, paused_gc
+from consul_templates.snapshot import CHUNK, Service, ServiceInstance, Snapshot, paused_gc
 from wharf.contracts.words import ALNUM, HOST_LABEL, NAME_WORD, Word, is_name
 from wharf.contracts.words import is_path as is_path  # names, vhosts and paths follow the contract's rules
 from wharf.contracts.words import is_vhost as is_vhost
@@ -89,7 +89,7 @@ def _is_instance_id(value: str) -> bool:
     return bool(INSTANCE_ID.fullmatch(value))
 
 
-def _instance_problem(inst: Instance) -> str | None:
+def _instance_problem(inst: ServiceInstance) -> str | None:
     if not _is_instance_id(inst.id):
         return "id has characters a config cannot hold"
     if inst.node and not is_name(inst.node):
@@ -143,7 +143,7 @@ _ID, _NODE, _ADDRESS, _PORT, _TAG_LIST, _META = (attrgetter(f) for f in ("id", "
                                                                           "meta"))
 
 
-def _all_safe(instances: Sequence[Instance]) -> bool:
+def _all_safe(instances: Sequence[ServiceInstance]) -> bool:
     """Whether every position of every instance may be written as it is (the common case, checked
     a position at a time across all instances)."""
     if not instances:
@@ -163,7 +163,7 @@ def _values(metas: Sequence[Mapping[str, str]]) -> list[str]:
     """Every value of every Meta, in order."""
     try:
         return list(chain.from_iterable(map(MappingProxyType.values, metas)))  # type: ignore[arg-type]
-    except TypeError:  # another kind of Mapping (an Instance made by hand)
+    except TypeError:  # another kind of Mapping (a ServiceInstance made by hand)
         return list(chain.from_iterable(m.values() for m in metas))
 
 

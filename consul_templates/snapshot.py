@@ -57,7 +57,7 @@ def maker(cls: type[T]) -> Callable[[tuple[Any, ...]], T]:
     return partial(tuple.__new__, cls)  # type: ignore[return-value,type-var]
 
 
-class Instance(NamedTuple):
+class ServiceInstance(NamedTuple):
     """One registration of a service on a node (a named tuple: thousands are made per read)."""
 
     id: str
@@ -87,7 +87,7 @@ class Service(NamedTuple):
     """A service name and every instance registered under it, sorted by node then id."""
 
     name: str
-    instances: tuple[Instance, ...]
+    instances: tuple[ServiceInstance, ...]
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -95,7 +95,7 @@ class Service(NamedTuple):
         return tuple(sorted({t for i in self.instances for t in i.tags}))
 
     @property
-    def passing(self) -> tuple[Instance, ...]:
+    def passing(self) -> tuple[ServiceInstance, ...]:
         return tuple(i for i in self.instances if i.passing)
 
 
@@ -107,18 +107,18 @@ class Snapshot:
     kv: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     #: the same instances in the order they were read, which is the order Consul's answers lie in
     #: memory: visiting thousands of them that way is faster (empty when not known)
-    read_order: tuple[Instance, ...] = field(default=(), compare=False, repr=False)
+    read_order: tuple[ServiceInstance, ...] = field(default=(), compare=False, repr=False)
 
     def __hash__(self) -> int:
         return hash((self.services, tuple(sorted(self.kv.items()))))
 
     @property
-    def instances(self) -> tuple[Instance, ...]:
+    def instances(self) -> tuple[ServiceInstance, ...]:
         """Every instance, sorted by service, node and id."""
         return tuple(chain.from_iterable(map(_INSTANCES, self.services)))
 
     @property
-    def unordered(self) -> tuple[Instance, ...]:
+    def unordered(self) -> tuple[ServiceInstance, ...]:
         """Every instance, in the fastest order to visit them: as read if known, else sorted."""
         return self.read_order or self.instances
 
@@ -131,7 +131,7 @@ class Snapshot:
         return replace(self, services=tuple(s for s in self.services if s.name not in drop), read_order=())
 
     @classmethod
-    def of(cls, instances: Iterable[Instance], kv: Mapping[str, str] | None = None) -> Snapshot:
+    def of(cls, instances: Iterable[ServiceInstance], kv: Mapping[str, str] | None = None) -> Snapshot:
         """Group instances into services and sort everything."""
         read = tuple(instances)
         found = sorted(read, key=_ID)  # by service, node and id: three stable sorts on strings are
@@ -226,7 +226,7 @@ def _tags(tags: Iterable[Any]) -> tuple[str, ...]:
         return tuple(sorted(map(str, tags)))
 
 
-def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) -> Instance:
+def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) -> ServiceInstance:
     """One instance from Consul's service JSON, whatever the types in it. Meta keeps Consul's order,
     which is sorted by key (Consul writes every map with its keys sorted); `safe.clean` leaves out
     any entry that is not a string."""
@@ -237,7 +237,7 @@ def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) ->
         except (TypeError, ValueError):
             port = 0
     meta, tags, address = svc.get("Meta"), svc.get("Tags"), svc.get("Address")
-    return Instance(  # positional, in field order: thousands are made per read
+    return ServiceInstance(  # positional, in field order: thousands are made per read
         _text(svc.get("ID")),
         _text(svc.get("Service")),
         node,
@@ -253,12 +253,12 @@ def _instance(svc: Mapping[str, Any], node: str, node_addr: str, status: str) ->
 NodeServices = tuple[str, str, str, Mapping[str, str], Iterable[Mapping[str, Any]]]
 
 
-def _as_consul_writes(on_nodes: Iterable[NodeServices]) -> list[Instance] | None:
+def _as_consul_writes(on_nodes: Iterable[NodeServices]) -> list[ServiceInstance] | None:
     """Every instance, read fast on the assumption that each value has the type Consul gives it
     (checked for a few hundred at once); None when one does not. A node's services are read a field
     at a time, in C, `CHUNK` at a time: the several passes over a chunk then find it in the CPU's
     cache, where passes over a whole node's thousands would each fetch it from memory again."""
-    found: list[Instance] = []
+    found: list[ServiceInstance] = []
     # one object per distinct address and port, shared by the instances that have it: the later
     # passes over thousands of servers then read a few values that stay in the CPU's cache, not
     # thousands scattered through the answers (a value equal to an int is read as that int anyway)
@@ -290,7 +290,7 @@ def _as_consul_writes(on_nodes: Iterable[NodeServices]) -> list[Instance] | None
 
 _FIELDS = itemgetter("ID", "Service", "Address", "Port", "Tags", "Meta")
 CHUNK = 256  # services read together: a chunk's answers and instances fit in a core's own cache
-_new_instance, _new_service = maker(Instance), maker(Service)
+_new_instance, _new_service = maker(ServiceInstance), maker(Service)
 
 
 def _all_strings(values: Iterable[Any]) -> bool:

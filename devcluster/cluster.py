@@ -16,7 +16,7 @@ from devcluster.docker_engine import DockerEngine
 from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
-from devcluster.service import Service
+from devcluster.service import DevService
 from devcluster.standins import ChronosStandIn, MarathonStandIn, MesosStandIn
 from devcluster.zookeeper import ZooKeeper
 from wharf.atomic import write_atomic
@@ -24,13 +24,13 @@ from wharf.errors import BadInput, Failure, TimedOut
 from wharf.wait import wait_until
 
 #: in start order (a service starts once the ones it `needs` are healthy); stopped in reverse
-SERVICE_TYPES: tuple[type[Service], ...] = (
+SERVICE_TYPES: tuple[type[DevService], ...] = (
     ZooKeeper, HAProxy, Nginx, DockerEngine, Consul, MesosStandIn, MarathonStandIn, ChronosStandIn,
 )
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
 
 
-def wait_healthy(service: Service, proc: Proc, deadline: float) -> None:
+def wait_healthy(service: DevService, proc: Proc, deadline: float) -> None:
     """Poll `service.probe()` until it passes; fail if the process dies or the deadline passes."""
     last: list[Exception | None] = [None]
 
@@ -60,7 +60,7 @@ def log_tail(path: Path, lines: int = 1) -> str:
 
 
 @contextmanager
-def running(service: Service, timeout: float = 60.0) -> Iterator[Service]:
+def running(service: DevService, timeout: float = 60.0) -> Iterator[DevService]:
     """Run one service on its own (for tests and tools): start, wait healthy, yield, stop, unmount."""
     service.check_installed()
     service.prepare()
@@ -81,10 +81,10 @@ class Cluster:
         self.state_dir = Path(state_dir)
         self.state_file = self.state_dir / "cluster.json"
 
-    def services(self, ports: dict[str, int], options: dict[str, Any] | None = None) -> list[Service]:
+    def services(self, ports: dict[str, int], options: dict[str, Any] | None = None) -> list[DevService]:
         return [t(self.state_dir / t.name, ports, options) for t in SERVICE_TYPES]
 
-    def _services_of(self, state: dict[str, Any]) -> list[Service]:
+    def _services_of(self, state: dict[str, Any]) -> list[DevService]:
         return self.services(state["ports"], state.get("options"))
 
     def read_state(self) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from devcluster.service import Service
+from devcluster.service import DevService
 from wharf.atomic import write_atomic
 
 NODE_NAME = "wharf-dev"
@@ -31,7 +31,7 @@ def consul_binary() -> str:
     return shutil.which("consul") or str(beside)
 
 
-class Consul(Service):
+class Consul(DevService):
     name = "consul"
     #: HTTP is the one a user sets (`--consul-port`); the gossip and RPC ports are picked free
     port_flags = ("--consul-port", "--consul-serf-lan-port", "--consul-serf-wan-port", "--consul-server-port")

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from devcluster.service import Service
+from devcluster.service import DevService
 
 BASE_IMAGE = "wharf/busybox:latest"
 BUSYBOX = "/bin/busybox"
@@ -44,7 +44,7 @@ def build_base_image(client: Any, tag: str = BASE_IMAGE) -> str:
         return str(image.id)
 
 
-class DockerEngine(Service):
+class DockerEngine(DevService):
     name = "docker"
     binaries = ("dockerd", "containerd", "runc", "busybox")
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from devcluster.service import Service
+from devcluster.service import DevService
 from wharf.errors import Failure
 from wharf.haproxy import send
 
@@ -24,7 +24,7 @@ def check_config(path: Path) -> None:
         raise Failure(f"{path}: haproxy -c failed: {(lines or ['exit ' + str(result.returncode)])[0]}")
 
 
-class HAProxy(Service):
+class HAProxy(DevService):
     name = "haproxy"
     port_flags = ("--haproxy-port", "--haproxy-stats-port")
     binaries = ("haproxy",)

@@ -144,17 +144,56 @@ class _Server(ThreadingHTTPServer):
         logging.getLogger("wharf.devcluster.http").debug("connection error from %s", client_address, exc_info=True)
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 for every stand-in: a request body in, a response (whole or chunked) out."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise HTTPError(411, "chunked request bodies are not supported; send Content-Length")
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _send(self, response: Response) -> None:
+        """Send the status line, the headers and the body (or the stream, chunk by chunk)."""
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        if response.stream is None:
+            self.send_header("Content-Length", str(len(response.body)))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if response.stream is not None:
+            self._send_stream(response.stream)
+        elif self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def _send_stream(self, chunks: Iterable[bytes]) -> None:
+        """Send each chunk as it is produced; ends when the iterator does or the client leaves."""
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client went away
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # _serve logs one redacted line per request instead
+
+
 def _handler_class(app: App, logger: logging.Logger, secret_params: frozenset[str]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out as two writes
-
-        def _read_body(self) -> bytes:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                self.close_connection = True
-                raise HTTPError(411, "chunked request bodies are not supported; send Content-Length")
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
+    class Handler(_Handler):
         def _serve(self) -> None:
             started = time.monotonic()
             url = urllib.parse.urlsplit(self.path)
@@ -167,42 +206,11 @@ def _handler_class(app: App, logger: logging.Logger, secret_params: frozenset[st
             except Exception:  # noqa: BLE001 - a handler bug must not kill the connection silently
                 logger.exception("%s %s failed", self.command, _redacted(self.path, secret_params))
                 response = text_response("internal error in the dev-cluster stand-in", 500)
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            if response.stream is None:
-                self.send_header("Content-Length", str(len(response.body)))
-            else:
-                self.send_header("Transfer-Encoding", "chunked")
-            for name, value in response.headers:
-                self.send_header(name, value)
-            self.end_headers()
-            if response.stream is not None:
-                self._send_stream(response.stream)
-            elif self.command != "HEAD":
-                self.wfile.write(response.body)
+            self._send(response)
             elapsed = (time.monotonic() - started) * 1000
             logger.debug("%s %s %d %.1fms", self.command, _redacted(self.path, secret_params), response.status, elapsed)
 
-        def _send_stream(self, chunks: Iterable[bytes]) -> None:
-            """Send each chunk as it is produced; ends when the iterator does or the client leaves."""
-            try:
-                for chunk in chunks:
-                    if chunk:
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                        self.wfile.flush()
-                self.wfile.write(b"0\r\n\r\n")
-            except OSError:
-                pass  # the client went away
-            finally:
-                close = getattr(chunks, "close", None)
-                if close:
-                    close()
-            self.close_connection = True
-
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            pass  # _serve logs one redacted line per request instead
 
     return Handler
 

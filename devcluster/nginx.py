@@ -7,12 +7,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devcluster.service import Service
+from devcluster.service import DevService
 
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-class Nginx(Service):
+class Nginx(DevService):
     name = "nginx"
     port_flags = ("--nginx-port",)
     binaries = ("nginx",)

@@ -12,7 +12,7 @@ from devcluster.process import unmount_below
 from wharf.errors import Failure
 
 
-class Service(ABC):
+class DevService(ABC):
     """One real program the dev cluster runs, living in its own directory under the state dir."""
 
     name: ClassVar[str]

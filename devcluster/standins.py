@@ -8,7 +8,7 @@ import urllib.request
 from typing import Any, ClassVar
 
 from devcluster.docker_engine import DockerEngine
-from devcluster.service import Service
+from devcluster.service import DevService
 
 
 def _get(url: str) -> Any:
@@ -16,7 +16,7 @@ def _get(url: str) -> Any:
         return json.load(response)
 
 
-class PythonStandIn(Service):
+class PythonStandIn(DevService):
     """A stand-in run as `python -m devcluster.<module> --port N ...` on one loopback port."""
 
     module: ClassVar[str]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from devcluster.service import Service
+from devcluster.service import DevService
 
 JARS = "/usr/share/java/zookeeper.jar"
 
@@ -20,7 +20,7 @@ def four_letter(host: str, port: int, word: str, timeout: float = 1.0) -> str:
     return b"".join(chunks).decode()
 
 
-class ZooKeeper(Service):
+class ZooKeeper(DevService):
     name = "zookeeper"
     port_flags = ("--zk-port",)
     binaries = ("java", JARS)

@@ -21,7 +21,7 @@ OPERATORS = ("UNIQUE", "CLUSTER", "LIKE", "UNLIKE", "GROUP_BY", "MAX_PER")
 
 
 @dataclass(frozen=True)
-class Constraint:
+class TaskConstraint:
     field: str
     op: str
     value: str | None = None
@@ -31,7 +31,7 @@ class Constraint:
         return f"{self.field}:{self.op}" + (f":{self.value}" if self.value is not None else "")
 
 
-def parse_constraint(text: str) -> Constraint:
+def parse_constraint(text: str) -> TaskConstraint:
     """Parse `FIELD:OP[:VALUE]`; ValueError says what is wrong."""
     field, _, rest = text.partition(":")
     op, sep, value = rest.partition(":")
@@ -52,7 +52,7 @@ def parse_constraint(text: str) -> Constraint:
             raise ValueError(f"{text!r}: {given!r} is not a regular expression: {exc}") from None
     if op in ("MAX_PER", "GROUP_BY") and given is not None and not (given.isdigit() and int(given) > 0):
         raise ValueError(f"{text!r}: {op} takes a positive whole number")
-    return Constraint(field, op, given)
+    return TaskConstraint(field, op, given)
 
 
 def field_value(field: str, hostname: str, attributes: Mapping[str, str]) -> str | None:
@@ -60,7 +60,7 @@ def field_value(field: str, hostname: str, attributes: Mapping[str, str]) -> str
     return hostname if field == "hostname" else attributes.get(field)
 
 
-def satisfied(constraint: Constraint, hostname: str, attributes: Mapping[str, str],
+def satisfied(constraint: TaskConstraint, hostname: str, attributes: Mapping[str, str],
               placed: Iterable[str | None]) -> bool:
     """Whether one more task may go on this host, given the field's values where the group's tasks are."""
     value = field_value(constraint.field, hostname, attributes)

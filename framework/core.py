@@ -1,7 +1,7 @@
 """The scheduler's decisions (pure): submissions, offers, status updates, kills, reconciliation, time.
 
 `Core` holds the tasks and what it knows of the subscription; each method takes `now` and returns
-`Effects`: the records to persist, then the calls to make. The caller persists `writes` first and
+`SchedulerEffects`: the records to persist, then the calls to make. The caller persists `writes` first and
 only then makes the calls, so an ACCEPT is never sent for a launch that is not stored, and an
 update is acknowledged only once what it changed is stored.
 """
@@ -41,7 +41,7 @@ LOST_STATES = {"TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"
 
 
 @dataclass
-class Effects:
+class SchedulerEffects:
     """What a decision asks for, in the order it must happen: persist, then call."""
 
     writes: dict[str, TaskRecord] = field(default_factory=dict)
@@ -56,7 +56,7 @@ class Effects:
     to_running: list[float] = field(default_factory=list)  # seconds from submit to RUNNING, per task
     offers_used: int = 0
 
-    def merge(self, other: Effects) -> Effects:
+    def merge(self, other: SchedulerEffects) -> SchedulerEffects:
         self.writes.update(other.writes)
         self.launches += other.launches
         self.declines += other.declines
@@ -119,9 +119,9 @@ class Core:
 
     # --- decisions -----------------------------------------------------------------------
 
-    def submit(self, specs: Sequence[TaskSpec], now: float) -> Effects:
+    def submit(self, specs: Sequence[TaskSpec], now: float) -> SchedulerEffects:
         """Queue new tasks; REVIVE so that filters from earlier declines do not hold them back."""
-        effects = Effects()
+        effects = SchedulerEffects()
         for spec in specs:
             if spec.id in self.tasks:
                 raise ValueError(f"task {spec.id} exists")
@@ -130,21 +130,21 @@ class Core:
             effects.revive, self.suppressed = True, False
         return effects
 
-    def subscribed_now(self, now: float) -> Effects:
+    def subscribed_now(self, now: float) -> SchedulerEffects:
         """SUBSCRIBED (first time or after a failover): ask the master about every launched task."""
         self.subscribed, self.suppressed = True, False
         self.reconciling = {r.mesos_id: r.agent_id for r in self.tasks.values() if r.state in ACTIVE}
         self._reconcile_at, self._reconcile_wait = now, RECONCILE_RETRY
         self._killed_at.clear()
-        return Effects(reconcile=list(self.reconciling.items()))
+        return SchedulerEffects(reconcile=list(self.reconciling.items()))
 
     def disconnected(self) -> None:
         self.subscribed = False
 
-    def offers(self, offers: Sequence[Mapping[str, Any]], now: float) -> Effects:
+    def offers(self, offers: Sequence[Mapping[str, Any]], now: float) -> SchedulerEffects:
         """Launch queued tasks on the offers they fit (first fit, constraints); decline the rest."""
         views = [OfferView.from_offer(o) for o in offers]
-        effects = Effects()
+        effects = SchedulerEffects()
         if not self.reconciled:  # nothing new is launched before the master has told us what runs
             effects.declines = [v.id for v in views]
             return effects
@@ -169,9 +169,9 @@ class Core:
         effects.refuse_seconds = REFUSE_WAITING if waiting else REFUSE_IDLE
         return effects.merge(self._want())
 
-    def update(self, status: Mapping[str, Any], now: float) -> Effects:
+    def update(self, status: Mapping[str, Any], now: float) -> SchedulerEffects:
         """A TaskStatus: move the task's state, retry or finish it; acknowledge it once stored."""
-        effects = Effects(acks=[status] if status.get("uuid") else [])
+        effects = SchedulerEffects(acks=[status] if status.get("uuid") else [])
         mesos_id = str(status["task_id"]["value"])
         self.reconciling.pop(mesos_id, None)
         parsed = split_mesos_id(mesos_id)
@@ -188,10 +188,10 @@ class Core:
                 effects.revive, self.suppressed = True, False
         return effects.merge(self._want())
 
-    def kill(self, task_id: str, now: float) -> Effects:
+    def kill(self, task_id: str, now: float) -> SchedulerEffects:
         """Kill a task: a queued one ends at once, a launched one when Mesos says it is dead."""
         record = self.tasks[task_id]
-        effects = Effects()
+        effects = SchedulerEffects()
         if record.terminal:
             return effects
         if record.state == QUEUED:
@@ -228,9 +228,9 @@ class Core:
         if kept:
             self.tasks = {**{r.id: r for r in kept}, **self.tasks}
 
-    def tick(self, now: float) -> Effects:
+    def tick(self, now: float) -> SchedulerEffects:
         """What time brings: reconciliation asked again, kills repeated, offers wanted or not."""
-        effects = Effects()
+        effects = SchedulerEffects()
         if self.subscribed and self.reconciling and now >= self._reconcile_at + self._reconcile_wait:
             effects.reconcile = list(self.reconciling.items())
             self._reconcile_at, self._reconcile_wait = now, min(self._reconcile_wait * 2, 60.0)
@@ -245,12 +245,12 @@ class Core:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _want(self) -> Effects:
+    def _want(self) -> SchedulerEffects:
         wanted = self.wanted()
         if not self.subscribed or wanted != self.suppressed:
-            return Effects()
+            return SchedulerEffects()
         self.suppressed = not wanted
-        return Effects(revive=wanted, suppress=not wanted)
+        return SchedulerEffects(revive=wanted, suppress=not wanted)
 
     def _apply(self, record: TaskRecord, state: str, reason: str, source: str, message: str,
                now: float) -> TaskRecord:
@@ -280,4 +280,4 @@ class Core:
                             host_ports=(), attributes=())
 
 
-__all__ = ["Core", "Effects", "FINISHED", "backoff"]
+__all__ = ["Core", "FINISHED", "SchedulerEffects", "backoff"]

@@ -28,16 +28,16 @@ from typing import Any
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException
-from pymesos import MesosSchedulerDriver
 
 from framework import metrics
 from framework.api import ApiServer
-from framework.core import Core, Effects
-from framework.scheduler import Adapter, Event, framework_removed
-from framework.store import DAY, Store, StoreError, TooLarge
-from framework.tasks import STATES, TaskSpec, queued_record
+from framework.core import Core, SchedulerEffects
+from framework.events import EventHandling
+from framework.scheduler import Event
+from framework.store import DAY, Store, StoreError
+from framework.tasks import STATES, TaskSpec
 from wharf.daemon import Daemon
-from wharf.errors import Failure, Unreachable, describe
+from wharf.errors import Failure, describe
 from wharf.log import fields
 
 log = logging.getLogger("wharf.framework")
@@ -45,7 +45,6 @@ log = logging.getLogger("wharf.framework")
 logging.getLogger("pymesos").handlers.clear()
 WEEK = 7 * 24 * 3600.0
 BATCH = 5000  # events handled per loop turn at most
-RESTART_DELAY = 1.0  # before a new driver, after the stream closed
 PURGE_EVERY = 60.0  # seconds between purges of finished tasks (sooner with a short retention)
 
 
@@ -53,8 +52,8 @@ class NotLeading(Failure):
     """This instance stopped leading (session lost, stopping, or the master says another took over)."""
 
 
-class FrameworkDaemon(Daemon):
-    """One `wharf framework run` instance."""
+class FrameworkDaemon(EventHandling, Daemon):
+    """One `wharf framework run` instance (its event handling is `framework.events`)."""
 
     interval = 0.5
 
@@ -167,68 +166,16 @@ class FrameworkDaemon(Daemon):
             self._check()
             if self._driver is None and time.monotonic() >= restart_at:
                 self._start_driver()
-            try:
-                batch = [self._events.get(timeout=0.2)]
-            except queue.Empty:
-                batch = []
-            while len(batch) < BATCH:
-                try:
-                    batch.append(self._events.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             self._check()
             now = self.clock()
-            t_decide = t_store = time.monotonic()
-            effects, done = Effects(), []
+            t_decide = time.monotonic()
+            effects = SchedulerEffects()
+            done: list[Future[Any]] = []
             with self.lock:
-                try:
-                    for item in batch:
-                        kind, driver = item[0], item[1] if len(item) > 1 else None
-                        if kind in ("wake", "submit", "kill"):
-                            pass
-                        elif driver is not self._driver:
-                            continue  # from a driver already stopped
-                        if kind == "subscribed":
-                            self._subscribed(item[2], fence)
-                            effects.merge(self.core.subscribed_now(now))
-                            metrics.SUBSCRIBED.set(1)
-                        elif kind == "offers":
-                            offers = item[2]
-                            metrics.OFFERS.labels("received").inc(len(offers))
-                            effects.merge(self.core.offers(offers, now))
-                        elif kind == "update":
-                            metrics.UPDATES.labels(str(item[2].get("state"))).inc()
-                            effects.merge(self.core.update(item[2], now))
-                        elif kind == "submit":
-                            done.append(item[2])
-                            effects.merge(self._submit(item[1], now, fence, item[2]))
-                        elif kind == "kill":
-                            effects.merge(self._kill(item[1], now, item[2]))
-                            done.append(item[2])
-                        elif kind in ("disconnected", "error"):
-                            master = self._master_address or self.master
-                            log.warning("event stream ended", extra=fields(
-                                event=kind, detail=str(item[2:]) or "",
-                                error=Unreachable("the Mesos master", master, "its event stream closed").message))
-                            self.core.disconnected()
-                            metrics.SUBSCRIBED.set(0)
-                            self._stop_driver()
-                            restart_at = time.monotonic() + RESTART_DELAY
-                            if kind == "error" and framework_removed(str(item[2])):
-                                self._forget_framework(fence)
-                                restart_at = time.monotonic()  # register anew at once
-                    effects.merge(self.core.tick(now))
-                    self._check()
-                    t_store = time.monotonic()
-                    if effects.writes:
-                        self.store.save(effects.writes.values(), fence)
-                except (NotLeading, StoreError, KazooException) as exc:
-                    for future in done:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if isinstance(exc, NotLeading):
-                        raise
-                    raise NotLeading(f"cannot store: {type(exc).__name__}: {exc}") from exc
+                ended, t_store = self._decide_and_store(batch, now, fence, effects, done)
+                if ended is not None:
+                    restart_at = ended
                 if was_reconciling and self.core.reconciled:
                     log.info("reconciled", extra=fields(tasks=len(self.core.tasks)))
                 was_reconciling = not self.core.reconciled
@@ -257,41 +204,52 @@ class FrameworkDaemon(Daemon):
                                                store_s=round(t_call - t_store, 4),
                                                call_s=round(time.monotonic() - t_call, 4)))
 
+    def _next_batch(self) -> list[Event]:
+        """The events waiting (up to `BATCH`), after waiting a moment for the first."""
+        try:
+            batch = [self._events.get(timeout=0.2)]
+        except queue.Empty:
+            batch = []
+        while len(batch) < BATCH:
+            try:
+                batch.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _decide_and_store(self, batch: list[Event], now: float, fence: str, effects: SchedulerEffects,
+                          done: list[Future[Any]]) -> tuple[float | None, float]:
+        """Handle `batch` into `effects` and store its writes in one fenced transaction (under `lock`).
+
+        Returns when to start a new driver (None: no need) and when storing began. On failure every
+        request in `done` gets the exception, and NotLeading is raised.
+        """
+        assert self.store is not None and self.core is not None
+        restart_at: float | None = None
+        try:
+            for item in batch:
+                ended = self._handle(item, now, fence, effects, done)
+                if ended is not None:
+                    restart_at = ended
+            effects.merge(self.core.tick(now))
+            self._check()
+            t_store = time.monotonic()
+            if effects.writes:
+                self.store.save(effects.writes.values(), fence)
+        except (NotLeading, StoreError, KazooException) as exc:
+            for future in done:
+                if not future.done():
+                    future.set_exception(exc)
+            if isinstance(exc, NotLeading):
+                raise
+            raise NotLeading(f"cannot store: {type(exc).__name__}: {exc}") from exc
+        return restart_at, t_store
+
     def _check(self) -> None:
         if self.stopping:
             raise NotLeading("stopping")
         if self._lost.is_set() or not self._acting:
             raise NotLeading("ZooKeeper session suspended or lost")
-
-    def _subscribed(self, framework_id: str, fence: str) -> None:
-        assert self.store is not None
-        if self.store.framework_id() != framework_id:
-            self.store.set_framework_id(framework_id, fence)
-        self._master_address = self._driver.master if self._driver is not None else None
-        log.info("subscribed", extra=fields(framework_id=framework_id, master=self._master_address))
-
-    def _submit(self, specs: list[TaskSpec], now: float, fence: str, future: Future[Any]) -> Effects:
-        """Queue a submission: stored whole in one fenced transaction before anything else, or refused whole."""
-        assert self.store is not None and self.core is not None
-        try:
-            self.store.add([queued_record(s, now) for s in specs], fence)
-        except TooLarge as exc:
-            future.set_exception(exc)
-            return Effects()
-        effects = self.core.submit(specs, now)
-        effects.writes.clear()  # stored above
-        future.set_result(True)
-        return effects
-
-    def _forget_framework(self, fence: str) -> None:
-        """The master removed the framework: forget its FrameworkID, so that the next SUBSCRIBE registers
-        anew (its launched tasks are then reconciled: the master killed them with the framework)."""
-        assert self.store is not None
-        framework_id = self.store.framework_id()
-        if framework_id is not None:
-            self.store.forget_framework_id(fence)
-            log.warning("the master removed the framework: its FrameworkID is forgotten, registering anew",
-                        extra=fields(framework_id=framework_id))
 
     def _purge(self, now: float, fence: str) -> None:
         """Finished tasks past their retention: dropped from memory, their znodes deleted."""
@@ -306,33 +264,7 @@ class FrameworkDaemon(Daemon):
             log.info("purged finished tasks", extra=fields(forgotten=forgotten, purged=purged,
                                                             retention=self.task_retention))
 
-    def _kill(self, task_id: str, now: float, future: Future[Any]) -> Effects:
-        assert self.core is not None
-        if task_id not in self.core.tasks:
-            future.set_exception(KeyError(task_id))
-            return Effects()
-        return self.core.kill(task_id, now)
-
-    def _start_driver(self) -> None:
-        assert self.store is not None
-        framework: dict[str, Any] = {"user": self.user, "name": self.framework_name,
-                                     "failover_timeout": self.failover_timeout,
-                                     "capabilities": [{"type": "TASK_KILLING_STATE"}]}
-        framework_id = self.store.framework_id()
-        if framework_id:
-            framework["id"] = {"value": framework_id}
-        self._driver = MesosSchedulerDriver(Adapter(self._events), framework, self.master,
-                                            implicit_acknowledgements=False)
-        self._driver.start()
-        log.info("subscribing", extra=fields(master=self.master, framework_id=framework_id or ""))
-
-    def _stop_driver(self) -> None:
-        driver, self._driver = self._driver, None
-        if driver is not None:
-            driver.stop(failover=True)  # never TEARDOWN: the framework and its tasks outlive this process
-            threading.Thread(target=driver.join, daemon=True).start()
-
-    def _call_master(self, effects: Effects) -> None:
+    def _call_master(self, effects: SchedulerEffects) -> None:
         """Make the calls the stored decision asked for (only while acting as the leader)."""
         driver = self._driver
         if driver is None or not self._acting:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from framework.constraints import Constraint, parse_constraint
+from framework.constraints import TaskConstraint, parse_constraint
 from wharf.errors import BadInput
 
 QUEUED, STAGING, RUNNING = "QUEUED", "STAGING", "RUNNING"
@@ -75,7 +75,7 @@ class TaskSpec:
     disk: float = 0.0
     ports: tuple[int, ...] = ()  # container ports; each gets a host port from the offer
     network: str = "HOST"
-    constraints: tuple[Constraint, ...] = ()
+    constraints: tuple[TaskConstraint, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     parameters: tuple[tuple[str, str], ...] = ()  # docker run options, as DockerInfo.parameters
@@ -112,7 +112,7 @@ class Submission:
     disk: float = 0.0
     ports: tuple[int, ...] = ()
     network: str = "HOST"
-    constraints: tuple[Constraint, ...] = ()
+    constraints: tuple[TaskConstraint, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     parameters: tuple[tuple[str, str], ...] = ()

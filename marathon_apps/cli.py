@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from marathon_apps import output
 from wharf.errors import BadInput, Failure
 
 ENV_HELP = "Environment whose values/<env>.yaml fills the templates"
@@ -30,27 +31,6 @@ def _load(directory: str, env: str | None, owner: str) -> list[Any]:
     from marathon_apps.repo import load_apps
 
     return load_apps(Path(directory), env, owner)
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _table(*columns: str) -> Any:
-    from rich.table import Table
-
-    return Table(*columns, box=None)
-
-
-def _print(table: Any) -> None:
-    from rich.console import Console
-
-    Console(soft_wrap=True).print(table)
-
-
-def _short(value: Any, width: int = 40) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @click.group()
@@ -82,14 +62,14 @@ def render(directory: str, env: str | None, out_dir: str | None, owner: str, as_
             write_atomic(Path(out_dir) / f"{app.id.strip('/')}.json",
                          json.dumps(app.definition, indent=2, sort_keys=True) + "\n")
     if as_json:
-        _echo_json([a.definition for a in loaded])
+        output.echo_json([a.definition for a in loaded])
         return
     if quiet:
         return
-    table = _table("app", "file", "instances", "after")
+    table = output.table("app", "file", "instances", "after")
     for app in loaded:
         table.add_row(app.id, app.spec.file, str(app.definition.get("instances", 1)), ", ".join(app.dependencies))
-    _print(table)
+    output.print_table(table)
     click.echo(f"{len(loaded)} apps valid" + (f", written to {out_dir}" if out_dir else ""))
 
 
@@ -99,29 +79,6 @@ def _plan(ctx: click.Context, directory: str, env: str | None, owner: str, prune
     loaded = _load(directory, env, owner)
     client = _client(ctx)
     return client, make_plan(loaded, client.apps(), owner, prune)
-
-
-def _print_plan(plan: Any) -> None:
-    from marathon_apps.plan import MISSING
-
-    colours = {"create": "green", "update": "yellow", "scale": "cyan", "delete": "red", "unchanged": "dim"}
-    table = _table("app", "action", "after", "field", "now", "wanted")
-    for change in plan.changes:
-        action = f"[{colours[change.kind]}]{change.kind}[/]"
-        after = ", ".join(change.after)
-        if not change.fields:
-            table.add_row(change.app_id, action, after, "", "", "")
-        for i, f in enumerate(change.fields):
-            old = "-" if f.old is MISSING else _short(f.old)
-            new = "-" if f.new is MISSING else _short(f.new)
-            table.add_row(change.app_id if i == 0 else "", action if i == 0 else "", after if i == 0 else "",
-                          f.path, old, new)
-    _print(table)
-    counts = plan.counts()
-    todo = len(plan.todo())
-    click.echo("nothing to do" if not todo else
-               ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "unchanged")
-               + f"; {counts['unchanged']} unchanged")
 
 
 @apps.command()
@@ -135,9 +92,9 @@ def plan(ctx: click.Context, directory: str, env: str | None, prune: bool, owner
     """Show what a deploy would change in Marathon, in deploy order."""
     _, result = _plan(ctx, directory, env, owner, prune)
     if as_json:
-        _echo_json(result.to_json())
+        output.echo_json(result.to_json())
     else:
-        _print_plan(result)
+        output.print_plan(result)
 
 
 def _reporter(as_json: bool, names: list[str]) -> Any:
@@ -176,7 +133,7 @@ def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, tim
     todo = result.todo()
     if not todo:
         if as_json:
-            _echo_json({"ok": True, "deployed": [], "rolled_back": [], "failed": {}, "not_attempted": [],
+            output.echo_json({"ok": True, "deployed": [], "rolled_back": [], "failed": {}, "not_attempted": [],
                         "unchanged": [c.app_id for c in result.changes]})
         else:
             click.echo(f"nothing to do: {len(result.changes)} apps unchanged")
@@ -184,25 +141,12 @@ def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, tim
     reporter = _reporter(as_json, [c.app_id for c in todo])
     outcome = _run_deploy(reporter, lambda r: Deployer(client, r, timeout=timeout, commit=commit).run(result))
     if as_json:
-        _echo_json(outcome.to_json())
+        output.echo_json(outcome.to_json())
     else:
-        click.echo(_summary(outcome))
+        click.echo(output.summary(outcome))
     if not outcome.ok:
         failed = "; ".join(f"{app}: {why}" for app, why in outcome.failed.items())
         raise Failure(f"deploy failed: {failed}")
-
-
-def _summary(outcome: Any) -> str:
-    parts = [f"deployed: {', '.join(outcome.deployed) or 'none'}"]
-    if outcome.failed:
-        parts.append(f"failed: {', '.join(outcome.failed)}")
-    if outcome.rolled_back:
-        parts.append(f"rolled back: {', '.join(outcome.rolled_back)}")
-    if outcome.not_attempted:
-        parts.append(f"not attempted: {', '.join(outcome.not_attempted)}")
-    if outcome.unchanged:
-        parts.append(f"unchanged: {len(outcome.unchanged)}")
-    return "; ".join(parts)
 
 
 @apps.command()
@@ -224,13 +168,13 @@ def status(ctx: click.Context, owner: str | None, as_json: bool) -> None:
                      "commit": labels.get(COMMIT_LABEL), "owner": labels.get(OWNER_LABEL),
                      "deploying": bool(app.get("deployments"))})
     if as_json:
-        _echo_json(rows)
+        output.echo_json(rows)
         return
-    table = _table("app", "version", "healthy", "commit", "owner", "")
+    table = output.table("app", "version", "healthy", "commit", "owner", "")
     for row in rows:
         table.add_row(row["app"], row["version"] or "", f"{row['healthy']}/{row['instances']}",
                       (row["commit"] or "-")[:12], row["owner"] or "-", "deploying" if row["deploying"] else "")
-    _print(table)
+    output.print_table(table)
 
 
 def _change_and_follow(client: Any, app_id: str, change: dict[str, Any], doing: str, timeout: float,
@@ -243,7 +187,7 @@ def _change_and_follow(client: Any, app_id: str, change: dict[str, Any], doing: 
     except MarathonError as exc:
         raise Failure(str(exc)) from None
     if as_json:
-        _echo_json({"app": app_id, **change, "deployment": deployment})
+        output.echo_json({"app": app_id, **change, "deployment": deployment})
     else:
         click.echo(f"{app_id}: {doing} (deployment {deployment})")
     _follow_one(client, app_id, deployment, timeout, as_json)
@@ -324,14 +268,14 @@ def hook() -> None:
               help="wharf.yaml the hooks read (MARATHON_URL etc.); else the pusher's environment")
 def hook_install(repo: str, env: str | None, branch: str, steps: tuple[str, ...], config: str | None) -> None:
     """Install pre-receive (render and validate; reject bad pushes) and post-receive (deploy) hooks."""
-    from wharf import configrepo
+    from wharf import githooks
 
-    chosen = configrepo.steps_named(steps) if steps else list(configrepo.STEPS)
+    chosen = githooks.steps_named(steps) if steps else list(githooks.STEPS)
     args = ["--branch", branch] + (["--env", env] if env else [])
     for step in chosen:
         args += ["--step", step.name]
-    scripts = configrepo.hook_scripts(sys.executable, args, str(Path(config).resolve()) if config else None)
-    for path in configrepo.install_hooks(Path(repo), scripts):
+    scripts = githooks.hook_scripts(sys.executable, args, str(Path(config).resolve()) if config else None)
+    for path in githooks.install_hooks(Path(repo), scripts):
         click.echo(f"installed {path}")
     click.echo(f"pushes to {branch} run: {', '.join(s.name for s in chosen)}" + (f" (env {env})" if env else ""))
 
@@ -364,12 +308,12 @@ def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps:
     """What the installed hooks run: the pushed refs come on standard input."""
     import os
 
-    from wharf import configrepo
+    from wharf import githooks
 
-    updates = configrepo.parse_ref_updates(sys.stdin.read())
-    chosen = configrepo.steps_named(steps) if steps else list(configrepo.STEPS)
+    updates = githooks.parse_ref_updates(sys.stdin.read())
+    chosen = githooks.steps_named(steps) if steps else list(githooks.STEPS)
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
-    code = configrepo.run_hook(kind, updates, branch, chosen, env, invoke_wharf, git_dir,
+    code = githooks.run_hook(kind, updates, branch, chosen, env, invoke_wharf, git_dir,
                                say=lambda line: click.echo(line, err=True))
     ctx.exit(code)
 
@@ -400,7 +344,7 @@ def sync_kv(ctx: click.Context, directory: str, prefix: str, env: str | None, co
     loaded = _load(directory, env, owner)
     changed = kv.sync(_consul(ctx), loaded, base, commit)
     if as_json:
-        _echo_json({"prefix": base, "apps": len(loaded), "changed": changed})
+        output.echo_json({"prefix": base, "apps": len(loaded), "changed": changed})
         return
     for key in changed:
         click.echo(f"wrote {key}")

@@ -1,6 +1,6 @@
 """The deploy loop: send a plan's changes in dependency order, follow each deployment, roll back.
 
-An app is sent once every app it waits for (`Change.after`) has finished deploying and is
+An app is sent once every app it waits for (`AppChange.after`) has finished deploying and is
 healthy; apps that wait for nothing still pending go out together. Deployments are followed on
 Marathon's event stream (`deployment_success` / `deployment_failed`), with `/v2/deployments`
 polled as well (often when the stream is down), so a lost event only costs a poll interval.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from marathon_apps.client import Marathon, MarathonError
-from marathon_apps.plan import Change, Plan
+from marathon_apps.plan import AppChange, DeployPlan
 from marathon_apps.spec import COMMIT_LABEL
 from wharf.errors import TimedOut
 from wharf.log import fields
@@ -75,7 +75,7 @@ def ready(app: dict[str, Any] | None) -> bool:
     return not app.get("deployments") and healthy >= wanted and int(app.get("tasksRunning", 0) or 0) >= wanted
 
 
-def request_body(change: Change, commit: str | None) -> dict[str, Any]:
+def request_body(change: AppChange, commit: str | None) -> dict[str, Any]:
     """What to send for a create or update: the definition, with the commit label if known."""
     assert change.desired is not None
     body = dict(change.desired)
@@ -116,7 +116,7 @@ class EventFeed:
 
 @dataclass
 class _Run:
-    change: Change
+    change: AppChange
     started: float
     deployment: str | None = None
     ended: bool = False
@@ -132,7 +132,7 @@ class Deployer:
         self.client, self.reporter, self.timeout, self.commit = client, reporter, timeout, commit
         self.poll_interval, self.clock, self.use_events = poll_interval, clock, use_events
 
-    def run(self, plan: Plan) -> Outcome:
+    def run(self, plan: DeployPlan) -> Outcome:
         outcome = Outcome(unchanged=[c.app_id for c in plan.changes if c.kind == "unchanged"])
         pending = plan.todo()
         if not pending:
@@ -147,7 +147,7 @@ class Deployer:
 
     # --- the loop -----------------------------------------------------------------------------
 
-    def _loop(self, pending: list[Change], outcome: Outcome, feed: EventFeed | None) -> None:
+    def _loop(self, pending: list[AppChange], outcome: Outcome, feed: EventFeed | None) -> None:
         done: set[str] = set()
         running: dict[str, _Run] = {}
         for change in pending:
@@ -194,7 +194,7 @@ class Deployer:
                     if self._rollback(run):
                         outcome.rolled_back.append(app_id)
 
-    def _start(self, change: Change) -> _Run:
+    def _start(self, change: AppChange) -> _Run:
         run = _Run(change, self.clock())
         try:
             if change.kind == "delete":
@@ -294,7 +294,7 @@ class Deployer:
         log.info("rolled back", extra=fields(app=change.app_id, to=target))
         return True
 
-    def _settled_back(self, change: Change) -> bool:
+    def _settled_back(self, change: AppChange) -> bool:
         """Whether Marathon runs the app as it was before `change` (or has it gone, if it was new)."""
         app = self.client.app(change.app_id)
         if change.live is None:

@@ -49,7 +49,7 @@ class FieldChange:
 
 
 @dataclass(frozen=True)
-class Change:
+class AppChange:
     """What happens to one app."""
 
     kind: str
@@ -69,12 +69,12 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Plan:
+class DeployPlan:
     """Every app's change, creates/updates in dependency order, then deletes (dependents first)."""
 
-    changes: tuple[Change, ...]
+    changes: tuple[AppChange, ...]
 
-    def todo(self) -> list[Change]:
+    def todo(self) -> list[AppChange]:
         return [c for c in self.changes if c.kind != "unchanged"]
 
     def counts(self) -> dict[str, int]:
@@ -160,31 +160,31 @@ def _autoscaled(wanted: Mapping[str, Any], changes: list[FieldChange]) -> list[F
     return out
 
 
-def make_plan(apps: Iterable[App], live: Iterable[Mapping[str, Any]], owner: str, prune: bool = False) -> Plan:
+def make_plan(apps: Iterable[App], live: Iterable[Mapping[str, Any]], owner: str, prune: bool = False) -> DeployPlan:
     """Compare the repository's `apps` (in any order) with Marathon's `live` apps."""
     wanted = {a.id: a for a in apps}
     running = {str(a["id"]): dict(a) for a in live}
     deps = {a.id: list(a.dependencies) for a in wanted.values()}
-    changes: dict[str, Change] = {}
+    changes: dict[str, AppChange] = {}
     for app_id in graph.order(deps):
         app = wanted[app_id]
         desired = app.normalized()
         current = running.get(app_id)
         if current is None:
-            changes[app_id] = Change("create", app_id, desired=app.definition)
+            changes[app_id] = AppChange("create", app_id, desired=app.definition)
             continue
         fields = tuple(diff_app(desired, current))
         kind = "unchanged" if not fields else "scale" if all(f.path == "instances" for f in fields) else "update"
-        changes[app_id] = Change(kind, app_id, fields, app.definition, current)
+        changes[app_id] = AppChange(kind, app_id, fields, app.definition, current)
     for app_id, change in changes.items():
         after = tuple(d for d in deps[app_id] if d in changes and changes[d].kind != "unchanged")
         if after:
-            changes[app_id] = Change(change.kind, app_id, change.fields, change.desired, change.live, after)
+            changes[app_id] = AppChange(change.kind, app_id, change.fields, change.desired, change.live, after)
     ordered = list(changes.values())
     if prune:
         gone = {i: a for i, a in running.items() if i not in wanted and label_owner(a) == owner}
         gone_deps = {i: [d for d in a.get("dependencies") or [] if d in gone] for i, a in gone.items()}
         for app_id in reversed(graph.order(gone_deps)):  # dependents go first
             dependents = tuple(i for i, d in gone_deps.items() if app_id in d)
-            ordered.append(Change("delete", app_id, live=gone[app_id], after=dependents))
-    return Plan(tuple(ordered))
+            ordered.append(AppChange("delete", app_id, live=gone[app_id], after=dependents))
+    return DeployPlan(tuple(ordered))

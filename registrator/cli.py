@@ -48,7 +48,7 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeo
     from registrator.consul_agent import Agent
     from registrator.marathon import ServicePorts
     from registrator.model import Options
-    from registrator.runner import Registrator
+    from registrator.worker import Registrator
     from wharf.consul_http import client
 
     hostname = flags["hostname"] or socket.gethostname()

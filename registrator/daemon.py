@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from registrator.runner import Registrator
 from registrator.watch import ConsulWatcher, DockerWatcher
+from registrator.worker import Registrator
 from wharf.daemon import Daemon
 from wharf.retry import Retry
 

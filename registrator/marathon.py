@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import requests
 
-from registrator.model import Container
+from registrator.model import DockerContainer
 from wharf.contracts.marathon_lb import marathon_service_ports
 from wharf.errors import WharfError, describe
 from wharf.log import fields
@@ -32,7 +32,7 @@ class ServicePorts:
         self._known: dict[tuple[str, str], dict[int, int]] = {}
         self._failed: dict[tuple[str, str], float] = {}
 
-    def __call__(self, container: Container) -> dict[int, int]:
+    def __call__(self, container: DockerContainer) -> dict[int, int]:
         app_id = container.env.get("MARATHON_APP_ID")
         if not app_id or self.client is None:
             return {}

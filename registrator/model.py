@@ -29,7 +29,7 @@ class Binding:
 
 
 @dataclass(frozen=True)
-class Container:
+class DockerContainer:
     """What the registrator needs of `docker inspect`."""
 
     id: str
@@ -45,7 +45,7 @@ class Container:
     published: tuple[Binding, ...] = ()
 
     @classmethod
-    def from_inspect(cls, data: Mapping[str, Any]) -> Container:
+    def from_inspect(cls, data: Mapping[str, Any]) -> DockerContainer:
         """Read the dict the Docker API returns for `GET /containers/{id}/json`."""
         config = data.get("Config") or {}
         state = data.get("State") or {}

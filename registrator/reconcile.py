@@ -9,7 +9,7 @@ from registrator.model import Registered, Registration
 
 
 @dataclass(frozen=True)
-class Plan:
+class RegistrationPlan:
     """What to do, in order: register, then drain/undrain (maintenance on/off), then deregister."""
 
     register: tuple[Registration, ...] = ()
@@ -27,7 +27,7 @@ class Plan:
         return len(self.register) + len(self.drain) + len(self.undrain) + len(self.deregister)
 
 
-def reconcile(wanted: Iterable[Registration], registered: Mapping[str, Registered], owner: str) -> Plan:
+def reconcile(wanted: Iterable[Registration], registered: Mapping[str, Registered], owner: str) -> RegistrationPlan:
     """The changes that make the agent hold exactly `wanted` among the services `owner` registered.
 
     A service is ours when its Meta names `owner`; any other (another registrator's, a human's)
@@ -55,4 +55,4 @@ def reconcile(wanted: Iterable[Registration], registered: Mapping[str, Registere
             undrain.append(reg.id)
     deregister = [sid for sid, have in sorted(registered.items())
                   if have.owner == owner and sid not in wanted_ids]
-    return Plan(tuple(register), tuple(drain), tuple(undrain), tuple(deregister), tuple(conflicts))
+    return RegistrationPlan(tuple(register), tuple(drain), tuple(undrain), tuple(deregister), tuple(conflicts))

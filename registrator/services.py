@@ -1,6 +1,6 @@
 """The registrations a container should have: registrator's rules plus the Marathon contract.
 
-Pure: a `Container`, the `Options` and (for Marathon tasks) the app's service ports go in, a list
+Pure: a `DockerContainer`, the `Options` and (for Marathon tasks) the app's service ports go in, a list
 of `Registration`s comes out. The rules, as gliderlabs/registrator applies them:
 
 - Ports: published ports (at their host port), or with host networking the exposed ports, or with
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from registrator.model import Container, Options, Registration
+from registrator.model import DockerContainer, Options, Registration
 from wharf.contracts import consul_meta
 from wharf.contracts.marathon_lb import registered_service_port, service_name
 
@@ -51,7 +51,7 @@ class Port:
     index: int | None = None  # Marathon's port index
 
 
-def settings_of(container: Container) -> dict[str, str]:
+def settings_of(container: DockerContainer) -> dict[str, str]:
     """Every `SERVICE_*` setting, key lower-cased without the prefix; labels override env."""
     found: dict[str, str] = {}
     for source in (container.env, container.labels):
@@ -90,7 +90,7 @@ def _specific_ip(host_ip: str) -> bool:
     return host_ip not in ("", "0.0.0.0", "::")
 
 
-def ports_of(container: Container, options: Options) -> list[Port]:
+def ports_of(container: DockerContainer, options: Options) -> list[Port]:
     """The container's candidate services, in a stable order."""
     host = options.ip or options.host_ip
     if "MARATHON_APP_ID" in container.env:
@@ -166,7 +166,7 @@ def _meta(user: Mapping[str, str], contract: Mapping[str, str]) -> tuple[tuple[s
     return tuple(sorted(meta.items()))
 
 
-def desired(container: Container, options: Options, service_ports: Mapping[int, int] | None = None
+def desired(container: DockerContainer, options: Options, service_ports: Mapping[int, int] | None = None
             ) -> list[Registration]:
     """The registrations `container` should have (none unless it runs; draining is the caller's)."""
     if not container.running:

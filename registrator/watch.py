@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registrator.consul_agent import Agent
-from registrator.runner import RECONNECT, RECONNECTS, ConsulCheck, Event, Registrator, Resync
+from registrator.worker import RECONNECT, RECONNECTS, ConsulCheck, DockerEvent, Registrator, Resync
 from wharf.errors import TimedOut
 from wharf.retry import Retry
 from wharf.wait import wait_until
@@ -71,7 +71,7 @@ class DockerWatcher(Stream[dict[str, Any]]):
     def _handle(self, raw: dict[str, Any]) -> None:
         if raw.get("Type", "container") != "container":
             return
-        self.registrator.queue.put(Event(
+        self.registrator.queue.put(DockerEvent(
             str(raw.get("Action") or raw.get("status") or ""), str(raw.get("id") or ""),
             dict((raw.get("Actor") or {}).get("Attributes") or {}),
             float(raw.get("timeNano") or 0) / 1e9 or float(raw.get("time") or 0)))

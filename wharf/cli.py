@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import click
 
 from wharf import __version__, log, settings
 
-#: each room's command group, imported only when it is asked for: `wharf render once` then loads
-#: the renderer alone, not ZooKeeper's, Docker's and Marathon's clients as well
-ROOMS = {
-    "dev": "devcluster.cli:dev",
-    "registrator": "registrator.cli:registrator",
-    "apps": "marathon_apps.cli:apps",
-    "jobs": "chronos_jobs.cli:jobs",
-    "render": "consul_templates.cli:render_group",
-    "autoscale": "autoscale.cli:autoscale",
-    "framework": "framework.cli:framework",
-}
+#: the entry-point group in which each room names its command group (setup.cfg)
+COMMANDS_GROUP = "wharf.commands"
+
+
+@cache
+def rooms() -> dict[str, EntryPoint]:
+    """Each room's command group by name, as installed; loaded only when asked for: `wharf render
+    once` then imports the renderer alone, not ZooKeeper's, Docker's and Marathon's clients as well."""
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
 
 
 class RoomsGroup(click.Group):
-    """A group whose room subgroups are named in `ROOMS` and imported on first use."""
+    """A group whose room subgroups come from the `wharf.commands` entry points, loaded on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *ROOMS})
+        return sorted({*super().list_commands(ctx), *rooms()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in ROOMS and cmd_name not in self.commands:
-            module, _, attr = ROOMS[cmd_name].partition(":")
-            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        if cmd_name in rooms() and cmd_name not in self.commands:
+            self.add_command(rooms()[cmd_name].load(), cmd_name)
         return super().get_command(ctx, cmd_name)
 
 

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 from devcluster.chronos import jobs as J
-from devcluster.chronos.runner import ChronosFramework, ChronosState, Clock, RunnerError, utc_now
+from devcluster.chronos.runner import ChronosFramework, Clock, utc_now
+from devcluster.chronos.state import ChronosState, RunnerError
 from devcluster.httpapi import HTTPError, Request, Response, Router, RunningServer, json_response, serve, text_response
 from wharf.contracts import chronos_schedule as sched
 

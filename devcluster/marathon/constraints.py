@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Protocol, TypeVar
 
 __all__ = [
-    "KILL_SELECTIONS", "OPERATORS", "Constraint", "InvalidConstraint", "Placed", "Placement", "RunningTask",
+    "KILL_SELECTIONS", "OPERATORS", "InvalidConstraint", "MarathonConstraint", "Placed", "Placement", "RunningTask",
     "kill_order", "meets", "meets_constraint", "select_kill",
 ]
 
@@ -64,7 +64,7 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class Constraint:
+class MarathonConstraint:
     """One parsed constraint; an absent value is the empty string, as in Marathon's protobuf."""
 
     field: str
@@ -72,9 +72,9 @@ class Constraint:
     value: str = ""
 
     @classmethod
-    def parse(cls, raw: Constraint | Sequence[str]) -> Constraint:
+    def parse(cls, raw: MarathonConstraint | Sequence[str]) -> MarathonConstraint:
         """Read `[field, operator]` or `[field, operator, value]`, refusing what cannot be evaluated."""
-        if isinstance(raw, Constraint):
+        if isinstance(raw, MarathonConstraint):
             return raw
         if isinstance(raw, str) or len(raw) not in (2, 3) or not all(isinstance(p, str) for p in raw):
             raise InvalidConstraint(f"a constraint is [field, operator] or [field, operator, value], not {raw!r}")
@@ -106,10 +106,10 @@ def _group_by_minimum(value: str) -> int:
     return max(0, int(value)) if _INTEGER.fullmatch(value) else 0
 
 
-def meets_constraint(constraint: Constraint | Sequence[str], candidate: Placement,
+def meets_constraint(constraint: MarathonConstraint | Sequence[str], candidate: Placement,
                      running: Sequence[Placement]) -> bool:
     """Whether one more instance may go on `candidate` under this one constraint."""
-    c = Constraint.parse(constraint)
+    c = MarathonConstraint.parse(constraint)
     offered = candidate.value_of(c.field)
     if offered is None:  # the agent lacks the field: only UNLIKE is satisfied
         return c.operator == "UNLIKE"
@@ -137,7 +137,7 @@ def meets_constraint(constraint: Constraint | Sequence[str], candidate: Placemen
     return len(counts) >= _group_by_minimum(c.value) and counts[offered] == min(counts.values())
 
 
-def meets(constraints: Iterable[Constraint | Sequence[str]], candidate: Placement,
+def meets(constraints: Iterable[MarathonConstraint | Sequence[str]], candidate: Placement,
           running: Sequence[Placement]) -> bool:
     """Whether one more instance of the app may go on `candidate`, given where its instances run."""
     return all(meets_constraint(c, candidate, running) for c in constraints)
@@ -225,7 +225,7 @@ def _balancing_kills(fields: list[str], tasks: list[Placed], count: int) -> list
     return chosen
 
 
-def select_kill(constraints: Iterable[Constraint | Sequence[str]], running_tasks: Sequence[T], count: int,
+def select_kill(constraints: Iterable[MarathonConstraint | Sequence[str]], running_tasks: Sequence[T], count: int,
                 kill_selection: str = "YOUNGEST_FIRST") -> list[T]:
     """The `count` instances a scale-down kills, in kill order.
 
@@ -237,7 +237,7 @@ def select_kill(constraints: Iterable[Constraint | Sequence[str]], running_tasks
     ordered = kill_order(running_tasks, kill_selection)
     if count >= len(ordered):
         return ordered
-    group_fields = [c.field for c in map(Constraint.parse, constraints) if c.operator == "GROUP_BY"]
+    group_fields = [c.field for c in map(MarathonConstraint.parse, constraints) if c.operator == "GROUP_BY"]
     balancing = _balancing_kills(group_fields, list(ordered), count) if group_fields else []
     chosen = set(balancing)
     rest = [i for i in range(len(ordered)) if i not in chosen]

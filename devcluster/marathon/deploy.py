@@ -18,7 +18,7 @@ from devcluster.marathon.constraints import Placement, select_kill
 from devcluster.marathon.plan import (
     DeploymentPlan,
     RestartBounds,
-    Task,
+    RestartTask,
     old_tasks_to_kill,
     restart_bounds,
     restart_done,
@@ -41,7 +41,7 @@ class TaskView:
 
 
 @dataclass(frozen=True)
-class Decision:
+class StepDecision:
     goal: int
     kill: tuple[str, ...]
     done: bool
@@ -53,8 +53,8 @@ def config_version(app: Mapping[str, Any]) -> str:
     return str(info.get("lastConfigChangeAt") or app.get("version", ""))
 
 
-def _plan_tasks(tasks: Sequence[TaskView]) -> list[Task]:
-    return [Task(t.id, t.config_version, t.started_at, t.healthy, t.killing) for t in tasks]
+def _plan_tasks(tasks: Sequence[TaskView]) -> list[RestartTask]:
+    return [RestartTask(t.id, t.config_version, t.started_at, t.healthy, t.killing) for t in tasks]
 
 
 def bounds_for(app: Mapping[str, Any], tasks: Sequence[TaskView]) -> RestartBounds:
@@ -78,7 +78,7 @@ def holding(app: Mapping[str, Any], tasks: Sequence[TaskView]) -> int:
     return sum(1 for t in tasks if t.config_version == current and not t.killing)
 
 
-def _scale(app: Mapping[str, Any], tasks: Sequence[TaskView]) -> Decision:
+def _scale(app: Mapping[str, Any], tasks: Sequence[TaskView]) -> StepDecision:
     instances = int(app.get("instances", 1))
     live = [t for t in tasks if not t.killing]
     surplus = len(live) - instances
@@ -88,26 +88,26 @@ def _scale(app: Mapping[str, Any], tasks: Sequence[TaskView]) -> Decision:
     current = config_version(app)
     old = sum(1 for t in live if t.config_version != current and t not in kills)
     done = (len(tasks) == instances and all(t.healthy for t in tasks)) if not kills else False
-    return Decision(max(0, instances - old), tuple(t.id for t in kills), done)
+    return StepDecision(max(0, instances - old), tuple(t.id for t in kills), done)
 
 
-def _restart(app: Mapping[str, Any], tasks: Sequence[TaskView], bounds: RestartBounds) -> Decision:
+def _restart(app: Mapping[str, Any], tasks: Sequence[TaskView], bounds: RestartBounds) -> StepDecision:
     version = config_version(app)
     plan_tasks = _plan_tasks(tasks)
     now = restart_situation(plan_tasks, version)
     action = restart_step(bounds, now)
     kills = [t.id for t in old_tasks_to_kill(plan_tasks, version, action.kill_old)]
     done = restart_done(bounds, now) and not any(t.killing for t in tasks) and now.new_running == bounds.target
-    return Decision(now.new_running + action.start_new, tuple(kills), done)
+    return StepDecision(now.new_running + action.start_new, tuple(kills), done)
 
 
 def decide(action: str, app: Mapping[str, Any] | None, tasks: Sequence[TaskView],
-           bounds: RestartBounds | None = None) -> Decision:
+           bounds: RestartBounds | None = None) -> StepDecision:
     """The next move of one action (`StartApplication`, `ScaleApplication`, ...) on one app."""
     if action == "StopApplication" or app is None:
-        return Decision(0, tuple(t.id for t in tasks if not t.killing), not tasks)
+        return StepDecision(0, tuple(t.id for t in tasks if not t.killing), not tasks)
     if action == "StartApplication":
-        return Decision(0, (), True)
+        return StepDecision(0, (), True)
     if action == "RestartApplication":
         return _restart(app, tasks, bounds or bounds_for(app, tasks))
     return _scale(app, tasks)

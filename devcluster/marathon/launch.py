@@ -1,7 +1,7 @@
 """What Marathon decides when an offer comes: does an app's instance fit, and the TaskInfo to launch.
 
-Pure: an :class:`Offer` (a v1 offer read into a value), an app (normalized, as the server stores
-it) and where the app already runs go in; a :class:`Fit` (resources, host ports) or None, and a
+Pure: a :class:`RemainingOffer` (a v1 offer read into a value), an app (normalized, as the server
+stores it) and where the app already runs go in; a :class:`Fit` (resources, host ports) or None, and a
 v1 ``TaskInfo`` dict, come out.
 
 Marathon's rules kept here: host ports come from the offer's port ranges (a port mapping's
@@ -28,7 +28,7 @@ Range = tuple[int, int]
 
 
 @dataclass(frozen=True)
-class Offer:
+class RemainingOffer:
     """What is left of one offer: the agent, its scalars and its port ranges."""
 
     id: str
@@ -41,7 +41,7 @@ class Offer:
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @classmethod
-    def from_mesos(cls, offer: Mapping[str, Any]) -> Offer:
+    def from_mesos(cls, offer: Mapping[str, Any]) -> RemainingOffer:
         """Read a v1 ``Offer`` (plain or addict dict); unreserved resources only."""
         scalars: dict[str, float] = {}
         ports: list[Range] = []
@@ -66,11 +66,11 @@ class Offer:
     def placement(self) -> Placement:
         return Placement(self.agent_id, self.hostname, self.attributes)
 
-    def minus(self, fit: Fit) -> Offer:
+    def minus(self, fit: Fit) -> RemainingOffer:
         """The offer once ``fit`` is taken out of it."""
         left = subtract_ranges(self.ports, [(p, p) for p in fit.host_ports])
-        return Offer(self.id, self.agent_id, self.hostname, round(self.cpus - fit.cpus, 3),
-                     round(self.mem - fit.mem, 3), round(self.disk - fit.disk, 3), left, self.attributes)
+        return RemainingOffer(self.id, self.agent_id, self.hostname, round(self.cpus - fit.cpus, 3),
+                              round(self.mem - fit.mem, 3), round(self.disk - fit.disk, 3), left, self.attributes)
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def pick_ports(app: Mapping[str, Any], available: Sequence[Range]) -> tuple[int,
     return tuple(chosen)
 
 
-def fit(app: Mapping[str, Any], offer: Offer, running: Sequence[Placement]) -> Fit | None:
+def fit(app: Mapping[str, Any], offer: RemainingOffer, running: Sequence[Placement]) -> Fit | None:
     """Whether one instance of ``app`` fits ``offer`` (resources, ports, constraints)."""
     cpus, mem, disk = float(app.get("cpus", 1)), float(app.get("mem", 128)), float(app.get("disk", 0))
     if cpus > offer.cpus + 1e-9 or mem > offer.mem + 1e-9 or disk > offer.disk + 1e-9:
@@ -247,7 +247,7 @@ def _container(app: Mapping[str, Any], host_ports: Sequence[int]) -> dict[str, A
     return out
 
 
-def task_info(app: Mapping[str, Any], offer: Offer, got: Fit, task_id: str) -> dict[str, Any]:
+def task_info(app: Mapping[str, Any], offer: RemainingOffer, got: Fit, task_id: str) -> dict[str, Any]:
     """The v1 ``TaskInfo`` launching one instance of ``app`` with what ``got`` took from ``offer``."""
     resources = [_scalar("cpus", got.cpus), _scalar("mem", got.mem)]
     if got.disk:
@@ -275,10 +275,10 @@ def task_info(app: Mapping[str, Any], offer: Offer, got: Fit, task_id: str) -> d
     return info
 
 
-def place(apps: Iterable[tuple[Mapping[str, Any], Sequence[Placement]]], offer: Offer,
-          wanted: Mapping[str, int]) -> list[tuple[str, Fit, Offer]]:
+def place(apps: Iterable[tuple[Mapping[str, Any], Sequence[Placement]]], offer: RemainingOffer,
+          wanted: Mapping[str, int]) -> list[tuple[str, Fit, RemainingOffer]]:
     """Pack as many wanted instances as fit into one offer: (app id, fit, offer before it) in order."""
-    out: list[tuple[str, Fit, Offer]] = []
+    out: list[tuple[str, Fit, RemainingOffer]] = []
     for app, running in apps:
         placed = list(running)
         for _ in range(max(0, wanted.get(app["id"], 0))):

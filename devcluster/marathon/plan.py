@@ -31,7 +31,7 @@ from wharf import toposort
 
 __all__ = [
     "ACTIONS", "Action", "AppDiff", "DependencyCycle", "DeploymentPlan", "RestartAction", "RestartBounds",
-    "RestartSituation", "Step", "Task", "compute_plan", "dependency_depths", "diff_apps", "format_version",
+    "RestartSituation", "RestartTask", "Step", "compute_plan", "dependency_depths", "diff_apps", "format_version",
     "old_tasks_to_kill", "restart_bounds", "restart_done", "restart_situation", "restart_step",
 ]
 
@@ -291,7 +291,7 @@ def restart_done(bounds: RestartBounds, now: RestartSituation) -> bool:
 
 
 @dataclass(frozen=True)
-class Task:
+class RestartTask:
     """An app instance as the restart arithmetic sees it. `healthy` means passing health checks,
     or running when the app has none (Marathon's "considered healthy")."""
 
@@ -302,7 +302,7 @@ class Task:
     killing: bool = False
 
 
-def restart_situation(tasks: Iterable[Task], version: str) -> RestartSituation:
+def restart_situation(tasks: Iterable[RestartTask], version: str) -> RestartSituation:
     """Count live (not terminal) `tasks` against the app `version` being rolled out."""
     live = list(tasks)
     old = [t for t in live if t.version != version]
@@ -316,7 +316,7 @@ def restart_situation(tasks: Iterable[Task], version: str) -> RestartSituation:
     )
 
 
-def old_tasks_to_kill(tasks: Iterable[Task], version: str, count: int) -> list[Task]:
+def old_tasks_to_kill(tasks: Iterable[RestartTask], version: str, count: int) -> list[RestartTask]:
     """The `count` old tasks to kill next: unhealthy before healthy, then oldest first."""
     old = [t for t in tasks if t.version != version and not t.killing]
     old.sort(key=lambda t: (t.healthy, t.started_at is not None, t.started_at or 0.0))

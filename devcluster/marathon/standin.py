@@ -24,7 +24,8 @@ class MarathonStandin:
     def __init__(self, master: str, host: str = "127.0.0.1", port: int = 0, *, name: str = "marathon",
                  state_dir: Path | None = None, zk: str | None = None) -> None:
         self.host, self.port = host, port
-        self.store: store.Store | None = store.ZkStore(zk) if zk else store.FileStore(state_dir) if state_dir else None
+        self.store: store.StateStore | None = (store.ZkStore(zk) if zk else
+                                               store.FileStore(state_dir) if state_dir else None)
         self.marathon = Marathon(master, name=name, save=self.store.save if self.store else None)
         saved = self.store.load() if self.store else None
         if saved is not None:

@@ -22,7 +22,7 @@ FILE = "marathon-state.json"
 _INSTANCE_FIELDS = [f.name for f in fields(Instance) if f.name != "health"]
 
 
-class Store(Protocol):
+class StateStore(Protocol):
     def save(self, data: dict[str, Any]) -> None: ...
 
     def load(self) -> dict[str, Any] | None: ...

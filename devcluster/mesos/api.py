@@ -47,7 +47,16 @@ def _content_type(request: Request) -> str:
 
 
 def build_router(standin: MesosStandin) -> Router:
+    """The stand-in's routes: the v1 scheduler API, then the operator endpoints."""
     router = Router()
+    router.add("POST", "/api/v1/scheduler", _scheduler_endpoint(standin))
+    for method, pattern, handler in _operator_endpoints(standin):
+        router.add(method, pattern, handler)
+    return router
+
+
+def _scheduler_endpoint(standin: MesosStandin) -> Callable[[Request], Response]:
+    """``POST /api/v1/scheduler``: SUBSCRIBE answers with the event stream, every other call 202."""
 
     def scheduler(request: Request) -> Response:
         response, what = answer(request)
@@ -84,6 +93,12 @@ def build_router(standin: MesosStandin) -> Router:
                             stream=iter([record(event("ERROR", {"message": str(err)}))]))
         return Response(200, headers=(("Mesos-Stream-Id", stream.id),), stream=standin.events(stream))
 
+    return scheduler
+
+
+def _operator_endpoints(standin: MesosStandin) -> list[tuple[str, str, Callable[[Request], Response]]]:
+    """(method, path pattern, handler) of the operator's endpoints, in routing order."""
+
     def teardown(request: Request) -> Response:
         """The operator endpoint: the same removal as a TEARDOWN call, by id; Mesos's answers."""
         values = parse_qs(request.body.decode("utf-8", "replace")).get("frameworkId")
@@ -115,16 +130,16 @@ def build_router(standin: MesosStandin) -> Router:
     def version(request: Request) -> Response:
         return json_response({"version": VERSION, "build_user": "wharf", "build_date": "", "build_time": 0})
 
-    router.add("POST", "/api/v1/scheduler", scheduler)
-    router.add("POST", r"(/master)?/teardown", teardown)
-    router.add("GET", r"(/master)?/state(\.json)?", state)
-    router.add("GET", r"(/master)?/frameworks(\.json)?", frameworks)
-    router.add("GET", r"(/master)?/(slaves|agents)(\.json)?", slaves)
-    router.add("GET", r"/metrics/snapshot", metrics)
-    router.add("GET", r"(/master)?/redirect", redirect)
-    router.add("GET", "/health", lambda request: Response(200, content_type="text/plain"))
-    router.add("GET", "/version", version)
-    return router
+    return [
+        ("POST", r"(/master)?/teardown", teardown),
+        ("GET", r"(/master)?/state(\.json)?", state),
+        ("GET", r"(/master)?/frameworks(\.json)?", frameworks),
+        ("GET", r"(/master)?/(slaves|agents)(\.json)?", slaves),
+        ("GET", r"/metrics/snapshot", metrics),
+        ("GET", r"(/master)?/redirect", redirect),
+        ("GET", "/health", lambda request: Response(200, content_type="text/plain")),
+        ("GET", "/version", version),
+    ]
 
 
 def ready_guard(standin: MesosStandin, router: Router) -> Callable[[Request], Response]:

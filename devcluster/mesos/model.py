@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devcluster.mesos.offers import AgentInfo, Filter
-from devcluster.mesos.protocol import TaskSpec
+from devcluster.mesos.protocol import MesosTaskSpec
 from devcluster.mesos.resources import Resources
 
 VERSION = "1.11.0"
@@ -26,7 +26,7 @@ class FrameworkRemoved(Exception):
 @dataclass(frozen=True)
 class Launch:
     framework_id: str
-    task: TaskSpec
+    task: MesosTaskSpec
     agent: AgentInfo
     container_id: str
 
@@ -70,7 +70,7 @@ class Offer:
 
 @dataclass
 class Task:
-    spec: TaskSpec
+    spec: MesosTaskSpec
     framework_id: str
     agent_id: str
     container_id: str

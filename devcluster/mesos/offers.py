@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devcluster.mesos.protocol import TaskSpec
+from devcluster.mesos.protocol import MesosTaskSpec
 from devcluster.mesos.resources import Resources
 
 AGENT_PORT = 5051  # what a real agent listens on; the stand-in's agents serve no HTTP
@@ -99,11 +99,11 @@ def offer_json(offer_id: str, framework_id: str, agent: AgentInfo, resources: Re
 class LaunchCheck:
     """The verdict on one task of an ACCEPT: ``error`` is None when it may run."""
 
-    spec: TaskSpec
+    spec: MesosTaskSpec
     error: str | None
 
 
-def check_launch(specs: Iterable[TaskSpec], offered: Resources, agent_id: str,
+def check_launch(specs: Iterable[MesosTaskSpec], offered: Resources, agent_id: str,
                  known_task_ids: Iterable[str]) -> tuple[list[LaunchCheck], Resources]:
     """Match LAUNCH tasks against the offered resources, in order, as Mesos's task validation does.
 

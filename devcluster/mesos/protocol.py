@@ -144,7 +144,7 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class MesosTaskSpec:
     """What the master and the agents need from one TaskInfo; ``info`` keeps the JSON for views."""
 
     task_id: str
@@ -218,7 +218,7 @@ def _container(raw: Any) -> ContainerSpec | None:
                          bool(docker.get("force_pull_image", False)))
 
 
-def parse_task(info: Any) -> TaskSpec:
+def parse_task(info: Any) -> MesosTaskSpec:
     """Parse a TaskInfo; BadCall when a required field is missing; content problems go to ``problem``."""
     info = _obj(info, "task_infos")
     task_id = _id(info.get("task_id"), "task_id")
@@ -236,8 +236,8 @@ def parse_task(info: Any) -> TaskSpec:
         command, container, problem = _command(info.get("command")), _container(info.get("container")), None
     except TaskInvalid as err:
         command, container, problem = None, None, str(err)
-    return TaskSpec(task_id, name, agent_id, resources, command, container, labels, info.get("executor") is not None,
-                    grace_seconds(info.get("kill_policy")), info, problem)
+    return MesosTaskSpec(task_id, name, agent_id, resources, command, container, labels,
+                         info.get("executor") is not None, grace_seconds(info.get("kill_policy")), info, problem)
 
 
 # --- events ---------------------------------------------------------------------------------

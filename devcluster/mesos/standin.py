@@ -34,7 +34,7 @@ IDLE_TICK = 1.0  # the clock thread wakes at least this often
 
 
 @dataclass
-class Stream:
+class Subscription:
     """One SUBSCRIBE connection: RecordIO records queued for it; ``None`` ends it."""
 
     id: str
@@ -65,7 +65,7 @@ class MesosStandin:
         self.pool = AgentPool(self.state_dir, str(self.state_dir), docker_host, self._on_report)
         self.bridge: bridge.Bridge | None = None
         self._lock = threading.Lock()
-        self._streams: dict[str, Stream] = {}
+        self._streams: dict[str, Subscription] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._server: RunningServer | None = None
@@ -180,8 +180,8 @@ class MesosStandin:
             assert self.master is not None
             return read(self.master)
 
-    def subscribe(self, call: Call) -> Stream:
-        stream = Stream(str(uuid.uuid4()), "")
+    def subscribe(self, call: Call) -> Subscription:
+        stream = Subscription(str(uuid.uuid4()), "")
 
         def decide(master: Master, now: float) -> Effects:
             effects = master.subscribe(dict(call.body), call.framework_id, stream.id, now)
@@ -210,7 +210,7 @@ class MesosStandin:
 
         self._apply(decide)
 
-    def events(self, stream: Stream) -> Iterator[bytes]:
+    def events(self, stream: Subscription) -> Iterator[bytes]:
         """The RecordIO stream: queued events, and a HEARTBEAT whenever one falls due."""
         assert self.master is not None
         interval = self.master.heartbeat_interval
@@ -239,7 +239,7 @@ class MesosStandin:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _drop_stream(self, master: Master, stream: Stream, now: float) -> Effects:
+    def _drop_stream(self, master: Master, stream: Subscription, now: float) -> Effects:
         if self._streams.pop(stream.id, None) is None:
             return Effects()
         log.debug("stream %s of framework %s closed", stream.id, stream.framework_id)

@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 
 from marathon_apps.repo import load_apps
-from marathon_apps.spec import LB_KEYS, SERVICE_CHECK_KEYS, expand
+from marathon_apps.shorthands import LB_KEYS, SERVICE_CHECK_KEYS
+from marathon_apps.spec import expand
 from tests.upstream import upstream
 from wharf.configrepo import Spec, parse_yaml
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devcluster.marathon.launch import Offer, fit, task_info
+from devcluster.marathon.launch import RemainingOffer, fit, task_info
 from devcluster.mesos import MesosStandin
 from devcluster.mesos.client import SchedulerClient
 from devcluster.process import free_port
@@ -237,7 +237,7 @@ def test_marathons_bridge_task_info_is_a_valid_mesos_task_info(protos: Protos | 
              "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}},
                            {"name": "mem", "type": "SCALAR", "scalar": {"value": 512}},
                            {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31009}]}}]}
-    view = Offer.from_mesos(offer)
+    view = RemainingOffer.from_mesos(offer)
     got = fit(app, view, [])
     assert got is not None
     info = task_info(app, view, got, "shop_web.instance-1._app.1")

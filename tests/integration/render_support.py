@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from consul_templates import apply, render, runner
-from consul_templates.snapshot import Instance
+from consul_templates import apply, passes, render
+from consul_templates.snapshot import ServiceInstance
 from devcluster.cluster import running
 from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
@@ -102,7 +102,7 @@ def seen_backends(port: int, host: str | None = None, tries: int = 12) -> set[st
     return {body.strip() for status, body in (get(port, host=host) for _ in range(tries)) if status == 200}
 
 
-def workers(haproxy: HAProxy) -> list[apply.Proc]:
+def workers(haproxy: HAProxy) -> list[apply.HAProxyProcess]:
     return [p for p in apply.parse_show_proc(send(haproxy.master_socket, "show proc"))
             if p.kind == "worker"]
 
@@ -111,18 +111,18 @@ def current_worker(haproxy: HAProxy) -> int:
     return next(p.pid for p in workers(haproxy) if p.reloads == 0)
 
 
-def instance(app_id: str, service_port: int, port: int, node: str = "n1", **labels: str) -> Instance:
+def instance(app_id: str, service_port: int, port: int, node: str = "n1", **labels: str) -> ServiceInstance:
     meta = {"marathon_app_id": app_id, "service_port": str(service_port), "port_index": "0",
             **{f"HAPROXY_0_{k}": v for k, v in labels.items()}}
     name = app_id.strip("/").replace("/", "-")
-    return Instance(f"{node}:{name}.{port}:{port}", name, node, "127.0.0.1", port, (), meta)
+    return ServiceInstance(f"{node}:{name}.{port}:{port}", name, node, "127.0.0.1", port, (), meta)
 
 
-def haproxy_renderer(haproxy: HAProxy, http_port: int, spec: str = "haproxy", **kw: object) -> runner.Renderer:
+def haproxy_renderer(haproxy: HAProxy, http_port: int, spec: str = "haproxy", **kw: object) -> passes.Renderer:
     """A renderer writing `haproxy`'s own config file and applying to it."""
-    settings = render.Settings(http_port=http_port, admin_socket=str(haproxy.admin_socket),
-                               state_file=str(haproxy.dir / "haproxy.state"))
+    settings = render.RenderSettings(http_port=http_port, admin_socket=str(haproxy.admin_socket),
+                                     state_file=str(haproxy.dir / "haproxy.state"))
     template = render.load_template(spec)
-    target = runner.Target(template, haproxy.config, runner.validator_for(template.kind, None))
+    target = passes.Target(template, haproxy.config, passes.validator_for(template.kind, None))
     control = apply.HAProxyControl(str(haproxy.admin_socket), str(haproxy.master_socket), settings.state_file)
-    return runner.Renderer([target], settings, control, **kw)  # type: ignore[arg-type]
+    return passes.Renderer([target], settings, control, **kw)  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consul_templates import render, runner, safe, writer
-from consul_templates.snapshot import Instance, Snapshot
+from consul_templates import passes, render, safe, writer
+from consul_templates.snapshot import ServiceInstance, Snapshot
 from tests.conftest import wharf
 from tests.integration.render_support import instance
 
@@ -32,13 +32,13 @@ label_values = st.one_of(maybe, st.sampled_from(["true", "http", "tcp", "/api", 
 
 
 @st.composite
-def hostile_instance(draw: st.DrawFn) -> Instance:
+def hostile_instance(draw: st.DrawFn) -> ServiceInstance:
     name = draw(maybe)
     meta = {"marathon_app_id": "/" + draw(st.one_of(plain_text, nasty_text)),
             "service_port": str(draw(st.integers(10000, 10050))), "port_index": "0"}
     meta.update({f"HAPROXY_0_{k}": v for k, v in draw(st.dictionaries(label_names, label_values, max_size=5)).items()})
     meta.update(draw(st.dictionaries(maybe, maybe, max_size=2)))
-    return Instance(
+    return ServiceInstance(
         id=draw(maybe), service=name, node=draw(maybe),
         address=draw(st.one_of(ipv4, nasty_text)), port=draw(st.one_of(st.integers(1, 65535), st.integers(-5, 0))),
         tags=tuple(draw(st.lists(maybe, max_size=2))), meta=meta,
@@ -97,10 +97,10 @@ def nginx_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
        st.lists(st.builds(lambda p: instance("/ok/web", 10100, p, VHOST="ok.example.com"), st.integers(31000, 31010)),
                 max_size=2))
 def test_hostile_catalogs_never_break_the_config_or_add_a_directive(
-        tmp_path: Path, nginx_prefix: Path, hostile: list[Instance], good: list[Instance]) -> None:
+        tmp_path: Path, nginx_prefix: Path, hostile: list[ServiceInstance], good: list[ServiceInstance]) -> None:
     clean, _ = safe.clean(Snapshot.of([*hostile, *good]))
-    sets = render.Settings(http_port=18080, admin_socket=str(tmp_path / "a.sock"),
-                           state_file=str(tmp_path / "state"), nginx_port=18081)
+    sets = render.RenderSettings(http_port=18080, admin_socket=str(tmp_path / "a.sock"),
+                                 state_file=str(tmp_path / "state"), nginx_port=18081)
     h = render.render(render.load_template("haproxy"), clean, sets).text
     n = render.render(render.load_template("nginx"), clean, sets).text
     writer.check(h, tmp_path, "haproxy.cfg", writer.haproxy_validator())
@@ -113,7 +113,7 @@ def test_hostile_catalogs_never_break_the_config_or_add_a_directive(
 
 def test_write_skips_equal_bytes_keeps_mode_and_a_backup(tmp_path: Path) -> None:
     dest = tmp_path / "haproxy.cfg"
-    valid = render.render(render.load_template("haproxy"), Snapshot(), render.Settings(http_port=18080)).text
+    valid = render.render(render.load_template("haproxy"), Snapshot(), render.RenderSettings(http_port=18080)).text
     assert writer.write(dest, valid, writer.haproxy_validator()).changed
     dest.chmod(0o640)
     assert not writer.write(dest, valid, writer.haproxy_validator()).changed
@@ -132,13 +132,13 @@ def test_write_skips_equal_bytes_keeps_mode_and_a_backup(tmp_path: Path) -> None
 def test_a_service_that_breaks_validation_is_left_out_and_the_rest_written(tmp_path: Path) -> None:
     dest = tmp_path / "haproxy.cfg"
     template = render.load_template("haproxy")
-    target = runner.Target(template, dest, writer.haproxy_validator())
-    r = runner.Renderer([target], render.Settings(http_port=18080, admin_socket=str(tmp_path / "a.sock")),
+    target = passes.Target(template, dest, writer.haproxy_validator())
+    r = passes.Renderer([target], render.RenderSettings(http_port=18080, admin_socket=str(tmp_path / "a.sock")),
                         reload=False)
     good = instance("/good", 10200, 31000)
     assert r.apply(Snapshot.of([good]))[0].action == "written"
     # a well-formed hostname that does not resolve: safe, but haproxy -c refuses it
-    broken = Instance("b1", "broken", "n1", "no-such-host.invalid", 80)
+    broken = ServiceInstance("b1", "broken", "n1", "no-such-host.invalid", 80)
     other = instance("/other", 10201, 31001)
     [out] = r.apply(Snapshot.of([good, broken, other]))
     assert out.action == "written" and out.excluded == ("broken",)
@@ -146,7 +146,7 @@ def test_a_service_that_breaks_validation_is_left_out_and_the_rest_written(tmp_p
     assert "backend other_10201" in text and "no-such-host" not in text
     # still broken: still left out, nothing rewritten; fixed: back in
     assert r.apply(Snapshot.of([good, broken, other]))[0].changed is False
-    fixed = Instance("b1", "broken", "n1", "127.0.0.1", 80)
+    fixed = ServiceInstance("b1", "broken", "n1", "127.0.0.1", 80)
     assert r.apply(Snapshot.of([good, fixed, other]))[0].excluded == ()
     assert "backend broken" in dest.read_text()
 
@@ -162,8 +162,8 @@ def test_a_user_template_failing_at_run_time_never_replaces_the_good_file(tmp_pa
     dest = tmp_path / "haproxy.cfg"
     template = render.load_template(str(mine))
     assert template.kind == "haproxy"
-    target = runner.Target(template, dest, writer.haproxy_validator())
-    r = runner.Renderer([target], render.Settings(http_port=18080, admin_socket=str(tmp_path / "a.sock")),
+    target = passes.Target(template, dest, writer.haproxy_validator())
+    r = passes.Renderer([target], render.RenderSettings(http_port=18080, admin_socket=str(tmp_path / "a.sock")),
                         reload=False)
     a, b = instance("/a", 10300, 31000), instance("/b", 10301, 31001)
     kv = {"lb/owner": "ops"}

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from marathon_apps.deploy import Outcome, PlainReporter, RichReporter, healthy_counts, ready, request_body
-from marathon_apps.plan import Change
+from marathon_apps.plan import AppChange
 
 pytestmark = pytest.mark.unit
 
@@ -41,8 +41,8 @@ def test_health_and_readiness_as_wharf_judges_them() -> None:
 
 
 def test_commit_label_is_the_new_commit_or_the_one_the_app_had() -> None:
-    change = Change("update", "/api", desired={"id": "/api", "labels": {"wharf.owner": "wharf"}},
-                    live={"labels": {"wharf.commit": "old"}})
+    change = AppChange("update", "/api", desired={"id": "/api", "labels": {"wharf.owner": "wharf"}},
+                       live={"labels": {"wharf.commit": "old"}})
     assert request_body(change, "new")["labels"] == {"wharf.owner": "wharf", "wharf.commit": "new"}
     assert request_body(change, None)["labels"]["wharf.commit"] == "old"
     assert Outcome(failed={"/a": "x"}).to_json()["ok"] is False

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from autoscale.cli import _base_policy
 from autoscale.daemon import Autoscaler
 from autoscale.decide import History, Reading, decide
-from autoscale.marathon import App, MarathonApps
+from autoscale.marathon import MarathonApps, ScaledApp
 from autoscale.mlb import MlbOptions, MlbState, mlb_step
 from autoscale.policy import Policy
 from autoscale.stats import StatsSource
@@ -36,12 +36,12 @@ def stats_csv(rps: float, backend: str = "shop_web_10000") -> str:
 class FakeMarathon:
     """Marathon's apps as the autoscaler reads them; scale calls are recorded and applied."""
 
-    def __init__(self, apps: Sequence[App], stop_after: int | None = None, daemon: Autoscaler | None = None):
+    def __init__(self, apps: Sequence[ScaledApp], stop_after: int | None = None, daemon: Autoscaler | None = None):
         self.by_id = {a.id: a for a in apps}
         self.scaled: list[tuple[str, int]] = []
         self.calls, self.stop_after, self.daemon = 0, stop_after, daemon
 
-    def apps(self) -> list[App]:
+    def apps(self) -> list[ScaledApp]:
         self.calls += 1
         if self.daemon is not None and self.calls == self.stop_after:
             self.daemon.stop()
@@ -50,7 +50,7 @@ class FakeMarathon:
     def scale(self, app_id: str, instances: int) -> None:
         self.scaled.append((app_id, instances))
         app = self.by_id[app_id]
-        self.by_id[app_id] = App(app.id, instances, app.labels, app.service_ports)
+        self.by_id[app_id] = ScaledApp(app.id, instances, app.labels, app.service_ports)
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def autoscale(*args: str) -> Result:
 
 
 def test_command_line_max_instances_caps_an_app_whose_labels_set_only_the_target(cluster: dict[str, Any]) -> None:
-    cluster["marathon"] = FakeMarathon([App("/shop/web", 2, TARGET_ONLY, (10000,))])
+    cluster["marathon"] = FakeMarathon([ScaledApp("/shop/web", 2, TARGET_ONLY, (10000,))])
     cluster["csv"] = stats_csv(1200)  # 12 instances' worth at 100 rps each
     result = autoscale("run", "--once", *WIRING, "--max-instances", "3")
     assert result.exit_code == 0, result.output
@@ -77,24 +77,25 @@ def test_command_line_max_instances_caps_an_app_whose_labels_set_only_the_target
 
 def test_command_line_tolerance_changes_a_label_driven_apps_decision(cluster: dict[str, Any]) -> None:
     cluster["csv"] = stats_csv(1150)  # 115 rps per instance over 10
-    cluster["marathon"] = FakeMarathon([App("/shop/web", 10, TARGET_ONLY, (10000,))])
+    cluster["marathon"] = FakeMarathon([ScaledApp("/shop/web", 10, TARGET_ONLY, (10000,))])
     assert autoscale("run", "--once", *WIRING).exit_code == 0
     assert cluster["marathon"].scaled == [("/shop/web", 12)], "over the default band 90-110"
-    cluster["marathon"] = FakeMarathon([App("/shop/web", 10, TARGET_ONLY, (10000,))])
+    cluster["marathon"] = FakeMarathon([ScaledApp("/shop/web", 10, TARGET_ONLY, (10000,))])
     assert autoscale("run", "--once", *WIRING, "--tolerance", "0.2").exit_code == 0
     assert cluster["marathon"].scaled == [], "inside the band 80-120 that --tolerance 0.2 gives"
 
 
 def test_labels_override_the_command_line_per_app(cluster: dict[str, Any]) -> None:
     labels = {**TARGET_ONLY, "wharf.autoscale.max": "5"}
-    cluster["marathon"] = FakeMarathon([App("/shop/web", 2, labels, (10000,)), App("/blog", 2, TARGET_ONLY, (10001,))])
+    cluster["marathon"] = FakeMarathon([ScaledApp("/shop/web", 2, labels, (10000,)),
+                                        ScaledApp("/blog", 2, TARGET_ONLY, (10001,))])
     cluster["csv"] = stats_csv(1200) + stats_csv(1200, "blog_10001").split("\n", 1)[1]
     assert autoscale("run", "--once", *WIRING, "--max-instances", "3").exit_code == 0
     assert sorted(cluster["marathon"].scaled) == [("/blog", 3), ("/shop/web", 5)]
 
 
 def test_marathon_lb_autoscale_command_line_is_accepted_unchanged(cluster: dict[str, Any]) -> None:
-    cluster["marathon"] = FakeMarathon([App("/shop/web", 2, {}, (10000,))])
+    cluster["marathon"] = FakeMarathon([ScaledApp("/shop/web", 2, {}, (10000,))])
     result = autoscale("run", "--once", *WIRING, "--target-rps", "1000", "--apps", "shop_web_10000",
                        "--interval", "60", "--samples", "10", "--cooldown", "5", "--threshold-percent", "0.5",
                        "--threshold-instances", "3", "--intervals-past-threshold", "3",
@@ -145,7 +146,7 @@ SIMULATE = ["simulate", "trace.csv"]
 ])
 def test_each_bad_flag_exits_2_naming_it_and_starts_nothing(cluster: dict[str, Any], args: list[str],
                                                              message: str) -> None:
-    cluster["marathon"] = FakeMarathon([App("/shop/web", 2, TARGET_ONLY, (10000,))])
+    cluster["marathon"] = FakeMarathon([ScaledApp("/shop/web", 2, TARGET_ONLY, (10000,))])
     result = autoscale(*args)
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [f"Error: {message}"], "one line naming the flag and why"
@@ -201,8 +202,8 @@ def test_intervals_past_threshold_holds_a_shrink_as_long() -> None:
 def test_an_app_with_bad_labels_is_logged_once_and_the_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="wharf.autoscale")
     source = StatsSource("/run/wharf-test/admin.sock")
-    good = App("/shop/web", 2, TARGET_ONLY, (10000,))
-    bad = App("/blog", 1, {**TARGET_ONLY, "wharf.autoscale.min": "many"}, (10001,))
+    good = ScaledApp("/shop/web", 2, TARGET_ONLY, (10000,))
+    bad = ScaledApp("/blog", 1, {**TARGET_ONLY, "wharf.autoscale.min": "many"}, (10001,))
     csv = stats_csv(1200) + stats_csv(900, "blog_10001").split("\n", 1)[1]
     daemon = Autoscaler(MarathonApps(["http://127.0.0.1:9"]), [source], policy={"max_instances": 3}, interval=0.01)
     fake = FakeMarathon([good, bad], stop_after=3, daemon=daemon)

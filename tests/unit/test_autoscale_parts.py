@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from autoscale.marathon import App, select
+from autoscale.marathon import ScaledApp, select
 from autoscale.mlb import MlbOptions, MlbState, mlb_step
 from autoscale.policy import Policy, from_labels, from_spec
 from autoscale.stats import StatsSource, backend_readings, parse_stat_csv, split_credentials, stats_url
@@ -48,20 +48,20 @@ def test_policy_spec_for_simulate() -> None:
 
 def test_marathon_lb_names_and_service_ports() -> None:
     assert app_name("/shop/web") == "shop_web"
-    app = App.from_marathon({"id": "/shop/web", "instances": 3, "labels": LABELS,
-                             "portDefinitions": [{"port": 10000}, {"port": 10001}], "deployments": []})
+    app = ScaledApp.from_marathon({"id": "/shop/web", "instances": 3, "labels": LABELS,
+                                   "portDefinitions": [{"port": 10000}, {"port": 10001}], "deployments": []})
     assert app.backends() == ["shop_web_10000", "shop_web_10001"]
-    bridged = App.from_marathon({"id": "/api", "instances": 1, "deployments": [{"id": "d1"}], "container": {
+    bridged = ScaledApp.from_marathon({"id": "/api", "instances": 1, "deployments": [{"id": "d1"}], "container": {
         "type": "DOCKER", "docker": {"image": "x"}, "portMappings": [{"containerPort": 80, "servicePort": 10005}]}})
     assert bridged.backends() == ["api_10005"] and bridged.deploying
-    labelled = App.from_marathon({"id": "/api", "instances": 1, "portDefinitions": [{"port": 10005}],
-                                  "labels": {"HAPROXY_0_PORT": "8080"}})
+    labelled = ScaledApp.from_marathon({"id": "/api", "instances": 1, "portDefinitions": [{"port": 10005}],
+                                        "labels": {"HAPROXY_0_PORT": "8080"}})
     assert labelled.backends() == ["api_8080"]
 
 
 def test_select_by_marathon_lb_name_and_by_labels() -> None:
-    apps = [App("/shop/web", 2, {}, (10000,)), App("/shop_web", 1, {}, (10002,)),
-            App("/blog", 1, LABELS, (10001,)), App("/other", 1, {}, (10003,))]
+    apps = [ScaledApp("/shop/web", 2, {}, (10000,)), ScaledApp("/shop_web", 1, {}, (10002,)),
+            ScaledApp("/blog", 1, LABELS, (10001,)), ScaledApp("/other", 1, {}, (10003,))]
     selection = select(apps, ["shop_web_10000", "nothing_10009"], Policy(target_rps=100))
     by_id = {s.app.id: s for s in selection.scaled}
     assert set(by_id) == {"/shop/web", "/blog"}, "the exact backend name, not an underscore guess"

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from devcluster.chronos import jobs as J
-from devcluster.chronos.runner import ChronosState, Run, RunnerError, parse_task_id, plan_launches
+from devcluster.chronos.launch import plan_launches
+from devcluster.chronos.state import ChronosState, Run, RunnerError, parse_task_id
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

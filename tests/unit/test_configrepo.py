@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from wharf import configrepo
-from wharf.configrepo import HookStep, RefUpdate, SpecError, SpecErrors
+from wharf import configrepo, githooks
+from wharf.configrepo import SpecError, SpecErrors
 from wharf.errors import BadInput
+from wharf.githooks import HookStep, RefUpdate
 
 pytestmark = pytest.mark.unit
 
@@ -95,9 +96,9 @@ def test_hook_step_arguments() -> None:
 
 
 def test_ref_updates_and_unknown_steps() -> None:
-    assert configrepo.parse_ref_updates("a b refs/heads/main\n\n") == [RefUpdate("a", "b", "refs/heads/main")]
+    assert githooks.parse_ref_updates("a b refs/heads/main\n\n") == [RefUpdate("a", "b", "refs/heads/main")]
     with pytest.raises(BadInput, match="unknown step 'nope'"):
-        configrepo.steps_named(["apps", "nope"])
+        githooks.steps_named(["apps", "nope"])
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -120,24 +121,24 @@ def test_run_hook_checks_each_step_on_the_pushed_tree_of_the_branch(tmp_path: Pa
 
     steps = [HookStep("apps", "apps", ("apps", "render", "{tree}"), ("apps", "deploy", "{tree}", "{commit}")),
              HookStep("jobs", "jobs", ("jobs", "render", "{tree}"), ("jobs", "sync", "{tree}"))]
-    updates = [RefUpdate(configrepo.ZERO, sha, "refs/heads/main"), RefUpdate(configrepo.ZERO, sha, "refs/heads/x"),
-               RefUpdate(sha, configrepo.ZERO, "refs/heads/main")]
+    updates = [RefUpdate(githooks.ZERO, sha, "refs/heads/main"), RefUpdate(githooks.ZERO, sha, "refs/heads/x"),
+               RefUpdate(sha, githooks.ZERO, "refs/heads/main")]
     lines: list[str] = []
-    assert configrepo.run_hook("pre-receive", updates, "main", steps, None, invoke, work / ".git", lines.append) == 0
-    assert configrepo.run_hook("post-receive", updates, "main", steps, None, invoke, work / ".git",
+    assert githooks.run_hook("pre-receive", updates, "main", steps, None, invoke, work / ".git", lines.append) == 0
+    assert githooks.run_hook("post-receive", updates, "main", steps, None, invoke, work / ".git",
                                lines.append) == 0
     assert seen == [["apps", "render"], ["apps", "deploy", sha]]  # jobs/ absent: its step is skipped
-    assert configrepo.run_hook("pre-receive", updates[:1], "main", steps, None, lambda _: 2, work / ".git",
+    assert githooks.run_hook("pre-receive", updates[:1], "main", steps, None, lambda _: 2, work / ".git",
                                lines.append) == 2
     assert lines[-1] == "wharf: apps: push rejected"
 
 
 def test_install_hooks_needs_a_bare_repository(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="not a bare git repository"):
-        configrepo.install_hooks(tmp_path, {"pre-receive": "x"})
+        githooks.install_hooks(tmp_path, {"pre-receive": "x"})
     _git("init", "-q", "--bare", str(tmp_path / "r.git"), cwd=tmp_path)
-    scripts = configrepo.hook_scripts("/usr/bin/python3", ["--env", "dev"], config="/etc/wharf.yaml")
-    paths = configrepo.install_hooks(tmp_path / "r.git", scripts)
+    scripts = githooks.hook_scripts("/usr/bin/python3", ["--env", "dev"], config="/etc/wharf.yaml")
+    paths = githooks.install_hooks(tmp_path / "r.git", scripts)
     assert [p.name for p in paths] == ["pre-receive", "post-receive"]
     text = paths[0].read_text()
     assert "WHARF_CONFIG=/etc/wharf.yaml exec /usr/bin/python3 -m wharf apps hook run pre-receive --env dev" in text

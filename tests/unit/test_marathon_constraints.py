@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devcluster.marathon.constraints import (
-    Constraint,
     InvalidConstraint,
+    MarathonConstraint,
     Placement,
     RunningTask,
     kill_order,
@@ -50,10 +50,10 @@ def test_value_of_reads_pseudo_fields_and_attributes(field: str, value: str | No
 
 
 def test_parse_accepts_two_or_three_strings() -> None:
-    assert Constraint.parse(["hostname", "UNIQUE"]) == Constraint("hostname", "UNIQUE", "")
-    assert Constraint.parse(("rack", "MAX_PER", "2")) == Constraint("rack", "MAX_PER", "2")
-    c = Constraint("rack", "IS", "r1")
-    assert Constraint.parse(c) is c
+    assert MarathonConstraint.parse(["hostname", "UNIQUE"]) == MarathonConstraint("hostname", "UNIQUE", "")
+    assert MarathonConstraint.parse(("rack", "MAX_PER", "2")) == MarathonConstraint("rack", "MAX_PER", "2")
+    c = MarathonConstraint("rack", "IS", "r1")
+    assert MarathonConstraint.parse(c) is c
 
 
 @pytest.mark.parametrize(("raw", "message"), [
@@ -68,7 +68,7 @@ def test_parse_accepts_two_or_three_strings() -> None:
 ])
 def test_parse_refuses_what_cannot_be_evaluated(raw: object, message: str) -> None:
     with pytest.raises(InvalidConstraint, match=message):
-        Constraint.parse(raw)  # type: ignore[arg-type]
+        MarathonConstraint.parse(raw)  # type: ignore[arg-type]
 
 
 # --- one operator at a time ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from devcluster.marathon.constraints import Placement
 from devcluster.marathon.launch import (
-    Offer,
+    RemainingOffer,
     fit,
     instance_of,
     new_instance_id,
@@ -38,7 +38,7 @@ def app(**fields: Any) -> dict[str, Any]:
 
 
 def test_offer_is_read_from_the_v1_json() -> None:
-    offer = Offer.from_mesos(mesos_offer())
+    offer = RemainingOffer.from_mesos(mesos_offer())
     assert (offer.id, offer.agent_id, offer.hostname, offer.cpus, offer.mem) == ("o1", "S0", "127.0.0.2", 1, 512)
     assert offer.ports == ((31000, 31009),) and offer.attributes == {"rack": "r1"}
 
@@ -55,7 +55,7 @@ def test_ports_come_from_the_offer_unless_required() -> None:
 
 
 def test_fit_checks_resources_and_constraints() -> None:
-    offer = Offer.from_mesos(mesos_offer(cpus=1, mem=100))
+    offer = RemainingOffer.from_mesos(mesos_offer(cpus=1, mem=100))
     assert fit(app(), offer, []) is not None
     assert fit(app(mem=128), offer, []) is None
     assert fit(app(cpus=2), offer, []) is None
@@ -65,7 +65,7 @@ def test_fit_checks_resources_and_constraints() -> None:
 
 
 def test_place_packs_instances_into_one_offer_until_it_is_full() -> None:
-    offer = Offer.from_mesos(mesos_offer(cpus=1.2, mem=512))
+    offer = RemainingOffer.from_mesos(mesos_offer(cpus=1.2, mem=512))
     placed = place([(app(), [])], offer, {"/web/api": 5})
     assert len(placed) == 2
     assert [f.host_ports for _, f, _ in placed] == [(31000,), (31001,)]
@@ -84,7 +84,7 @@ def test_environment_is_marathons() -> None:
 
 
 def test_task_info_for_docker_and_command_apps() -> None:
-    offer = Offer.from_mesos(mesos_offer())
+    offer = RemainingOffer.from_mesos(mesos_offer())
     docker = app(container={"type": "DOCKER", "docker": {"image": "busybox"}}, labels={"SERVICE_NAME": "api"})
     got = fit(docker, offer, [])
     assert got is not None

@@ -17,7 +17,7 @@ from devcluster.marathon.plan import (
     DeploymentPlan,
     RestartAction,
     RestartSituation,
-    Task,
+    RestartTask,
     compute_plan,
     dependency_depths,
     diff_apps,
@@ -317,9 +317,9 @@ def test_bounds_refuse_nonsense() -> None:
 
 
 def test_situation_from_tasks_and_which_old_ones_go_first() -> None:
-    tasks = [Task("o1", "v1", 10.0, healthy=True), Task("o2", "v1", 5.0, healthy=True),
-             Task("o3", "v1", 20.0, healthy=False), Task("o4", "v1", 1.0, healthy=True, killing=True),
-             Task("n1", "v2", 30.0, healthy=True), Task("n2", "v2", None)]
+    tasks = [RestartTask("o1", "v1", 10.0, healthy=True), RestartTask("o2", "v1", 5.0, healthy=True),
+             RestartTask("o3", "v1", 20.0, healthy=False), RestartTask("o4", "v1", 1.0, healthy=True, killing=True),
+             RestartTask("n1", "v2", 30.0, healthy=True), RestartTask("n2", "v2", None)]
     assert restart_situation(tasks, "v2") == RestartSituation(
         old_running=4, old_healthy=2, new_running=2, new_healthy=1, old_killing=1)
     assert [t.id for t in old_tasks_to_kill(tasks, "v2", 2)] == ["o3", "o2"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devcluster import bridge
-from devcluster.marathon.launch import Offer, fit, pick_ports, task_env, task_info
+from devcluster.marathon.launch import RemainingOffer, fit, pick_ports, task_env, task_info
 from devcluster.mesos.docker_run import LaunchError, create_kwargs, docker_options
 from devcluster.mesos.images import on_loopback, registry_of
 from devcluster.mesos.model import Launch
@@ -153,7 +153,7 @@ OFFER = {"id": {"value": "o1"}, "agent_id": {"value": "S0"}, "hostname": "127.0.
 def test_marathon_maps_bridge_ports_from_host_to_container_port() -> None:
     app = bridged_app({"containerPort": 8080, "name": "http"}, {"containerPort": 0, "protocol": "udp,tcp"},
                       {"containerPort": 9000, "hostPort": 31007})
-    offer = Offer.from_mesos(OFFER)
+    offer = RemainingOffer.from_mesos(OFFER)
     got = fit(app, offer, [])
     assert got is not None and got.host_ports == (31000, 31001, 31007)  # a fixed hostPort is that very port
     info = task_info(app, offer, got, "t1")
@@ -173,7 +173,7 @@ def test_marathon_maps_bridge_ports_from_host_to_container_port() -> None:
 def test_marathon_sends_container_networks_as_user() -> None:
     app = normalize_app({"id": "/a", "cmd": "x", "networks": [{"mode": "container", "name": "dcos"}],
                          "container": {"type": "DOCKER", "docker": {"image": "busybox"}}})
-    offer = Offer.from_mesos(OFFER)
+    offer = RemainingOffer.from_mesos(OFFER)
     got = fit(app, offer, [])
     assert got is not None
     container = task_info(app, offer, got, "t1")["container"]

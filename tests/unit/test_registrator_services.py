@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from registrator.model import DIGEST_KEY, Container, Options, Registered, health_rows, listing
+from registrator.model import DIGEST_KEY, DockerContainer, Options, Registered, health_rows, listing
 from registrator.services import desired, image_name, split_tags
 from tests.upstream import upstream
 from wharf.contracts.marathon_lb import marathon_service_ports as service_ports
@@ -37,7 +37,7 @@ def inspect(env: dict[str, str] | None = None, labels: dict[str, str] | None = N
 
 
 def one(data: dict[str, Any], options: Options = OPTS, **kw: Any) -> dict[str, Any]:
-    (reg,) = desired(Container.from_inspect(data), options, **kw)
+    (reg,) = desired(DockerContainer.from_inspect(data), options, **kw)
     body = reg.body()
     body["Meta"].pop(DIGEST_KEY)
     return body
@@ -76,7 +76,7 @@ def test_registrators_documented_examples() -> None:
                 ports[f"{container}/tcp"] = [{"HostIp": "0.0.0.0", "HostPort": host}]
             elif flag == "--name":
                 name = value
-        regs = desired(Container.from_inspect(inspect(env, labels, name=name, image=argv[-1], ports=ports)),
+        regs = desired(DockerContainer.from_inspect(inspect(env, labels, name=name, image=argv[-1], ports=ports)),
                        Options(hostname="hostname", host_ip="192.168.1.102", owner="o"))
         got = sorted(({"ID": r.id, "Name": r.name, "Port": r.port, "IP": r.address, "Tags": list(r.tags),
                        "Attrs": {k: v for k, v in r.meta if k not in ("wharf_owner", "container_id")}}
@@ -92,17 +92,17 @@ def test_labels_beat_env_and_port_settings_beat_general_ones() -> None:
 
 
 def test_ignore_explicit_and_the_tags_option() -> None:
-    assert desired(Container.from_inspect(inspect({"SERVICE_IGNORE": "1"})), OPTS) == []
-    assert desired(Container.from_inspect(inspect({"SERVICE_8080_IGNORE": "yes"})), OPTS) == []
+    assert desired(DockerContainer.from_inspect(inspect({"SERVICE_IGNORE": "1"})), OPTS) == []
+    assert desired(DockerContainer.from_inspect(inspect({"SERVICE_8080_IGNORE": "yes"})), OPTS) == []
     explicit = Options(hostname="h", host_ip="10.0.0.5", owner="o", explicit=True, tags=("dc1",))
-    assert desired(Container.from_inspect(inspect()), explicit) == []
+    assert desired(DockerContainer.from_inspect(inspect()), explicit) == []
     assert one(inspect({"SERVICE_NAME": "api"}), explicit)["Tags"] == ["dc1"]
 
 
 def test_udp_ports_get_a_suffix_and_a_tag_and_several_ports_a_name_suffix() -> None:
     ports = {"53/udp": [{"HostIp": "", "HostPort": "5353"}], "80/tcp": [{"HostIp": "", "HostPort": "8000"},
                                                                         {"HostIp": "::", "HostPort": "8000"}]}
-    regs = desired(Container.from_inspect(inspect({"SERVICE_80_NAME": "http"}, ports=ports, image="dns")), OPTS)
+    regs = desired(DockerContainer.from_inspect(inspect({"SERVICE_80_NAME": "http"}, ports=ports, image="dns")), OPTS)
     assert [(r.id, r.name, r.tags, r.port) for r in regs] == [
         ("node1:web.1:53:udp", "dns-53", ("udp",), 5353), ("node1:web.1:80", "http", (), 8000)]
 
@@ -117,7 +117,7 @@ def test_addresses_ip_flag_specific_binding_host_network_and_internal() -> None:
     internal = Options(hostname="h", host_ip="10.0.0.5", owner="o", internal=True)
     body = one(inspect({"SERVICE_CHECK_TCP": "1"}, ip="172.17.0.4"), internal)
     assert (body["Address"], body["Port"], body["Check"]["TCP"]) == ("172.17.0.4", 8080, "172.17.0.4:8080")
-    assert desired(Container.from_inspect(inspect(ports={})), OPTS) == []  # nothing published
+    assert desired(DockerContainer.from_inspect(inspect(ports={})), OPTS) == []  # nothing published
 
 
 def test_check_precedence_and_options() -> None:
@@ -148,7 +148,7 @@ def marathon_task(index_ports: list[int], labels: dict[str, str], **env: str) ->
 def test_marathon_task_gets_the_contracts_name_address_and_meta() -> None:
     labels = {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com", "HAPROXY_1_PORT": "10011",
               "SERVICE_32001_NAME": "shop-admin", "wharf.owner": "deploy"}
-    regs = desired(Container.from_inspect(marathon_task([32000, 32001], labels)), OPTS, service_ports={0: 10010})
+    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], labels)), OPTS, service_ports={0: 10010})
     assert [(r.id, r.name, r.address, r.port) for r in regs] == [
         ("node1:mesos-abc:32000", "shop-web", "127.0.0.3", 32000),
         ("node1:mesos-abc:32001", "shop-admin", "127.0.0.3", 32001)]
@@ -158,11 +158,12 @@ def test_marathon_task_gets_the_contracts_name_address_and_meta() -> None:
                      "HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com", "HAPROXY_1_PORT": "10011"}
     assert (second["port_index"], second["service_port"]) == ("1", "10011")  # from the label: Marathon had none
     flagged = Options(hostname="node1", host_ip="10.0.0.5", owner="reg-a", ip="192.0.2.7")
-    assert {r.address for r in desired(Container.from_inspect(marathon_task([32000], {})), flagged)} == {"192.0.2.7"}
+    task = DockerContainer.from_inspect(marathon_task([32000], {}))
+    assert {r.address for r in desired(task, flagged)} == {"192.0.2.7"}
 
 
 def test_a_stopped_container_has_no_registrations_and_names_are_derived_like_registrator() -> None:
-    assert desired(Container.from_inspect(inspect(running=False)), OPTS) == []
+    assert desired(DockerContainer.from_inspect(inspect(running=False)), OPTS) == []
     assert image_name("registry:5000/acme/web:1.2") == "web"
     assert image_name("acme/web@sha256:abc") == "web"
     assert service_name("/shop/web") == "shop-web"
@@ -170,9 +171,9 @@ def test_a_stopped_container_has_no_registrations_and_names_are_derived_like_reg
 
 
 def test_digest_changes_with_what_consul_would_hold() -> None:
-    a = desired(Container.from_inspect(inspect({"SERVICE_TAGS": "a"})), OPTS)[0]
-    b = desired(Container.from_inspect(inspect({"SERVICE_TAGS": "b"})), OPTS)[0]
-    assert a.digest != b.digest and a.digest == desired(Container.from_inspect(inspect({"SERVICE_TAGS": "a"})),
+    a = desired(DockerContainer.from_inspect(inspect({"SERVICE_TAGS": "a"})), OPTS)[0]
+    b = desired(DockerContainer.from_inspect(inspect({"SERVICE_TAGS": "b"})), OPTS)[0]
+    assert a.digest != b.digest and a.digest == desired(DockerContainer.from_inspect(inspect({"SERVICE_TAGS": "a"})),
                                                         OPTS)[0].digest
     held = listing({a.id: a.body()}, {f"_service_maintenance:{a.id}": {}})
     assert held[a.id] == Registered(a.id, "reg-a", a.container_id, a.digest, maintenance=True)

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.sandbox import SandboxedEnvironment
 
-from consul_templates import plan, render, routes, safe
+from consul_templates import render, routes, safe, slots
+from consul_templates.passes import hold_over
 from consul_templates.quiescence import Quiescence, parse_wait
-from consul_templates.runner import hold_over
-from consul_templates.snapshot import CHUNK, Instance, Snapshot
+from consul_templates.snapshot import CHUNK, ServiceInstance, Snapshot
 from wharf.errors import BadInput
 from wharf.retry import Retry
 from wharf.watch import next_index
@@ -22,15 +22,15 @@ pytestmark = pytest.mark.unit
 
 
 def app(app_id: str, service_port: int, port: int, *, node: str = "n1", index: int = 0, status: str = "passing",
-        **labels: str) -> Instance:
+        **labels: str) -> ServiceInstance:
     """An instance as the registrator writes a Marathon task's port: Meta with the app's labels."""
     meta = {"marathon_app_id": app_id, "service_port": str(service_port), "port_index": str(index),
             **{k if k.startswith("HAPROXY_GROUP") else f"HAPROXY_{index}_{k}": v for k, v in labels.items()}}
     name = app_id.strip("/").replace("/", "-")
-    return Instance(f"{node}:{name}.{port}:{port}", name, node, "127.0.0.1", port, (), meta, status)
+    return ServiceInstance(f"{node}:{name}.{port}:{port}", name, node, "127.0.0.1", port, (), meta, status)
 
 
-def routes_of(*instances: Instance, groups: tuple[str, ...] = ()) -> dict[str, routes.Route]:
+def routes_of(*instances: ServiceInstance, groups: tuple[str, ...] = ()) -> dict[str, routes.Route]:
     found, _ = routes.build_routes(Snapshot.of(instances), groups)
     return {r.name: r for r in found}
 
@@ -41,7 +41,7 @@ def test_the_order_instances_were_read_in_changes_no_route_and_no_check() -> Non
     """The safety check and the route grouping visit instances as read; the result is the sorted one's."""
     read = [app("/b", 10001, 31001, node="n2"), app("/a", 10000, 31000, node="n1", VHOST="a.example"),
             app("/a", 10000, 31002, node="n0", status="critical"), app("/b", 10001, 31003, node="n0"),
-            Instance("x.1", "other", "n1", "10.0.0.9", 9000, ("t",), {"k": "v"})]
+            ServiceInstance("x.1", "other", "n1", "10.0.0.9", 9000, ("t",), {"k": "v"})]
     for order in (read, read[::-1], read[2:] + read[:2]):
         snap = Snapshot.of(order)
         assert snap.read_order == tuple(order) and snap.unordered == tuple(order)
@@ -137,7 +137,7 @@ def test_a_value_far_into_a_big_node_is_read_and_checked_like_the_first(odd: str
     ("address", "fe80::1%eth0"), ("id", "x y"), ("id", 'a"b'), ("node", "n{1}"), ("port", 0), ("port", 70000),
 ])
 def test_an_instance_with_an_unsafe_value_is_dropped_with_a_reason(field: str, value: object) -> None:
-    good = Instance("id1", "web", "n1", "10.0.0.1", 80)
+    good = ServiceInstance("id1", "web", "n1", "10.0.0.1", 80)
     bad = good._replace(**{"id": "id2", field: value})
     clean, drops = safe.clean(Snapshot.of([good, bad]))
     assert [i.id for i in clean.instances] == ["id1"]
@@ -145,9 +145,9 @@ def test_an_instance_with_an_unsafe_value_is_dropped_with_a_reason(field: str, v
 
 
 def test_unsafe_service_names_tags_meta_and_kv_never_reach_the_snapshot() -> None:
-    insts = [Instance("a", "web;evil", "n1", "10.0.0.1", 80),
-             Instance("b", "web", "n1", "10.0.0.1", 81, ("ok", "bad tag", "x}"),
-                      {"k": "v", "HAPROXY_0_BACKEND_HEAD": "a\nb"})]
+    insts = [ServiceInstance("a", "web;evil", "n1", "10.0.0.1", 80),
+             ServiceInstance("b", "web", "n1", "10.0.0.1", 81, ("ok", "bad tag", "x}"),
+                             {"k": "v", "HAPROXY_0_BACKEND_HEAD": "a\nb"})]
     clean, drops = safe.clean(Snapshot.of(insts, {"cfg/ok": "1", "cfg/bad": "x; y"}))
     assert [s.name for s in clean.services] == ["web"]
     inst = clean.instances[0]
@@ -159,7 +159,7 @@ def test_unsafe_service_names_tags_meta_and_kv_never_reach_the_snapshot() -> Non
 def test_a_newline_cannot_join_two_good_values_into_one(where: str) -> None:
     """Each part is allowed on its own; the newline between them must still keep the value out."""
     smuggled = "ok\nglobal"
-    inst = Instance("web.1", "web", "n1", "10.0.0.1", 80, ("a",), {"k": "v"})
+    inst = ServiceInstance("web.1", "web", "n1", "10.0.0.1", 80, ("a",), {"k": "v"})
     inst = {"service": inst._replace(service=smuggled), "id": inst._replace(id=smuggled),
             "tag": inst._replace(tags=("a", smuggled)), "meta key": inst._replace(meta={"k": "v", smuggled: "v"}),
             "meta value": inst._replace(meta={"k": smuggled})}.get(where, inst)
@@ -216,7 +216,7 @@ def test_vhost_positions(value: str, ok: bool) -> None:
 # --- routes: marathon-lb names and labels ------------------------------------------------------------
 
 def test_names_follow_the_contract() -> None:
-    found = routes_of(app("/shop/web", 10000, 31000), Instance("x", "redis-cache", "n1", "127.0.0.1", 6379))
+    found = routes_of(app("/shop/web", 10000, 31000), ServiceInstance("x", "redis-cache", "n1", "127.0.0.1", 6379))
     assert set(found) == {"shop_web_10000", "redis-cache"}
     assert found["shop_web_10000"].port == 10000 and found["redis-cache"].port is None
     assert routes.route_name("/shop/web", 10000) == "shop_web_10000"
@@ -237,7 +237,7 @@ def test_two_registrations_of_one_address_and_port_give_one_server_the_first() -
 
 def test_apps_and_plain_services_mixed_each_get_their_route() -> None:
     padded = app("/web", 10000, 31001)._replace(meta={"marathon_app_id": "/web", "service_port": "010000"})
-    plain = Instance("n1:db:5432", "db", "n1", "127.0.0.1", 5432, (), {"team": "data"})
+    plain = ServiceInstance("n1:db:5432", "db", "n1", "127.0.0.1", 5432, (), {"team": "data"})
     not_an_app = plain._replace(id="n2:db:5432", node="n2", address="127.0.0.2", meta={"service_port": "10000"})
     found = routes_of(app("/web", 10000, 31000), padded, plain, not_an_app)
     assert sorted(found) == ["db", "web_10000"]
@@ -291,8 +291,8 @@ def test_group_filter_as_marathon_lb() -> None:
 
 
 def test_names_of_the_templates_own_proxies_are_refused() -> None:
-    found, problems = routes.build_routes(Snapshot.of([Instance("s", "stats", "n1", "127.0.0.1", 80),
-                                                       Instance("w", "web", "n1", "127.0.0.1", 81)]))
+    found, problems = routes.build_routes(Snapshot.of([ServiceInstance("s", "stats", "n1", "127.0.0.1", 80),
+                                                       ServiceInstance("w", "web", "n1", "127.0.0.1", 81)]))
     assert [r.name for r in found] == ["web"] and "own proxy" in problems[0].reason
 
 
@@ -311,10 +311,10 @@ def test_http_rules_order_weight_then_longer_path_first() -> None:
 
 # --- slots and the apply decision --------------------------------------------------------------------
 
-def _layout(*instances: Instance, previous: plan.Layout | None = None
+def _layout(*instances: ServiceInstance, previous: slots.Layout | None = None
             ) -> tuple[tuple[routes.Route, ...], dict[str, tuple[routes.Server | None, ...]]]:
     found, _ = routes.build_routes(Snapshot.of(instances))
-    return found, plan.assign(found, previous)
+    return found, slots.assign(found, previous)
 
 
 def test_servers_keep_their_slots_across_scaling() -> None:
@@ -322,7 +322,7 @@ def test_servers_keep_their_slots_across_scaling() -> None:
     assert len(l1["w_1"]) == 8
     r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), app("/w", 1, 31003), previous=l1)
     assert [s.port if s else None for s in l2["w_1"]][:4] == [31000, 31003, 31002, None]
-    decision = plan.decide(r1, l1, r2, l2)
+    decision = slots.decide(r1, l1, r2, l2)
     assert not decision.reload and decision.runtime_only
     assert decision.commands == ("set server w_1/slot2 addr 127.0.0.1 port 31003", "set server w_1/slot2 state ready")
 
@@ -330,7 +330,7 @@ def test_servers_keep_their_slots_across_scaling() -> None:
 def test_emptied_slot_goes_to_maintenance() -> None:
     r1, l1 = _layout(app("/w", 1, 31000), app("/w", 1, 31001))
     r2, l2 = _layout(app("/w", 1, 31000), previous=l1)
-    assert plan.decide(r1, l1, r2, l2).commands[0] == "set server w_1/slot2 state maint"
+    assert slots.decide(r1, l1, r2, l2).commands[0] == "set server w_1/slot2 state maint"
 
 
 def test_structural_changes_need_a_reload() -> None:
@@ -339,9 +339,9 @@ def test_structural_changes_need_a_reload() -> None:
                    [app("/w", 1, 31000, VHOST="w.example.com")],          # a new vhost
                    [app("/w", 1, 31000 + i) for i in range(5)]):          # outgrows its slots
         r2, l2 = _layout(*change, previous=l1)
-        assert plan.decide(r1, l1, r2, l2).reload, change
-    assert plan.decide(None, None, r1, l1).reload
-    assert not plan.decide(r1, l1, r1, l1).reload and not plan.decide(r1, l1, r1, l1).commands
+        assert slots.decide(r1, l1, r2, l2).reload, change
+    assert slots.decide(None, None, r1, l1).reload
+    assert not slots.decide(r1, l1, r1, l1).reload and not slots.decide(r1, l1, r1, l1).commands
 
 
 def test_a_written_config_gives_back_its_slots() -> None:
@@ -349,20 +349,20 @@ def test_a_written_config_gives_back_its_slots() -> None:
     r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), app("/x", 2, 32000), previous=l1)
     text = render.render(render.load_template("haproxy"), Snapshot.of([app("/w", 1, 31000), app("/w", 1, 31002),
                                                                        app("/x", 2, 32000)]),
-                         render.Settings(), previous=l1).text
-    seeded = plan.layout_from_config(text)
+                         render.RenderSettings(), previous=l1).text
+    seeded = slots.layout_from_config(text)
     assert {k: [s.key if s else None for s in v] for k, v in seeded.items()} == \
         {k: [s.key if s else None for s in v] for k, v in l2.items()}
     again = render.render(render.load_template("haproxy"), Snapshot.of([app("/w", 1, 31000), app("/w", 1, 31002),
                                                                         app("/x", 2, 32000)]),
-                          render.Settings(), previous=seeded).text
+                          render.RenderSettings(), previous=seeded).text
     assert again == text  # a restarted renderer writes the same bytes: no reload
 
 
 def test_spare_slots_are_written_as_ranges() -> None:
     found, layout = _layout(app("/w", 1, 31000), app("/w", 1, 31001), app("/w", 1, 31002))
     r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), previous=layout)
-    backend = plan.backends(r2, l2)[0]
+    backend = slots.backends(r2, l2)[0]
     assert [s.name for s in backend.filled] == ["slot1", "slot3"] and backend.spare == ((2, 2), (4, 8))
 
 
@@ -432,14 +432,14 @@ def test_an_undefined_name_fails_the_render_with_its_line(tmp_path: Path) -> Non
     t = tmp_path / "t.j2"
     t.write_text("line one\n{{ services | length }}\n{{ nothing.here }}\n")
     with pytest.raises(render.RenderError, match=r"t\.j2:3: .*nothing"):
-        render.render(render.load_template(str(t)), Snapshot(), render.Settings())
+        render.render(render.load_template(str(t)), Snapshot(), render.RenderSettings())
 
 
 def test_the_sandbox_refuses_unsafe_attribute_access(tmp_path: Path) -> None:
     t = tmp_path / "t.j2"
     t.write_text("{{ settings.__class__.__init__.__globals__ }}")
     with pytest.raises(render.RenderError):
-        render.render(render.load_template(str(t)), Snapshot(), render.Settings())
+        render.render(render.load_template(str(t)), Snapshot(), render.RenderSettings())
 
 
 def test_a_template_that_tries_to_change_the_catalog_fails_with_its_line(tmp_path: Path) -> None:
@@ -448,7 +448,7 @@ def test_a_template_that_tries_to_change_the_catalog_fails_with_its_line(tmp_pat
     snap = Snapshot.from_catalog([{"Node": {"Node": "n1", "Address": "10.0.0.1"}, "Services": {"web1": {
         "ID": "web1", "Service": "web", "Port": 80, "Tags": [], "Address": "", "Meta": {"a": "b"}}}}], [])
     with pytest.raises(render.RenderError, match=r"t\.j2:2: .*update"):
-        render.render(render.load_template(str(t)), snap, render.Settings())
+        render.render(render.load_template(str(t)), snap, render.RenderSettings())
     assert dict(snap.instances[0].meta) == {"a": "b"}
 
 
@@ -462,7 +462,7 @@ def test_a_copy_of_the_builtin_template_renders_the_same_in_the_sandbox(tmp_path
     builtin, user = render.load_template("haproxy"), render.load_template(str(copy))
     assert isinstance(user.jinja.environment, SandboxedEnvironment)
     assert not isinstance(builtin.jinja.environment, SandboxedEnvironment)
-    settings = render.Settings(http_port=18080)
+    settings = render.RenderSettings(http_port=18080)
     text = render.render(builtin, snap, settings).text
     assert text == render.render(user, snap, settings).text and "server slot2 127.0.0.1:31001" in text
 
@@ -473,10 +473,10 @@ def test_user_templates_get_services_kv_and_helper_filters(tmp_path: Path) -> No
                  "{{ i.port }} {% endfor %}\n{% endfor %}"
                  "{% for i in services[0].instances | by_meta('team', 'x') %}team {{ i.id }}\n{% endfor %}"
                  "kv={{ kv['cfg/a'] }}\n")
-    snap = Snapshot.of([Instance("a1", "a", "n", "1.1.1.1", 1, ("web",), {"team": "x"}),
-                        Instance("a2", "a", "n", "1.1.1.1", 2, ("web",), {}, "critical"),
-                        Instance("b1", "b", "n", "1.1.1.1", 3, ("db",))], {"cfg/a": "7"})
-    text = render.render(render.load_template(str(t)), snap, render.Settings()).text
+    snap = Snapshot.of([ServiceInstance("a1", "a", "n", "1.1.1.1", 1, ("web",), {"team": "x"}),
+                        ServiceInstance("a2", "a", "n", "1.1.1.1", 2, ("web",), {}, "critical"),
+                        ServiceInstance("b1", "b", "n", "1.1.1.1", 3, ("db",))], {"cfg/a": "7"})
+    text = render.render(render.load_template(str(t)), snap, render.RenderSettings()).text
     assert text == "a:1 team a1\nkv=7\n"
     assert render.load_template(str(t)).kind == "plain" and render.load_template("nginx").kind == "nginx"
 
@@ -485,7 +485,7 @@ def test_builtin_haproxy_routes_vhosts_paths_and_ports() -> None:
     snap = Snapshot.of([app("/shop/web", 10000, 31000, VHOST="shop.example.com", PATH="/cart"),
                         app("/shop/web", 10000, 31001, VHOST="shop.example.com", PATH="/cart"),
                         app("/db", 10005, 32000)])
-    text = render.render(render.load_template("haproxy"), snap, render.Settings(http_port=8080)).text
+    text = render.render(render.load_template("haproxy"), snap, render.RenderSettings(http_port=8080)).text
     lines = [ln.strip() for ln in text.splitlines()]
     assert "frontend marathon_http_in" in lines and "bind 127.0.0.1:8080" in lines
     assert "acl host_shop_web_10000 req.hdr(host),field(1,:) -i shop.example.com" in lines

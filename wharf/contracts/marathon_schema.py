@@ -54,7 +54,7 @@ def _wrong_kind(path: str, kind: str) -> Violation:
     return Violation(_at(path), _KIND_MESSAGES[kind])
 
 
-class Spec:
+class Rule:
     """A rule for one JSON value; `kind` is the JSON type it expects."""
 
     kind = "any"
@@ -64,7 +64,7 @@ class Spec:
 
 
 @dataclass(frozen=True)
-class Str(Spec):
+class Str(Rule):
     min_len: int = 0
     max_len: int | None = None
     pattern: str | None = None
@@ -82,7 +82,7 @@ class Str(Spec):
             yield Violation(_at(path), f"must fully match regular expression '^{self.pattern}$'")
 
 
-class OneOf(Spec):
+class OneOf(Rule):
     """One of a fixed set of strings (a RAML enum; exact case)."""
 
     kind = "string"
@@ -96,7 +96,7 @@ class OneOf(Spec):
 
 
 @dataclass(frozen=True)
-class Num(Spec):
+class Num(Rule):
     minimum: float | None = None
     maximum: float | None = None
     integer: bool = False
@@ -122,7 +122,7 @@ def Int(minimum: float | None = None, maximum: float | None = None) -> Num:  # n
 
 
 @dataclass(frozen=True)
-class Bool(Spec):
+class Bool(Rule):
     kind = "boolean"
 
     def check(self, value: Any, path: str) -> Iterator[Violation]:
@@ -131,8 +131,8 @@ class Bool(Spec):
 
 
 @dataclass(frozen=True)
-class Arr(Spec):
-    items: Spec
+class Arr(Rule):
+    items: Rule
     min_items: int = 0
     max_items: int | None = None
     unique: bool = False
@@ -153,12 +153,12 @@ class Arr(Spec):
 
 
 @dataclass(frozen=True)
-class Obj(Spec):
+class Obj(Rule):
     """An object with known `fields` (others are refused), or a map whose values follow `values`."""
 
-    fields: Mapping[str, Spec] = field(default_factory=dict)
+    fields: Mapping[str, Rule] = field(default_factory=dict)
     required: frozenset[str] = frozenset()
-    values: Spec | None = None
+    values: Rule | None = None
     kind = "object"
 
     def check(self, value: Any, path: str) -> Iterator[Violation]:
@@ -179,20 +179,20 @@ class Obj(Spec):
                 yield from spec.check(item, f"{path}/{key}")
 
 
-def _obj(required: Iterable[str] = (), **fields: Spec) -> Obj:
+def _obj(required: Iterable[str] = (), **fields: Rule) -> Obj:
     return Obj(fields, frozenset(required))
 
 
-def _map(values: Spec) -> Obj:
+def _map(values: Rule) -> Obj:
     return Obj(values=values)
 
 
-class AnyOf(Spec):
+class AnyOf(Rule):
     """Valid when any alternative is; otherwise explain against the alternative of the same kind."""
 
     kind = "union"
 
-    def __init__(self, *alternatives: Spec) -> None:
+    def __init__(self, *alternatives: Rule) -> None:
         self.alternatives = alternatives
 
     def check(self, value: Any, path: str) -> Iterator[Violation]:
@@ -210,10 +210,10 @@ class AnyOf(Spec):
 
 
 @dataclass(frozen=True)
-class Switch(Spec):
+class Switch(Rule):
     """An object whose shape is picked by `choose` (e.g. by which key is present)."""
 
-    choose: Callable[[dict], Spec | None]
+    choose: Callable[[dict], Rule | None]
     message: str
     kind = "object"
 
@@ -228,7 +228,7 @@ class Switch(Spec):
             yield from spec.check(value, path)
 
 
-def _by_key(*shapes: tuple[str, Spec]) -> Callable[[dict], Spec | None]:
+def _by_key(*shapes: tuple[str, Rule]) -> Callable[[dict], Rule | None]:
     return lambda value: next((spec for key, spec in shapes if key in value), None)
 
 

@@ -6,7 +6,7 @@ every running Marathon task (the apps the deploy step pushed) is registered at i
 then prints `wharf registrator list`. `--stop`, at the end of the demo, prints the list again,
 removes its container and stops the daemon.
 
-    python -m registrator.demo [--stop]
+    python -m devcluster.demos.registrator [--stop]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ keeps the load balancers in step for the later steps, until `--stop` at the end 
 `wharf apps scale /web` adds an instance: it reaches HAProxy through the Runtime API with no reload
 (the master's `show proc` lists the same worker before and after).
 
-    python -m consul_templates.demo [--stop]
+    python -m devcluster.demos.render [--stop]
 """
 
 from __future__ import annotations

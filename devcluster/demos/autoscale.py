@@ -6,7 +6,7 @@ cluster's HAProxy; `wharf autoscale run` scales /web up within its `wharf.autosc
 then back down once the load stops, printing each decision with its reason. The demo shortens the
 autoscaler's interval and scale-down window through its command line.
 
-    python -m autoscale.demo [--seconds 90]
+    python -m devcluster.demos.autoscale [--seconds 90]
 """
 
 from __future__ import annotations
@@ -68,6 +68,20 @@ def _text(url: str, vhost: str) -> str:
         return f"({exc})"
 
 
+def _show_answers(url: str, vhost: str, count: int, seconds: float) -> None:
+    """Wait until all `count` instances have answered through HAProxy, then print their answers."""
+    seen: set[str] = set()
+
+    def all_answer() -> bool:
+        seen.add(_text(url, vhost))
+        return len({s for s in seen if s.startswith("web")}) >= count
+
+    _wait(all_answer, seconds, f"{count} instances answering through HAProxy (wharf render run routing them)")
+    print(f"demo-autoscale: {APP_ID} scaled up to {count}; through HAProxy by vhost {vhost}:")
+    for line in sorted(s for s in seen if s.startswith("web")):
+        print("   ", line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=90.0, help="deadline for each phase")
@@ -103,17 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         load = subprocess.Popen(["wrk", "-t1", "-c4", f"-d{int(args.seconds)}s", "-H", f"Host: {vhost}", url],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(lambda: _app(marathon)["instances"] >= high, args.seconds, f"{APP_ID} to reach {high}")
-        count = _app(marathon)["instances"]
-        seen: set[str] = set()
-
-        def all_answer() -> bool:
-            seen.add(_text(url, vhost))
-            return len({s for s in seen if s.startswith("web")}) >= count
-
-        _wait(all_answer, args.seconds, f"{count} instances answering through HAProxy (wharf render run routing them)")
-        print(f"demo-autoscale: {APP_ID} scaled up to {count}; through HAProxy by vhost {vhost}:")
-        for line in sorted(s for s in seen if s.startswith("web")):
-            print("   ", line)
+        _show_answers(url, vhost, _app(marathon)["instances"], args.seconds)
         print("demo-autoscale: under load, status says:", flush=True)
         subprocess.run([sys.executable, "-m", "wharf", "autoscale", "status", "--marathon", marathon,
                         "--haproxy", stats_base, "--window", "2"], check=False)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from consul_templates.routes import Route
-from consul_templates.snapshot import Instance, maker
+from consul_templates.snapshot import ServiceInstance, maker
 
 MIN_SLOTS = 4
 #: where an empty slot points, so the written file and the running HAProxy agree
 SPARE_ADDRESS, SPARE_PORT = "127.0.0.1", 1
 
-Layout = Mapping[str, tuple[Instance | None, ...]]
+Layout = Mapping[str, tuple[ServiceInstance | None, ...]]
 
 
 def slot_count(servers: int, previous: int = 0) -> int:
@@ -34,10 +34,10 @@ def slot_count(servers: int, previous: int = 0) -> int:
     return size
 
 
-def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str, tuple[Instance | None, ...]]:
+def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str, tuple[ServiceInstance | None, ...]]:
     """Each route's servers in slots, keeping every server that was in a slot before where it was."""
     previous = previous or {}
-    layout: dict[str, tuple[Instance | None, ...]] = {}
+    layout: dict[str, tuple[ServiceInstance | None, ...]] = {}
     for route in routes:
         before = previous.get(route.name, ())
         size = slot_count(len(route.servers), len(before))
@@ -47,7 +47,7 @@ def assign(routes: Iterable[Route], previous: Layout | None = None) -> dict[str,
         if size == len(before) and tuple(filter(None, before)) == route.servers:
             layout[route.name] = before  # the same servers in the same slots
             continue
-        slots: list[Instance | None] = [None] * size
+        slots: list[ServiceInstance | None] = [None] * size
         wanted = {s.key: s for s in route.servers}
         for i, old in enumerate(before[:size]):
             if old is not None and old.key in wanted:
@@ -65,12 +65,12 @@ class Slot(NamedTuple):
 
     name: str
     number: int
-    server: Instance | None
+    server: ServiceInstance | None
     address: str
     port: int
 
 
-def _slot(number: int, server: Instance | None) -> Slot:
+def _slot(number: int, server: ServiceInstance | None) -> Slot:
     if server is None:
         return Slot(_slot_name(number), number, None, SPARE_ADDRESS, SPARE_PORT)
     return Slot(_slot_name(number), number, server, server.address, server.port)
@@ -93,7 +93,7 @@ class Backend(NamedTuple):
     so a template reads plain fields."""
 
     route: Route
-    servers: tuple[Instance | None, ...]  # per slot, from the layout
+    servers: tuple[ServiceInstance | None, ...]  # per slot, from the layout
     name: str
     filled: tuple[Slot, ...]
     spare: tuple[tuple[int, int], ...]
@@ -103,7 +103,7 @@ class Backend(NamedTuple):
         return tuple(_slot(i, s) for i, s in enumerate(self.servers, start=1))
 
 
-def backend(route: Route, servers: tuple[Instance | None, ...]) -> Backend:
+def backend(route: Route, servers: tuple[ServiceInstance | None, ...]) -> Backend:
     """`route` with its slots from the layout."""
     name = _slot_name
     filled = tuple([_new_slot((name(n), n, s, s.address, s.port)) for n, s in enumerate(servers, start=1) if s])
@@ -135,7 +135,7 @@ def structure(routes: Iterable[Route], layout: Layout) -> tuple[object, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class ApplyPlan:
     """How to bring a running HAProxy from one render to the next."""
 
     reload: bool
@@ -146,7 +146,7 @@ class Plan:
         return not self.reload and bool(self.commands)
 
 
-def slot_commands(backend: str, slot: str, server: Instance | None) -> tuple[str, ...]:
+def slot_commands(backend: str, slot: str, server: ServiceInstance | None) -> tuple[str, ...]:
     """The `set server` commands that put `server` (or nothing) in a running slot."""
     target = f"{backend}/{slot}"
     if server is None:
@@ -161,12 +161,12 @@ def addresses(commands: Iterable[str]) -> list[str]:
     return [c.split(" addr ", 1)[1].split()[0] for c in commands if " addr " in c]
 
 
-def layout_from_config(text: str) -> dict[str, tuple[Instance | None, ...]]:
+def layout_from_config(text: str) -> dict[str, tuple[ServiceInstance | None, ...]]:
     """The slots a config written from the built-in template holds (`server slotN A:P` and spare
     `server-template slot A-B` lines per backend), so a restarted renderer keeps every server where
     the running HAProxy has it, and an unchanged catalog rewrites the same bytes."""
-    layout: dict[str, dict[int, Instance | None]] = {}
-    backend: dict[int, Instance | None] | None = None
+    layout: dict[str, dict[int, ServiceInstance | None]] = {}
+    backend: dict[int, ServiceInstance | None] | None = None
     for line in text.splitlines():
         words = line.split()
         if not words:
@@ -176,7 +176,7 @@ def layout_from_config(text: str) -> dict[str, tuple[Instance | None, ...]]:
         elif backend is not None and words[0] == "server" and len(words) >= 3 and words[1].startswith("slot"):
             address, _, port = words[2].rpartition(":")
             if words[1][4:].isdigit() and port.isdigit():
-                backend[int(words[1][4:])] = Instance("", "", "", address, int(port))
+                backend[int(words[1][4:])] = ServiceInstance("", "", "", address, int(port))
         elif backend is not None and words[0] == "server-template" and len(words) >= 3 and words[1] == "slot":
             first, _, last = words[2].partition("-")
             if first.isdigit() and last.isdigit():
@@ -186,18 +186,18 @@ def layout_from_config(text: str) -> dict[str, tuple[Instance | None, ...]]:
             if slots}
 
 
-def _key(server: Instance | None) -> str | None:
+def _key(server: ServiceInstance | None) -> str | None:
     return server.key if server is not None else None
 
 
 def decide(old_routes: Iterable[Route] | None, old_layout: Layout | None,
-           new_routes: Iterable[Route], new_layout: Layout) -> Plan:
+           new_routes: Iterable[Route], new_layout: Layout) -> ApplyPlan:
     """Compare two renders' routes and slots: runtime commands for changed slots, and whether the
     structure changed (then a reload is needed as well; the commands first bring the running
     process in line, so the server state it saves matches the new file)."""
     new_routes = tuple(new_routes)
     if old_routes is None or old_layout is None:
-        return Plan(True, ())
+        return ApplyPlan(True, ())
     old_routes = tuple(old_routes)
     commands: list[str] = []
     for name, slots in new_layout.items():
@@ -208,4 +208,4 @@ def decide(old_routes: Iterable[Route] | None, old_layout: Layout | None,
             if _key(before[i]) != _key(server):
                 commands += slot_commands(name, f"slot{i + 1}", server)
     changed = structure(old_routes, old_layout) != structure(new_routes, new_layout)
-    return Plan(changed, tuple(commands))
+    return ApplyPlan(changed, tuple(commands))

@@ -1,8 +1,9 @@
 """The registrator's state and its one worker: events in, Consul fixed, nothing dropped.
 
-Two threads feed one queue and never wait on Consul: `watch_docker` (the container event
-stream; a `Resync` item on every connect) and `watch_consul` (a blocking read of the agent's
-services; a `ConsulCheck` when it answers again after failing, or when one of ours is missing).
+Two threads feed one queue and never wait on Consul (`registrator/watch.py`): `DockerWatcher`
+(the container event stream; a `Resync` item on every connect) and `ConsulWatcher` (a blocking read
+of the agent's services; a `ConsulCheck` when it answers again after failing, or when one of ours
+is missing).
 The worker (`Registrator.cycle`, run by the daemon) keeps the containers it knows and what it
 wrote; an event only updates that state, then the affected containers are fixed in Consul.
 When Consul fails the state stays right, so the next cycle reconciles instead of replaying.
@@ -22,8 +23,8 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 
 from registrator.consul_agent import Agent
-from registrator.model import Container, Options, Registered, Registration
-from registrator.reconcile import Plan, reconcile
+from registrator.model import DockerContainer, Options, Registered, Registration
+from registrator.reconcile import RegistrationPlan, reconcile
 from registrator.services import desired
 from wharf.log import fields
 from wharf.retry import Retry
@@ -63,7 +64,7 @@ def _each(do: Callable[[T], None], items: Sequence[T]) -> None:
 
 
 @dataclass(frozen=True)
-class Event:
+class DockerEvent:
     action: str
     id: str
     attributes: Mapping[str, str] = field(default_factory=dict)
@@ -84,14 +85,14 @@ class ConsulCheck:
     why: str
 
 
-Item = Event | Resync | ConsulCheck
+Item = DockerEvent | Resync | ConsulCheck
 
 
 class Registrator:
     """Containers known, registrations written, and the cycle that keeps Consul right."""
 
     def __init__(self, options: Options, docker: Any, agent: Agent,
-                 lookup: Callable[[Container], Mapping[int, int]] = lambda c: {},
+                 lookup: Callable[[DockerContainer], Mapping[int, int]] = lambda c: {},
                  resync_every: float = 0.0, drain_limit: float = DRAIN_LIMIT,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options
@@ -102,7 +103,7 @@ class Registrator:
         self.drain_limit = drain_limit
         self.clock = clock
         self.queue: queue.Queue[Item] = queue.Queue()
-        self.containers: dict[str, Container] = {}
+        self.containers: dict[str, DockerContainer] = {}
         self.draining: dict[str, float] = {}  # container id -> when the drain is lifted if still running
         self.written: dict[str, Registered] = {}  # ours in Consul, as we believe
         self.stamps: dict[str, int] = {}  # service id -> which write of ours put it there
@@ -117,7 +118,7 @@ class Registrator:
 
     # --- deciding ------------------------------------------------------------------------------
 
-    def wanted(self, container: Container) -> list[Registration]:
+    def wanted(self, container: DockerContainer) -> list[Registration]:
         """What `container` should have in Consul now, drains included."""
         if container.running:
             regs = desired(container, self.options, self.lookup(container))
@@ -134,7 +135,7 @@ class Registrator:
     def all_wanted(self) -> list[Registration]:
         return [r for c in self.containers.values() for r in self.wanted(c)]
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: DockerEvent) -> None:
         """Update the known containers for one Docker event (Docker calls only, never Consul)."""
         EVENTS.labels(event.action).inc()
         cid = event.id
@@ -171,7 +172,7 @@ class Registrator:
         known = self.containers.get(cid)
         return known is not None and known.network_mode == "host" and not self.options.internal
 
-    def inspect(self, cid: str) -> Container | None:
+    def inspect(self, cid: str) -> DockerContainer | None:
         import docker.errors
 
         try:
@@ -180,7 +181,7 @@ class Registrator:
             self.containers.pop(cid, None)
             return None
         try:
-            container = Container.from_inspect(data)
+            container = DockerContainer.from_inspect(data)
         except (KeyError, TypeError, ValueError) as exc:  # one odd container must not stop the rest
             log.warning("container not understood; skipped", extra=fields(container=cid[:12], error=repr(exc)))
             self.containers.pop(cid, None)
@@ -190,7 +191,7 @@ class Registrator:
 
     # --- doing ---------------------------------------------------------------------------------
 
-    def cycle(self, block: float = 0.2) -> Plan | None:
+    def cycle(self, block: float = 0.2) -> RegistrationPlan | None:
         """Take what is queued, update the state, fix Consul. Raises on a failure (state kept)."""
         why: set[str] = set()
         for item in self._take(block):
@@ -257,7 +258,7 @@ class Registrator:
             if fresh or known is None or known.running != (state == "running"):
                 self.inspect(cid)
 
-    def reconcile_consul(self) -> Plan:
+    def reconcile_consul(self) -> RegistrationPlan:
         """Compare the agent's listing with every wanted registration and fix both directions."""
         held = self.agent.listing()
         self.foreign = {sid for sid, r in held.items() if r.owner != self.options.owner}
@@ -276,7 +277,7 @@ class Registrator:
         self.touched.clear()
         return plan
 
-    def apply_touched(self) -> Plan:
+    def apply_touched(self) -> RegistrationPlan:
         """Fix only the containers that events touched, against what we wrote."""
         ids = set(self.touched)
         wanted = [r for cid in ids if (c := self.containers.get(cid)) for r in self.wanted(c)]
@@ -289,7 +290,7 @@ class Registrator:
         self.execute(plan)
         return plan
 
-    def execute(self, plan: Plan) -> None:
+    def execute(self, plan: RegistrationPlan) -> None:
         """Make the plan's changes, phase by phase (register, drain, undrain, deregister); within a
         phase the agent is asked in parallel, so a full reconcile costs round trips / WRITERS."""
         for sid in plan.conflicts:

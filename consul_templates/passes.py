@@ -18,10 +18,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from consul_templates import apply, plan, render, safe, watch, writer
+from consul_templates import apply, render, safe, slots, watch, writer
 from consul_templates.quiescence import Quiescence
 from consul_templates.render import Rendered, RenderError, Template
-from consul_templates.snapshot import Instance, Service, Snapshot, paused_gc
+from consul_templates.snapshot import Service, ServiceInstance, Snapshot, paused_gc
 from wharf.consul_http import address_of
 from wharf.daemon import Daemon
 from wharf.errors import cannot_reach
@@ -62,14 +62,14 @@ class Target:
     last_snapshot: Snapshot | None = None
     excluded: dict[str, Service] = field(default_factory=dict)
     running: Rendered | None = None  # a render whose slots were sent to HAProxy during this pass
-    seed: plan.Layout | None = None  # slots read from the file found at start
+    seed: slots.Layout | None = None  # slots read from the file found at start
     stale: bool = False  # the file is newer than what the load balancer runs (an apply failed)
     problems: set[render.Problem] = field(default_factory=set)  # the route problems last logged
 
     def __post_init__(self) -> None:
         if self.template.spec == "haproxy" and self.seed is None:
             try:
-                self.seed = plan.layout_from_config(self.dest.read_text())
+                self.seed = slots.layout_from_config(self.dest.read_text())
             except (OSError, UnicodeDecodeError):
                 self.seed = None
 
@@ -79,7 +79,7 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class TargetOutcome:
     """What one pass did for one target."""
 
     dest: str
@@ -102,7 +102,7 @@ def hold_over(previous: Snapshot | None, current: Snapshot) -> Snapshot:
     restart, so a half-empty catalog never replaces a full one."""
     if previous is None:
         return current
-    merged: dict[tuple[str, str, str], Instance] = {(i.service, i.node, i.id): i for i in previous.instances}
+    merged: dict[tuple[str, str, str], ServiceInstance] = {(i.service, i.node, i.id): i for i in previous.instances}
     merged.update({(i.service, i.node, i.id): i for i in current.instances})
     return Snapshot.of(merged.values(), {**previous.kv, **current.kv})
 
@@ -110,7 +110,7 @@ def hold_over(previous: Snapshot | None, current: Snapshot) -> Snapshot:
 class Renderer:
     """Renders, writes and applies every target for a snapshot."""
 
-    def __init__(self, targets: Sequence[Target], settings: render.Settings,
+    def __init__(self, targets: Sequence[Target], settings: render.RenderSettings,
                  haproxy: apply.HAProxyControl | None = None, nginx_prefix: str | None = None,
                  exec_command: str | None = None, reload: bool = True) -> None:
         self.targets = list(targets)
@@ -122,7 +122,7 @@ class Renderer:
         self.lock = threading.Lock()  # one pass at a time: never two reloads at once
         self.dropped: set[safe.Drop] = set()  # the values the last pass left out
 
-    def apply(self, snapshot: Snapshot) -> list[Outcome]:
+    def apply(self, snapshot: Snapshot) -> list[TargetOutcome]:
         """One pass: clean the snapshot, then render, write and apply each target."""
         clean, drops = safe.clean(snapshot)
         self._report(drops)
@@ -158,8 +158,8 @@ class Renderer:
         base = target.running or target.last
         if not (self.reload and self.haproxy and target.template.spec == "haproxy" and base):
             return
-        decision = plan.decide(base.routes, base.layout, rendered.routes, rendered.layout)
-        if not decision.runtime_only or not all(_is_ip(a) for a in plan.addresses(decision.commands)):
+        decision = slots.decide(base.routes, base.layout, rendered.routes, rendered.layout)
+        if not decision.runtime_only or not all(_is_ip(a) for a in slots.addresses(decision.commands)):
             return
         try:
             RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
@@ -167,7 +167,7 @@ class Renderer:
         except (apply.ApplyFailed, OSError) as exc:
             log.warning("runtime update refused: will reload", extra=fields(error=str(exc)))
 
-    def _target(self, target: Target, snapshot: Snapshot) -> Outcome:
+    def _target(self, target: Target, snapshot: Snapshot) -> TargetOutcome:
         for name, svc in list(target.excluded.items()):
             if snapshot.service(name) != svc:
                 del target.excluded[name]  # its data changed: give it another chance
@@ -180,7 +180,7 @@ class Renderer:
             found = self._without_culprit(target, usable)
             if found is None:
                 self._undo_runtime(target)
-                return Outcome(str(target.dest), False, "failed", str(exc))
+                return TargetOutcome(str(target.dest), False, "failed", str(exc))
             culprits, rendered, result = found
             for name in culprits:
                 target.excluded[name] = usable.service(name)  # type: ignore[assignment]
@@ -207,7 +207,7 @@ class Renderer:
                 log.error("apply failed", extra=fields(dest=str(target.dest), error=str(exc)))
                 target.stale = True  # the next pass applies the file again, changed or not
                 action, error = "failed", str(exc)
-        return Outcome(str(target.dest), result.changed, action, error, tuple(sorted(target.excluded)))
+        return TargetOutcome(str(target.dest), result.changed, action, error, tuple(sorted(target.excluded)))
 
     def _undo_runtime(self, target: Target) -> None:
         """Put the running slots back as the last good file has them, after a runtime-first update
@@ -215,7 +215,7 @@ class Renderer:
         running, target.running = target.running, None
         if running is None or target.last is None or self.haproxy is None:
             return
-        back = plan.decide(running.routes, running.layout, target.last.routes, target.last.layout)
+        back = slots.decide(running.routes, running.layout, target.last.routes, target.last.layout)
         try:
             self.haproxy.runtime(back.commands)
         except (apply.ApplyFailed, OSError) as exc:
@@ -265,8 +265,8 @@ class Renderer:
             return None
         base = running or previous  # what the running HAProxy's slots hold now
         builtin = target.template.spec == "haproxy"
-        decision = (plan.decide(base.routes, base.layout, rendered.routes, rendered.layout)
-                    if base is not None and builtin else plan.Plan(True, ()))
+        decision = (slots.decide(base.routes, base.layout, rendered.routes, rendered.layout)
+                    if base is not None and builtin else slots.ApplyPlan(True, ()))
         if decision.runtime_only:
             try:
                 RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
