@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from wharf import __version__, log, settings
+from wharf.errors import WharfError
 
 #: the entry-point group in which each room names its command group (setup.cfg)
 COMMANDS_GROUP = "wharf.commands"
@@ -24,8 +25,23 @@ def rooms() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
 
 
+class Shown(click.ClickException):
+    """A `WharfError` at the CLI's edge: click prints `Error: <message>` and exits with its code."""
+
+    def __init__(self, error: WharfError) -> None:
+        super().__init__(error.message)
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click reads it per instance
+
+
 class RoomsGroup(click.Group):
-    """A group whose room subgroups come from the `wharf.commands` entry points, loaded on first use."""
+    """A group whose room subgroups come from the `wharf.commands` entry points, loaded on first use;
+    the one place where wharf's errors become click's."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WharfError as error:
+            raise Shown(error) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *rooms()})

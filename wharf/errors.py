@@ -8,13 +8,19 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import click
 
-
-class WharfError(click.ClickException):
-    """Base of wharf's errors; click prints the message as one line and exits with `exit_code`."""
+class WharfError(Exception):
+    """Base of wharf's errors: a one-line `message` and the process's `exit_code`. The CLI's edge
+    (`wharf.cli`) prints `Error: <message>` and exits with the code; nothing else knows click."""
 
     exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class BadInput(WharfError):

@@ -90,6 +90,22 @@ def test_the_product_does_not_import_the_dev_cluster() -> None:
     assert found == [], "the dev cluster stands above the product: let it contribute (setup.cfg's entry points)"
 
 
+#: the CLI's edge: the only modules that may know click (each room's command group and its printing)
+CLI_EDGE = re.compile(r"(cli|output)\.py")
+
+
+def test_click_is_known_only_at_the_cli_edge() -> None:
+    """wharf's errors are plain exceptions with a message and an exit code; only the command groups
+    (and the printing they use) import click, and `wharf.cli` turns an error into click's."""
+    found = [f"{rel}:{line}: imports {module}" for rel, tree in modules(ROOT, (GROUND, *PRODUCT_ROOMS))
+             for line, module in imports(rel, tree)
+             if module.split(".")[0] == "click" and not CLI_EDGE.fullmatch(rel.rsplit("/", 1)[-1])]
+    assert not found, "\n".join(found)
+    from wharf.errors import WharfError
+
+    assert not any(c.__module__.startswith("click") for c in WharfError.__mro__)
+
+
 def test_the_demos_live_with_the_dev_cluster() -> None:
     in_product = [p.relative_to(ROOT).as_posix() for room in (GROUND, *PRODUCT_ROOMS)
                   for p in (ROOT / room).rglob("*.py") if any(DEMO.fullmatch(part.removesuffix(".py"))
