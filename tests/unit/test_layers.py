@@ -143,3 +143,24 @@ def test_the_layer_scan_finds_every_way_up_down_or_sideways(tmp_path: Path) -> N
         "autoscale/demo.py:1: autoscale imports devcluster.cluster",
         "devcluster/cluster.py:2: devcluster imports tests.polling",
     ]
+
+
+def test_every_error_the_product_defines_is_in_wharfs_error_tree() -> None:
+    """One error family: each exception class of the ground floor and the product rooms (their CLI
+    edges aside) derives from `WharfError` (bad input exits 2, a failure 1), whatever else it also is
+    (a ValueError, say)."""
+    import importlib
+    import inspect
+
+    from wharf.errors import WharfError
+
+    outside = []
+    for rel, _ in modules(ROOT, (GROUND, *PRODUCT_ROOMS)):
+        if rel.endswith("__main__.py") or CLI_EDGE.fullmatch(rel.rsplit("/", 1)[-1]):
+            continue  # runs the command when imported; the CLI's edge speaks click's errors
+        module = importlib.import_module(rel.removesuffix(".py").replace("/", ".").removesuffix(".__init__"))
+        for name, value in vars(module).items():
+            if (inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__
+                    and not issubclass(value, WharfError)):
+                outside.append(f"{rel}: {name}")
+    assert not outside, "\n".join(outside)

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from wharf.errors import BadInput
+
 __all__ = [
     "Period", "Schedule", "ScheduleError", "add_period", "advance", "check_start", "format",
     "format_datetime", "format_period", "is_due", "next_run", "occurrence_index", "parse", "parse_datetime",
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 
-class ScheduleError(ValueError):
+class ScheduleError(BadInput, ValueError):
     """A schedule, period, date-time or time zone that cannot be read."""
 
 

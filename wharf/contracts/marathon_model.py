@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from wharf.contracts.marathon_schema import ID_SEGMENT
+from wharf.errors import BadInput
 
 __all__ = [
     "DEFAULT_PORT", "InvalidAppId", "effective_ports", "engine", "given_port_definitions",
@@ -20,7 +21,7 @@ DEFAULT_PORT = {"name": "default"}  # the one port an app that declares none get
 
 # --- ids -----------------------------------------------------------------------------------------
 
-class InvalidAppId(ValueError):
+class InvalidAppId(BadInput, ValueError):
     """An app or dependency id Marathon would refuse; the message is Marathon's wording."""
 
 
