@@ -132,8 +132,9 @@ def _environment(directory: Path, sandboxed: bool = True) -> jinja2.Environment:
     """The environment a template renders in: Jinja's sandbox for user templates; the built-in
     templates, the room's own code, render without it (the catalog only ever reaches them as values,
     never as template code, so the sandbox would guard nothing there but costs a third of the time)."""
-    env = (_Sandbox if sandboxed else _Builtin)(
-        loader=jinja2.FileSystemLoader(str(directory)),
+    env = (_Sandbox if sandboxed else _Builtin)(  # a user template may import the built-in ones' parts
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(directory)),
+                                    jinja2.FileSystemLoader(str(TEMPLATE_DIR))]),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,

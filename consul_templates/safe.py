@@ -18,8 +18,8 @@ from itertools import chain
 from operator import attrgetter
 from types import MappingProxyType
 
-from consul_templates.snapshot import CHUNK, Service, ServiceInstance, Snapshot, paused_gc
-from wharf.contracts.words import ALNUM, HOST_LABEL, NAME_WORD, Word, is_name
+from consul_templates.snapshot import Service, ServiceInstance, Snapshot
+from wharf.contracts.words import ALNUM, HOST_LABEL, Word, is_name
 from wharf.contracts.words import is_path as is_path  # names, vhosts and paths follow the contract's rules
 from wharf.contracts.words import is_vhost as is_vhost
 
@@ -169,17 +169,20 @@ def _values(metas: Sequence[Mapping[str, str]]) -> list[str]:
 
 def clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
     """The snapshot with every unsafe value left out, and what was left out."""
-    with paused_gc():
-        services = snapshot.services
-        instances = snapshot.unordered  # checked a chunk at a time, as the snapshot reads them
-        if _every(NAME_WORD, [s.name for s in services]) and all(
-                _all_safe(instances[i:i + CHUNK]) for i in range(0, len(instances), CHUNK)):
-            kv, drops = _clean_kv(snapshot.kv)
-            return (snapshot if not drops else Snapshot(services, kv, snapshot.read_order)), drops
-        return _clean(snapshot)
+    services: list[Service] = []
+    drops: list[Drop] = []
+    for svc in snapshot.services:
+        kept, dropped = clean_service(svc)
+        drops += dropped
+        if kept is not None:
+            services.append(kept)
+    kv, kv_drops = clean_kv(snapshot.kv)
+    if not drops and not kv_drops:
+        return snapshot, ()
+    return Snapshot(tuple(services), kv), (*drops, *kv_drops)
 
 
-def _clean_kv(pairs: Mapping[str, str]) -> tuple[Mapping[str, str], tuple[Drop, ...]]:
+def clean_kv(pairs: Mapping[str, str]) -> tuple[Mapping[str, str], tuple[Drop, ...]]:
     kv, drops = {}, []
     for k, v in pairs.items():
         if isinstance(k, str) and isinstance(v, str) and KV_KEY.fullmatch(k) and is_value(v):
@@ -189,36 +192,32 @@ def _clean_kv(pairs: Mapping[str, str]) -> tuple[Mapping[str, str], tuple[Drop, 
     return (MappingProxyType(kv) if drops else pairs), tuple(drops)
 
 
-def _clean(snapshot: Snapshot) -> tuple[Snapshot, tuple[Drop, ...]]:
+def clean_service(svc: Service) -> tuple[Service | None, tuple[Drop, ...]]:
+    """One service with every unsafe value left out (None when its name itself is unsafe or no
+    instance is left), and what was left out."""
+    if not is_name(svc.name):
+        return None, (Drop("service", repr(svc.name)[:80], "name has characters a config cannot hold",
+                           repr(svc.name)[:80]),)
+    if _all_safe(svc.instances):
+        return svc, ()  # the common case: nothing to leave out
     drops: list[Drop] = []
-    services = []
-    for svc in snapshot.services:
-        if not is_name(svc.name):
-            drops.append(Drop("service", repr(svc.name)[:80], "name has characters a config cannot hold",
-                             repr(svc.name)[:80]))
+    kept = []
+    for inst in svc.instances:
+        problem = _instance_problem(inst)
+        if problem:
+            drops.append(Drop("instance", repr(inst.id)[:80], problem, svc.name))
             continue
-        if _all_safe(svc.instances):
-            services.append(svc)  # only some services carry something to leave out
-            continue
-        kept = []
-        for inst in svc.instances:
-            problem = _instance_problem(inst)
-            if problem:
-                drops.append(Drop("instance", repr(inst.id)[:80], problem, svc.name))
-                continue
-            tags = tuple(t for t in inst.tags if is_tag(t))
-            for t in inst.tags:
-                if not is_tag(t):
-                    drops.append(Drop("tag", repr(t)[:80], f"unsafe tag of instance {inst.id} left out", svc.name))
-            meta = {}
-            for k, v in inst.meta.items():
-                if isinstance(k, str) and isinstance(v, str) and is_meta_key(k) and is_value(v):
-                    meta[k] = v
-                else:
-                    drops.append(Drop("meta", repr(k)[:80], f"unsafe meta entry of instance {inst.id} left out",
-                                      svc.name))
-            kept.append(inst if len(tags) == len(inst.tags) and len(meta) == len(inst.meta) else
-                        inst._replace(tags=tags, meta=MappingProxyType(meta)))
-        services.append(Service(svc.name, tuple(kept)))
-    kv, kv_drops = _clean_kv(snapshot.kv)
-    return Snapshot(tuple(services), kv), (*drops, *kv_drops)
+        tags = tuple(t for t in inst.tags if is_tag(t))
+        for t in inst.tags:
+            if not is_tag(t):
+                drops.append(Drop("tag", repr(t)[:80], f"unsafe tag of instance {inst.id} left out", svc.name))
+        meta = {}
+        for k, v in inst.meta.items():
+            if isinstance(k, str) and isinstance(v, str) and is_meta_key(k) and is_value(v):
+                meta[k] = v
+            else:
+                drops.append(Drop("meta", repr(k)[:80], f"unsafe meta entry of instance {inst.id} left out",
+                                  svc.name))
+        kept.append(inst if len(tags) == len(inst.tags) and len(meta) == len(inst.meta) else
+                    inst._replace(tags=tags, meta=MappingProxyType(meta)))
+    return (Service(svc.name, tuple(kept)) if kept else None), tuple(drops)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from consul_templates.routes import Route
-from consul_templates.snapshot import ServiceInstance, maker
+from consul_templates.snapshot import ServiceInstance
 
 MIN_SLOTS = 4
 #: where an empty slot points, so the written file and the running HAProxy agree
@@ -72,25 +72,13 @@ class Slot(NamedTuple):
 
 def _slot(number: int, server: ServiceInstance | None) -> Slot:
     if server is None:
-        return Slot(_slot_name(number), number, None, SPARE_ADDRESS, SPARE_PORT)
-    return Slot(_slot_name(number), number, server, server.address, server.port)
-
-
-class _SlotNames(dict[int, str]):
-    """`slotN` by N, each made once."""
-
-    def __missing__(self, number: int) -> str:
-        name = self[number] = f"slot{number}"
-        return name
-
-
-_slot_name = _SlotNames().__getitem__
+        return Slot(name=f"slot{number}", number=number, server=None, address=SPARE_ADDRESS, port=SPARE_PORT)
+    return Slot(name=f"slot{number}", number=number, server=server, address=server.address, port=server.port)
 
 
 class Backend(NamedTuple):
     """A route with its slots, for templates: `filled` are written as servers, `spare` (contiguous
-    ranges of empty slot numbers, as (first, last)) as `server-template` ranges. Made once per render,
-    so a template reads plain fields."""
+    ranges of empty slot numbers, as (first, last)) as `server-template` ranges."""
 
     route: Route
     servers: tuple[ServiceInstance | None, ...]  # per slot, from the layout
@@ -105,12 +93,6 @@ class Backend(NamedTuple):
 
 def backend(route: Route, servers: tuple[ServiceInstance | None, ...]) -> Backend:
     """`route` with its slots from the layout."""
-    name = _slot_name
-    filled = tuple([_new_slot((name(n), n, s, s.address, s.port)) for n, s in enumerate(servers, start=1) if s])
-    if len(filled) == len(servers):
-        return _new_backend((route, servers, route.name, filled, ()))
-    if filled[-1:] and filled[-1].number == len(filled):  # the servers first, then the spare slots
-        return _new_backend((route, servers, route.name, filled, ((len(filled) + 1, len(servers)),)))
     ranges: list[tuple[int, int]] = []
     for number, server in enumerate(servers, start=1):
         if server is not None:
@@ -119,10 +101,8 @@ def backend(route: Route, servers: tuple[ServiceInstance | None, ...]) -> Backen
             ranges[-1] = (ranges[-1][0], number)
         else:
             ranges.append((number, number))
-    return _new_backend((route, servers, route.name, filled, tuple(ranges)))
-
-
-_new_slot, _new_backend = maker(Slot), maker(Backend)
+    filled = tuple(_slot(n, s) for n, s in enumerate(servers, start=1) if s is not None)
+    return Backend(route=route, servers=servers, name=route.name, filled=filled, spare=tuple(ranges))
 
 
 def backends(routes: Iterable[Route], layout: Layout) -> tuple[Backend, ...]:
@@ -199,13 +179,33 @@ def decide(old_routes: Iterable[Route] | None, old_layout: Layout | None,
     if old_routes is None or old_layout is None:
         return ApplyPlan(True, ())
     old_routes = tuple(old_routes)
-    commands: list[str] = []
-    for name, slots in new_layout.items():
-        before = old_layout.get(name)
-        if before is None:
-            continue
-        for i, server in enumerate(slots[: len(before)]):
-            if _key(before[i]) != _key(server):
-                commands += slot_commands(name, f"slot{i + 1}", server)
+    commands = moves(old_layout, new_layout, new_layout)
     changed = structure(old_routes, old_layout) != structure(new_routes, new_layout)
-    return ApplyPlan(changed, tuple(commands))
+    return ApplyPlan(changed, commands)
+
+
+def reconcile(actual: Mapping[tuple[str, str], tuple[str, int, bool]], layout: Layout) -> tuple[str, ...]:
+    """The commands that make a running HAProxy's slots (`wharf.haproxy.servers_state`) hold `layout`:
+    a filled slot serves its server's address and port, an empty one is in maintenance."""
+    commands: list[str] = []
+    for name, servers in layout.items():
+        for number, server in enumerate(servers, start=1):
+            now = actual.get((name, f"slot{number}"))
+            if now is None:
+                continue  # not in the running config (a reload brings it)
+            address, port, serving = now
+            if server is None and serving or server is not None and (
+                    not serving or (address, port) != (server.address, server.port)):
+                commands += slot_commands(name, f"slot{number}", server)
+    return tuple(commands)
+
+
+def moves(before: Layout, after: Layout, names: Iterable[str]) -> tuple[str, ...]:
+    """The commands that bring the named backends' slots from `before` to `after`."""
+    commands: list[str] = []
+    for name in names:
+        old, new = before.get(name, ()), after.get(name, ())
+        for number, server in enumerate(new[: len(old)], start=1):
+            if _key(old[number - 1]) != _key(server):
+                commands += slot_commands(name, f"slot{number}", server)
+    return tuple(commands)

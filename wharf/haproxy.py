@@ -37,3 +37,21 @@ def ask(address: str | Path, command: str, timeout: float = 5.0) -> str:
     """`send`, its failures as wharf's errors: `Unreachable` naming HAProxy at `address` and what to check."""
     with reaching("HAProxy", str(address)):
         return send(address, command, timeout)
+
+
+#: HAProxy's admin-state bits that keep a server out of rotation (forced, inherited, config, resolver maint)
+MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20
+
+
+def servers_state(text: str) -> dict[tuple[str, str], tuple[str, int, bool]]:
+    """`show servers state`, as (backend, server) -> (address, port, serving). `serving`: neither in
+    maintenance nor stopped (HAProxy's operational state 2, running, with no maintenance bit)."""
+    found: dict[tuple[str, str], tuple[str, int, bool]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 19 or line.startswith("#") or not words[0].isdigit():
+            continue
+        op_state, admin = int(words[5]), int(words[6])
+        port = int(words[18]) if words[18].isdigit() else 0
+        found[words[1], words[3]] = (words[4], port, op_state == 2 and not admin & MAINT_BITS)
+    return found
