@@ -96,7 +96,7 @@ def render_group() -> None:
 @click.pass_obj
 def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int | None, **o: Any) -> None:
     """Watch Consul and keep the files (and the load balancers) in step with it, until SIGTERM."""
-    from consul_templates.passes import RenderDaemon
+    from consul_templates.daemon import RenderDaemon
     from consul_templates.quiescence import parse_wait
 
     try:
@@ -109,10 +109,11 @@ def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int
 
 
 def _read(client_factory: Callable[[], Any], kv_prefixes: tuple[str, ...], addr: str) -> Any:
-    from consul_templates.passes import read_snapshot
+    from consul_templates.snapshot import Snapshot
+    from consul_templates.watch import fetch_catalog
 
     with reaching("Consul", addr):
-        return read_snapshot(client_factory(), kv_prefixes)
+        return Snapshot.from_catalog(*fetch_catalog(client_factory(), kv_prefixes))
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool) -> None:

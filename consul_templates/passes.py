@@ -1,8 +1,11 @@
-"""The thin loops: read the catalog, render every target, write what changed, apply it.
+"""Render every target, write what changed, apply it: membership at once, the files after.
 
-`Renderer.apply(snapshot)` is one pass over the targets (used by `once` and by the daemon);
-`RenderDaemon` runs it on the shared daemon skeleton whenever the watches report a change and the
-quiescence timer fires.
+`Renderer.feed(changed)` takes the services that changed: each is checked (`safe`), each built-in
+HAProxy target's routes, slots and blocks are redone for them (`incremental`), and a change that only
+moves servers (scale, health flip, drain) goes to the running HAProxy through the Runtime API there
+and then. `Renderer.flush()` is the pass that follows: render what is not kept incrementally, validate,
+write what changed, and reload when a route's structure changed. `Renderer.apply(snapshot)` is both,
+for a whole catalog (`render once`). `consul_templates.daemon` runs them from the watches.
 """
 
 from __future__ import annotations
@@ -11,23 +14,18 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from consul_templates import apply, render, safe, slots, watch, writer
-from consul_templates.quiescence import Quiescence
+from consul_templates import apply, render, safe, slots, writer
+from consul_templates.incremental import Incremental
 from consul_templates.render import Rendered, RenderError, Template
-from consul_templates.snapshot import Service, ServiceInstance, Snapshot, paused_gc
-from wharf.consul_http import address_of
-from wharf.daemon import Daemon
-from wharf.errors import cannot_reach
+from consul_templates.snapshot import Service, Snapshot
+from wharf.haproxy import send, servers_state
 from wharf.log import fields
-from wharf.retry import Retry
-from wharf.watch import ConsulWatch
 
 log = logging.getLogger("wharf.render")
 
@@ -51,20 +49,21 @@ AGE.set_function(lambda: time.time() - _last_success[0] if _last_success[0] else
 MAX_SUSPECT_TRIES = 8
 
 
-@dataclass
+@dataclass(eq=False)
 class Target:
     """One `--template T --dest FILE` pair and what was last written there."""
 
     template: Template
     dest: Path
     validate: writer.Validator | None
-    last: Rendered | None = None
-    last_snapshot: Snapshot | None = None
-    excluded: dict[str, Service] = field(default_factory=dict)
-    running: Rendered | None = None  # a render whose slots were sent to HAProxy during this pass
+    last: Rendered | None = None  # what the file holds
+    excluded: dict[str, Service | None] = field(default_factory=dict)  # left out: they break the config
     seed: slots.Layout | None = None  # slots read from the file found at start
-    stale: bool = False  # the file is newer than what the load balancer runs (an apply failed)
+    stale: bool = False  # the load balancer may not run what the file says (an apply failed): reload
     problems: set[render.Problem] = field(default_factory=set)  # the route problems last logged
+    engine: Incremental | None = None  # the built-in HAProxy template, kept per route
+    live: dict[str, tuple] | None = None  # the slots the running HAProxy holds, once known
+    written: dict[str, Service] = field(default_factory=dict)  # the services the file was last made of
 
     def __post_init__(self) -> None:
         if self.template.spec == "haproxy" and self.seed is None:
@@ -97,18 +96,8 @@ def validator_for(kind: str, nginx_prefix: str | None) -> writer.Validator | Non
     return None
 
 
-def hold_over(previous: Snapshot | None, current: Snapshot) -> Snapshot:
-    """`current` plus every instance of `previous` it lacks: what to serve while Consul refills after a
-    restart, so a half-empty catalog never replaces a full one."""
-    if previous is None:
-        return current
-    merged: dict[tuple[str, str, str], ServiceInstance] = {(i.service, i.node, i.id): i for i in previous.instances}
-    merged.update({(i.service, i.node, i.id): i for i in current.instances})
-    return Snapshot.of(merged.values(), {**previous.kv, **current.kv})
-
-
 class Renderer:
-    """Renders, writes and applies every target for a snapshot."""
+    """Renders, writes and applies every target; membership changes at once, the rest in passes."""
 
     def __init__(self, targets: Sequence[Target], settings: render.RenderSettings,
                  haproxy: apply.HAProxyControl | None = None, nginx_prefix: str | None = None,
@@ -120,23 +109,67 @@ class Renderer:
         self.exec_command = exec_command
         self.reload = reload
         self.lock = threading.Lock()  # one pass at a time: never two reloads at once
-        self.dropped: set[safe.Drop] = set()  # the values the last pass left out
+        self.state = threading.Lock()  # the services and the engines: held briefly, never while validating
+        self.services: dict[str, Service] = {}  # every service, as safe to write
+        self.kv: Mapping[str, str] = {}
+        self.drops: dict[str, tuple[safe.Drop, ...]] = {}  # by service ("" for KV)
+        self.dropped: set[safe.Drop] = set()  # the values left out now
+        for target in self.targets:
+            if target.template.spec == "haproxy":
+                target.engine = Incremental(target.template, settings, layout=dict(target.seed or {}))
 
-    def apply(self, snapshot: Snapshot) -> list[TargetOutcome]:
-        """One pass: clean the snapshot, then render, write and apply each target."""
-        clean, drops = safe.clean(snapshot)
-        self._report(drops)
-        with self.lock:
-            outcomes = [self._target(t, clean) for t in self.targets]
-        if all(o.action != "failed" for o in outcomes):
-            _last_success[0] = time.time()
-            LAST_SUCCESS.set(_last_success[0])
-        return outcomes
+    # --- membership at once -------------------------------------------------------------------------
 
-    def _report(self, drops: Iterable[safe.Drop]) -> None:
+    def feed(self, changed: Mapping[str, Service | None], kv: Mapping[str, str] | None = None) -> None:
+        """Services that changed, as read (None: gone), and the KV pairs if they changed: check them,
+        redo what depends on them, and send a change that only moves servers to HAProxy now."""
+        with self.state:
+            updates: dict[str, Service | None] = {}
+            for name, service in changed.items():
+                kept, drops = safe.clean_service(service) if service is not None else (None, ())
+                self.drops[name] = drops
+                if kept is None:
+                    self.services.pop(name, None)
+                else:
+                    self.services[name] = kept
+                updates[name] = kept
+            if kv is not None:
+                self.kv, self.drops[""] = safe.clean_kv(kv)
+            self._report()
+            for target in self.targets:
+                if target.engine is not None and (updates or not target.engine.started):
+                    self._update(target, updates)
+
+    def _update(self, target: Target, updates: Mapping[str, Service | None]) -> None:
+        mine = {}
+        for name, service in updates.items():
+            if name in target.excluded and target.excluded[name] != service:
+                del target.excluded[name]  # its data changed: give it another chance
+            mine[name] = None if name in target.excluded else service
+        assert target.engine is not None
+        update = target.engine.update(mine)
+        if update.structural or not update.moved or target.live is None or not self._runtime_ok(target):
+            return
+        layout = update.rendered.layout
+        commands = slots.moves(target.live, layout, update.moved)
+        if not all(_is_ip(a) for a in slots.addresses(commands)):
+            target.stale = True  # `set server` takes IP addresses only: the pass reloads
+            return
+        try:
+            RUNTIME_COMMANDS.inc(self.haproxy.runtime(commands))  # type: ignore[union-attr]
+            RUNTIME_UPDATES.inc()
+            target.live.update({name: layout[name] for name in update.moved})
+        except (apply.ApplyFailed, OSError) as exc:
+            log.warning("runtime update refused: will reload", extra=fields(error=str(exc)))
+            target.stale = True
+
+    def _runtime_ok(self, target: Target) -> bool:
+        return bool(self.reload and self.haproxy is not None and target.template.kind == "haproxy")
+
+    def _report(self) -> None:
         """One warning line per value left out, when it first is (not again on every pass while it
         stays registered), and the count of what is left out now."""
-        current = set(drops)
+        current = {d for drops in self.drops.values() for d in drops}
         for drop in sorted(current - self.dropped, key=lambda d: (d.service, d.what, d.name)):
             DROPS.labels(drop.what).inc()
             log.warning("left out of the config", extra=fields(service=drop.service, what=drop.what,
@@ -144,63 +177,65 @@ class Renderer:
         self.dropped = current
         DROPPED.set(len(current))
 
-    def _render(self, target: Target, snapshot: Snapshot) -> tuple[Rendered, writer.WriteResult]:
+    def snapshot(self) -> Snapshot:
+        """Every service as safe to write, and the KV pairs."""
+        with self.state:
+            return Snapshot(tuple(self.services[n] for n in sorted(self.services)), self.kv)
+
+    # --- passes -------------------------------------------------------------------------------------
+
+    def apply(self, snapshot: Snapshot) -> list[TargetOutcome]:
+        """A whole catalog: feed what differs from the last one, then one pass."""
+        wanted = {s.name: s for s in snapshot.services}
+        with self.state:
+            known = set(self.services) | {n for n, d in self.drops.items() if d and n}
+        changed = {n: wanted.get(n) for n in known | set(wanted)}
+        self.feed(changed, snapshot.kv)
+        return self.flush()
+
+    def flush(self) -> list[TargetOutcome]:
+        """One pass: render, write and apply each target."""
+        with self.lock:
+            outcomes = [self._target(t) for t in self.targets]
+        if all(o.action != "failed" for o in outcomes):
+            _last_success[0] = time.time()
+            LAST_SUCCESS.set(_last_success[0])
+        return outcomes
+
+    def _rendered(self, target: Target) -> Rendered:
+        if target.engine is not None:
+            with self.state:
+                return target.engine.rendered
+        usable = self.snapshot().without(target.excluded)
         previous = target.last.layout if target.last else target.seed
-        rendered = render.render(target.template, snapshot, self.settings, previous)
-        RENDERS.labels(target.label).inc()
-        self._runtime_first(target, rendered)
-        return rendered, writer.write(target.dest, rendered.text, target.validate)
+        return render.render(target.template, usable, self.settings, previous)
 
-    def _runtime_first(self, target: Target, rendered: Rendered) -> None:
-        """A membership-only change to IP addresses reaches the running HAProxy before the file is
-        validated and written (the slots' structure was validated with the last file; `set server`
-        takes IP addresses only). The file is still written, validated, right after."""
-        base = target.running or target.last
-        if not (self.reload and self.haproxy and target.template.spec == "haproxy" and base):
-            return
-        decision = slots.decide(base.routes, base.layout, rendered.routes, rendered.layout)
-        if not decision.runtime_only or not all(_is_ip(a) for a in slots.addresses(decision.commands)):
-            return
+    def _target(self, target: Target) -> TargetOutcome:
         try:
-            RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
-            target.running = rendered
-        except (apply.ApplyFailed, OSError) as exc:
-            log.warning("runtime update refused: will reload", extra=fields(error=str(exc)))
-
-    def _target(self, target: Target, snapshot: Snapshot) -> TargetOutcome:
-        for name, svc in list(target.excluded.items()):
-            if snapshot.service(name) != svc:
-                del target.excluded[name]  # its data changed: give it another chance
-        usable = snapshot.without(target.excluded)
-        try:
-            rendered, result = self._render(target, usable)
+            with self.state:
+                services = dict(self.services)
+            rendered = self._rendered(target)
+            RENDERS.labels(target.label).inc()
+            result = writer.write(target.dest, rendered.text, target.validate)
         except (writer.ValidationFailed, RenderError) as exc:
             VALIDATION_FAILURES.labels(target.label).inc()
             log.error("render refused", extra=fields(dest=str(target.dest), error=str(exc)))
-            found = self._without_culprit(target, usable)
+            found = self._without_culprit(target)
             if found is None:
-                self._undo_runtime(target)
                 return TargetOutcome(str(target.dest), False, "failed", str(exc))
-            culprits, rendered, result = found
-            for name in culprits:
-                target.excluded[name] = usable.service(name)  # type: ignore[assignment]
-                log.error("service left out: it breaks the config",
-                          extra=fields(dest=str(target.dest), service=name, error=str(exc)))
-            usable = usable.without(culprits)
+            rendered, result = found
+        target.written = services
         for problem in sorted(set(rendered.problems) - target.problems, key=lambda p: (p.route, p.reason)):
             log.warning("route problem", extra=fields(route=problem.route, reason=problem.reason))
         target.problems = set(rendered.problems)  # each logged once while it lasts
         if result.changed:
             WRITES.labels(target.label).inc()
             log.info("written", extra=fields(dest=str(target.dest), routes=len(rendered.routes)))
-        previous = target.last
-        target.last, target.last_snapshot = rendered, usable
-        action = "written" if result.changed else "none"
-        error = None
+        previous, target.last = target.last, rendered
+        action, error = ("written" if result.changed else "none"), None
         if self.reload:
             try:
-                action = self._apply(target, None if target.stale else previous, rendered,
-                                     result.changed or target.stale) or action
+                action = self._apply(target, previous, rendered, result.changed) or action
                 target.stale = False
             except (apply.ApplyFailed, OSError) as exc:
                 APPLY_FAILURES.labels(target.template.kind).inc()
@@ -209,37 +244,34 @@ class Renderer:
                 action, error = "failed", str(exc)
         return TargetOutcome(str(target.dest), result.changed, action, error, tuple(sorted(target.excluded)))
 
-    def _undo_runtime(self, target: Target) -> None:
-        """Put the running slots back as the last good file has them, after a runtime-first update
-        whose file then could not be written."""
-        running, target.running = target.running, None
-        if running is None or target.last is None or self.haproxy is None:
-            return
-        back = slots.decide(running.routes, running.layout, target.last.routes, target.last.layout)
-        try:
-            self.haproxy.runtime(back.commands)
-        except (apply.ApplyFailed, OSError) as exc:
-            log.warning("could not undo a runtime update", extra=fields(error=str(exc)))
-
-    def _without_culprit(self, target: Target, snapshot: Snapshot
-                         ) -> tuple[list[str], Rendered, writer.WriteResult] | None:
-        """Find the changed services that break the render: each alone first, then all together."""
-        before = {s.name: s for s in target.last_snapshot.services} if target.last_snapshot else {}
-        suspects = [s.name for s in snapshot.services if before.get(s.name) != s]
+    def _without_culprit(self, target: Target) -> tuple[Rendered, writer.WriteResult] | None:
+        """Find the services changed since the last good file that break it: each alone first, then
+        all together; leave them out of this target until their data changes."""
+        snapshot = self.snapshot().without(target.excluded)
+        suspects = [s.name for s in snapshot.services if target.written.get(s.name) != s]
         tries = [[name] for name in suspects[:MAX_SUSPECT_TRIES]] + ([suspects] if len(suspects) > 1 else [])
+        previous = target.last.layout if target.last else target.seed
         for names in tries:
             try:
-                rendered, result = self._render(target, snapshot.without(names))
+                rendered = render.render(target.template, snapshot.without(names), self.settings, previous)
+                result = writer.write(target.dest, rendered.text, target.validate)
             except (writer.ValidationFailed, RenderError):
                 continue
-            return names, rendered, result
+            with self.state:
+                for name in names:
+                    target.excluded[name] = self.services.get(name)
+                    log.error("service left out: it breaks the config",
+                              extra=fields(dest=str(target.dest), service=name))
+                if target.engine is not None:
+                    rendered = target.engine.update({name: None for name in names}).rendered
+            return rendered, result
         return None
 
     def _apply(self, target: Target, previous: Rendered | None, rendered: Rendered, changed: bool) -> str | None:
         kind = target.template.kind
         if kind == "haproxy" and self.haproxy is not None:
             return self._apply_haproxy(target, previous, rendered, changed)
-        if not changed:
+        if not changed and not target.stale:
             return None
         if kind == "nginx":
             apply.nginx_reload(target.dest, self.nginx_prefix)
@@ -247,45 +279,48 @@ class Renderer:
             action = "reload"
         else:
             action = "written"
-        if self.exec_command:
-            apply.run_exec(self.exec_command)
-            RELOADS.labels("exec").inc()
+        self._exec()
         return action
 
     def _apply_haproxy(self, target: Target, previous: Rendered | None, rendered: Rendered,
                        changed: bool) -> str | None:
+        """Reload when the structure changed (or an earlier apply failed), then set every slot as the
+        engine holds it now; else the Runtime API already moved the servers."""
         assert self.haproxy is not None
-        running, target.running = target.running, None
-        if running is rendered:
-            RUNTIME_UPDATES.inc()
-            log.info("runtime update", extra=fields(dest=str(target.dest)))
-            self._exec()
-            return "runtime"
-        if not changed:
-            return None
-        base = running or previous  # what the running HAProxy's slots hold now
-        builtin = target.template.spec == "haproxy"
-        decision = (slots.decide(base.routes, base.layout, rendered.routes, rendered.layout)
-                    if base is not None and builtin else slots.ApplyPlan(True, ()))
-        if decision.runtime_only:
-            try:
-                RUNTIME_COMMANDS.inc(self.haproxy.runtime(decision.commands))
-                RUNTIME_UPDATES.inc()
-                log.info("runtime update", extra=fields(dest=str(target.dest), commands=len(decision.commands)))
+        structural = (previous is None or target.stale or target.engine is None
+                      or slots.structure(previous.routes, previous.layout)
+                      != slots.structure(rendered.routes, rendered.layout))
+        if target.engine is not None and target.live is not None and not structural:
+            if changed:
+                log.info("runtime update", extra=fields(dest=str(target.dest)))
                 self._exec()
                 return "runtime"
-            except apply.ApplyFailed as exc:
-                log.warning("runtime update refused: reloading", extra=fields(error=str(exc)))
-        elif decision.commands:
-            try:  # bring the running slots in line first, so the state saved for the reload matches
-                self.haproxy.runtime(decision.commands)
-            except apply.ApplyFailed as exc:
-                log.warning("runtime update before reload refused", extra=fields(error=str(exc)))
-        pid = self.haproxy.reload()
-        RELOADS.labels("haproxy").inc()
-        log.info("reloaded", extra=fields(dest=str(target.dest), worker=pid))
-        self._exec()
-        return "reload"
+            return None
+        if changed or target.stale:
+            pid = self.haproxy.reload()
+            RELOADS.labels("haproxy").inc()
+            log.info("reloaded", extra=fields(dest=str(target.dest), worker=pid))
+            action: str | None = "reload"
+        else:
+            action = None  # the file was already right: see whether the running slots are
+        if target.engine is not None and self._sync(target):
+            action = action or "runtime"
+        if action:
+            self._exec()
+        return action
+
+    def _sync(self, target: Target) -> bool:
+        """Set every running slot as the engine holds it now (HAProxy's own `show servers state` says
+        what it runs); whether any command was needed."""
+        assert self.haproxy is not None and target.engine is not None
+        actual = servers_state(send(self.haproxy.admin_socket, "show servers state"))
+        with self.state:
+            layout = dict(target.engine.rendered.layout)
+            commands = slots.reconcile(actual, layout)
+            if commands:
+                RUNTIME_COMMANDS.inc(self.haproxy.runtime(commands))
+            target.live = layout
+        return bool(commands)
 
     def _exec(self) -> None:
         if self.exec_command:
@@ -299,98 +334,3 @@ def _is_ip(text: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def read_snapshot(client: Any, kv_prefixes: Iterable[str] = ()) -> Snapshot:
-    """One full read of the catalog (raises if Consul cannot be read)."""
-    nodes, checks, kv = watch.fetch_catalog(client, kv_prefixes)
-    return Snapshot.from_catalog(nodes, checks, kv)
-
-
-class RenderDaemon(Daemon):
-    """`wharf render run`: watch, wait for quiescence, render, write, apply; forever."""
-
-    interval = 0.0
-    backoff = Retry(delay=0.1, max_delay=0.5, jitter=0.2)
-
-    def __init__(self, renderer: Renderer, client_factory: Callable[[], Any], kv_prefixes: Sequence[str] = (),
-                 wait: tuple[float, float] = (0.0, 0.0), grace: float = 30.0,
-                 metrics_port: int | None = None) -> None:
-        super().__init__("render", metrics_port=metrics_port)
-        self.renderer = renderer
-        self.client_factory = client_factory
-        self.client: Any = None
-        self.kv_prefixes = tuple(kv_prefixes)
-        self.quiet = Quiescence(*wait)
-        self.grace = grace
-        self.events: set[str] = set()
-        self.event = threading.Event()
-        self.events_lock = threading.Lock()
-        self.watches: list[ConsulWatch] = []
-        self.recovering_until: float | None = None
-        self.retry_at: float | None = None
-        self.snapshot: Snapshot | None = None
-        self.address = "its address"  # Consul's, known once the client is made
-
-    def _notify(self, name: str, kind: str) -> None:
-        with self.events_lock:
-            self.events.add(kind)
-        self.event.set()
-
-    def _start(self) -> None:
-        self.client = self.client_factory()
-        fetchers = watch.catalog_fetchers(self.client_factory, self.kv_prefixes)
-        self.address = address_of(self.client)
-        self.watches = [ConsulWatch(name, fetch, self._notify, address=self.address, logger=watch.log,
-                                    gauge=watch.BLOCKING) for name, fetch in fetchers.items()]
-        for w in self.watches:
-            w.start()
-        self.retry_at = time.monotonic()  # the first render happens at once, as consul-template's
-
-    def run_cycle(self) -> None:
-        if not self.watches:
-            self._start()
-        now = time.monotonic()
-        deadlines = [t for t in (self.quiet.fire_at, self.retry_at, self.recovering_until) if t is not None]
-        timeout = min([0.5, *(max(0.0, t - now) for t in deadlines)])
-        if self.event.wait(timeout):
-            self.event.clear()
-        with self.events_lock:
-            kinds, self.events = self.events, set()
-        now = time.monotonic()
-        if kinds & {"up", "reset"}:
-            self.recovering_until = now + self.grace
-            log.info("consul came back: holding instances it lacks", extra=fields(for_seconds=self.grace))
-        if kinds & {"change", "up", "reset"}:
-            self.quiet.change(now)
-        if self.recovering_until is not None and now >= self.recovering_until:
-            self.recovering_until = None
-            self.quiet.change(now)  # render the catalog as it now is
-        due = self.quiet.tick(now)
-        if self.retry_at is not None and now >= self.retry_at:
-            due, self.retry_at = True, None
-        if due and not self.stopping:
-            self._render_now()
-
-    def _render_now(self) -> None:
-        with paused_gc():  # a pass makes thousands of acyclic values: one collection after it, not several
-            self._render_pass()
-
-    def _render_pass(self) -> None:
-        try:
-            current = read_snapshot(self.client, self.kv_prefixes)
-        except Exception as exc:  # keep serving the last good config; try again soon
-            log.warning("catalog read failed: keeping the last config",
-                        extra=fields(error=cannot_reach("Consul", self.address, exc)))
-            self.retry_at = time.monotonic() + 0.5
-            return
-        if self.recovering_until is not None:
-            current = hold_over(self.snapshot, current)
-        self.snapshot = current
-        outcomes = self.renderer.apply(current)
-        if any(o.action == "failed" for o in outcomes):
-            self.retry_at = time.monotonic() + 2.0
-
-    def close(self) -> None:
-        for w in self.watches:
-            w.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,39 @@ def test_a_failed_reload_is_retried_on_the_next_pass_even_with_no_change(tmp_pat
         renderer.haproxy.master_socket = good_master
         assert renderer.apply(snap)[0].action == "reload"
         assert seen_backends(http_port, "w.example.com") == {f"backend {ports[0]}"}
+
+
+def test_a_drain_reaches_haproxy_while_a_structural_pass_is_still_validating(tmp_path: Path) -> None:
+    """The Runtime API is not behind the pass: a health flip (a drain) is served while the pass that
+    brings a new service is held inside its validation; the reload after it keeps the drain."""
+    http_port, sp, sp2 = free_port(), free_port(), free_port()
+    with own_haproxy(tmp_path / "haproxy") as haproxy, backends(3) as (_, ports):
+        renderer = haproxy_renderer(haproxy, http_port)
+        web = [instance("/shop/web", sp, p, VHOST="shop.example.com") for p in ports[:2]]
+        assert renderer.apply(Snapshot.of(web))[0].action == "reload"
+        assert seen_backends(http_port, "shop.example.com") == {f"backend {p}" for p in ports[:2]}
+        target = renderer.targets[0]
+        validating, release = threading.Event(), threading.Event()
+        check = target.validate
+
+        def held(path: Path) -> None:
+            validating.set()
+            release.wait(30)
+            assert check is not None
+            check(path)
+        target.validate = held
+        api = instance("/shop/api", sp2, ports[2], VHOST="api.example.com")
+        renderer.feed({"shop-api": Snapshot.of([api]).services[0]})  # structural: left to the pass
+        structural = threading.Thread(target=renderer.flush)
+        structural.start()
+        try:
+            assert validating.wait(30)
+            drained = web[1]._replace(status="maintenance")
+            renderer.feed({"shop-web": Snapshot.of([web[0], drained]).services[0]})
+            assert seen_backends(http_port, "shop.example.com") == {f"backend {ports[0]}"}
+            assert structural.is_alive()  # the pass is still validating
+        finally:
+            release.set()
+            structural.join(30)
+        assert seen_backends(http_port, "api.example.com") == {f"backend {ports[2]}"}  # the reload came
+        assert seen_backends(http_port, "shop.example.com") == {f"backend {ports[0]}"}  # and kept the drain

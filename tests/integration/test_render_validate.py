@@ -152,10 +152,11 @@ def test_a_service_that_breaks_validation_is_left_out_and_the_rest_written(tmp_p
 
 
 def test_a_user_template_failing_at_run_time_never_replaces_the_good_file(tmp_path: Path) -> None:
-    mine = tmp_path / "mine-haproxy.cfg.j2"
-    builtin = render.BUILTIN["haproxy"].read_text()
-    assert "    balance {{ route.balance }}" in builtin
-    mine.write_text(builtin.replace(
+    mine = tmp_path / "mine-haproxy.cfg.j2"  # the built-in one, with its own copy of the parts beside it
+    mine.write_text(render.BUILTIN["haproxy"].read_text())
+    parts = (render.TEMPLATE_DIR / "haproxy.parts.j2").read_text()
+    assert "    balance {{ route.balance }}" in parts
+    (tmp_path / "haproxy.parts.j2").write_text(parts.replace(
         "    balance {{ route.balance }}",
         "    balance {{ route.balance }}\n"
         "    # owner {{ kv['lb/owner'] }} {{ route.servers[0].id if route.servers else route.missing }}"))

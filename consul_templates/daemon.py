@@ -1,0 +1,179 @@
+"""`wharf render run`: the watches feed the renderer as Consul answers; the passes follow.
+
+The daemon's own thread reads the watches' answers, keeps the catalog (`consul_templates.catalog`)
+and hands the services that changed to `Renderer.feed`, which sends a change that only moves servers
+to HAProxy there and then. A second thread runs the passes (validate, write, reload) once the
+quiescence timer (`--wait`) fires, so a drain never waits behind a pass that is validating.
+
+The first pass waits until the node list, every node, the checks and the KV prefixes have answered
+once, as consul-template waits for every dependency. When Consul comes back after failing, or its
+index went backwards (restarted empty), every registration it lacks is kept for `grace` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from consul_templates import watch
+from consul_templates.catalog import Catalog
+from consul_templates.passes import Renderer
+from consul_templates.quiescence import Quiescence
+from consul_templates.snapshot import Service
+from wharf.consul_http import address_of
+from wharf.daemon import Daemon
+from wharf.log import fields
+from wharf.retry import Retry
+
+log = logging.getLogger("wharf.render")
+
+RETRY_AFTER_FAILURE = 2.0
+
+
+class RenderDaemon(Daemon):
+    """Watch, feed, and pass once quiet; forever."""
+
+    interval = 0.0
+    backoff = Retry(delay=0.1, max_delay=0.5, jitter=0.2)
+
+    def __init__(self, renderer: Renderer, client_factory: Callable[[], Any], kv_prefixes: Sequence[str] = (),
+                 wait: tuple[float, float] = (0.0, 0.0), grace: float = 30.0,
+                 metrics_port: int | None = None) -> None:
+        super().__init__("render", metrics_port=metrics_port)
+        self.renderer = renderer
+        self.client_factory = client_factory
+        self.kv_prefixes = tuple(kv_prefixes)
+        self.quiet = Quiescence(*wait)
+        self.grace = grace
+        self.answers: queue.Queue[watch.Answer] = queue.Queue()
+        self.catalog = Catalog()
+        self.kv: dict[str, dict[str, str]] = {}
+        self.feeds: list[watch.Feed] = []  # the node list, the checks, the KV prefixes
+        self.nodes: dict[str, watch.Feed] = {}  # one per node
+        self.stopped = threading.Event()
+        self.pending: set[str] = set()  # watches that have not answered yet
+        self.started = False  # the first whole catalog was fed
+        self.recovering_until: float | None = None
+        self.address = "its address"  # Consul's, known once a client is made
+        self.due = threading.Event()  # a pass is due
+        self.passes: threading.Thread | None = None
+
+    # --- the daemon's thread: answers in, changes fed ---------------------------------------------
+
+    def run_cycle(self) -> None:
+        if self.passes is None:
+            self._start()
+        now = time.monotonic()
+        deadlines = [t for t in (self.quiet.fire_at, self.recovering_until) if t is not None]
+        timeout = min([0.5, *(max(0.0, t - now) for t in deadlines)])
+        changed: set[str] = set()
+        kv_changed = False
+        try:
+            answers = [self.answers.get(timeout=timeout)]
+            while not self.answers.empty():
+                answers.append(self.answers.get_nowait())
+        except queue.Empty:
+            answers = []
+        for key, kind, data in answers:
+            try:
+                names, kv = self._answer(key, kind, data)
+            except (ValueError, TypeError, AttributeError) as exc:  # an answer of another shape: skip it
+                log.warning("consul answer not understood: skipped", extra=fields(watch=key, error=str(exc)))
+                continue
+            changed |= names
+            kv_changed |= kv
+        now = time.monotonic()
+        if self.recovering_until is not None and now >= self.recovering_until:
+            self.recovering_until = None
+            changed |= self.catalog.release()  # serve the catalog as it now is
+        if self.pending:
+            return
+        if not self.started or changed or kv_changed:
+            self.renderer.feed(self._services(changed), self._kv() if kv_changed or not self.started else None)
+            self.started = True
+            self.quiet.change(now)
+        if self.quiet.tick(now):
+            self.due.set()
+
+    def _services(self, changed: set[str]) -> dict[str, Service | None]:
+        names = self.catalog.names if not self.started else changed
+        return {name: self.catalog.service(name) for name in names}
+
+    def _kv(self) -> dict[str, str]:
+        return {k: v for prefix in self.kv_prefixes for k, v in self.kv.get(prefix, {}).items()}
+
+    def _answer(self, key: str, kind: str, data: bytes | None) -> tuple[set[str], bool]:
+        """Apply one answer: the services it changed, and whether the KV pairs did."""
+        if kind in ("up", "reset"):
+            self.catalog.hold()
+            self.recovering_until = time.monotonic() + self.grace
+            log.info("consul came back: holding instances it lacks", extra=fields(for_seconds=self.grace))
+        if data is None:
+            return set(), False
+        self.pending.discard(key)
+        parsed = json.loads(data)
+        if key == "nodes":
+            return self._nodes(watch.node_names(data)), False
+        if key == "health":
+            return self.catalog.set_checks(parsed or []), False
+        if key.startswith("kv:"):
+            pairs = watch.kv_pairs(parsed or [])
+            before, self.kv[key[3:]] = self.kv.get(key[3:]), pairs
+            return set(), before != pairs
+        name = key.removeprefix("node:")
+        if name not in self.nodes:
+            return set(), False  # a node that has just gone
+        return self.catalog.set_node(name, parsed), False
+
+    def _nodes(self, names: set[str]) -> set[str]:
+        """Start a query for each new node; stop each gone one's, and drop its registrations."""
+        changed: set[str] = set()
+        for name in set(self.nodes) - names:
+            self.nodes.pop(name).stop()
+            self.pending.discard(f"node:{name}")
+            changed |= self.catalog.set_node(name, None)
+        for name in names - set(self.nodes):
+            feed = self.nodes[name] = watch.node_feed(name, self.client_factory, self.answers, self.address)
+            self.pending.add(feed.key)
+            feed.start()
+        return changed
+
+    def _start(self) -> None:
+        self.address = address_of(self.client_factory())
+        self.feeds = watch.feeds(self.client_factory, self.answers, self.address, self.kv_prefixes)
+        for feed in self.feeds:
+            self.pending.add(feed.key)
+            feed.start()
+        self.passes = threading.Thread(target=self._pass_loop, name="render-passes", daemon=True)
+        self.passes.start()
+
+    # --- the passes' thread ------------------------------------------------------------------------
+
+    def _pass_loop(self) -> None:
+        while not self.stopped.is_set():
+            if not self.due.wait(0.5):
+                continue
+            self.due.clear()
+            try:
+                outcomes = self.renderer.flush()
+            except Exception as exc:  # noqa: BLE001 - a pass never ends the loop
+                log.error("render pass failed", extra=fields(error=str(exc)))
+                outcomes = []
+                failed = True
+            else:
+                failed = any(o.action == "failed" for o in outcomes)
+            if failed and not self.stopped.wait(RETRY_AFTER_FAILURE):
+                self.due.set()
+
+    def close(self) -> None:
+        self.stopped.set()
+        for feed in [*self.feeds, *self.nodes.values()]:
+            feed.stop()
+        if self.passes is not None:
+            self.due.set()
+            self.passes.join(timeout=30)
