@@ -1,6 +1,11 @@
-"""Full render time for 1,000 and 5,000 services x 3 instances with a vhost each, in process and as a
-whole `wharf render once` process against a real Consul agent; and the blocking queries the daemon
-holds open for 10 vs 1,000 services.
+"""The renderer at 1,000 and 5,000 services x 3 instances with a vhost each, beside marathon-lb on the
+same generated apps in the same run: a full pass in process, the cost of one change (a health flip, a
+new service) kept incrementally, a whole `wharf render once` process against a real Consul agent next
+to `marathon_lb.py --dry`, and the blocking queries the daemon holds open for 10 vs 1,000 services.
+
+marathon-lb runs unmodified from ../shared/anchors/marathon-lb in a virtualenv of its own
+(`bench/mlb_side.py`); it regenerates its whole config on every change, so its cost per change is its
+regeneration (list + get_apps + config), measured here.
 
 In process, the timed part of a pass is what the daemon does with Consul's answers once fetched:
 `json.loads` of the raw bytes (one answer per node, and the health state), the snapshot, the safety
@@ -8,8 +13,6 @@ check, the routes and the Jinja render of the built-in HAProxy template, and the
 the pass leaves. Not timed: the HTTP fetch, imports, compiling the template. Each size runs in a
 fresh Python process: its first pass is cold (every label and route cache empty), the passes after
 it are warm (median and min-max).
-
-marathon-lb is not run by this bench; its figures are printed apart, under "quoted".
 
     python bench/render_scale.py [--sizes 1000,5000] [--warm 10] [--skip-consul] [--quick]
 """
@@ -31,21 +34,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import mlb_side  # noqa: E402
+
 from consul_templates import render, safe  # noqa: E402
+from consul_templates.catalog import Catalog  # noqa: E402
+from consul_templates.incremental import Incremental  # noqa: E402
 from consul_templates.snapshot import Snapshot, paused_gc  # noqa: E402
 from devcluster.cluster import running  # noqa: E402
 from devcluster.consul import Consul  # noqa: E402
 from devcluster.process import claim_ports, free_port  # noqa: E402
 
-GOAL_MS = {1000: 30, 5000: 150}
-#: not measured by this bench: printed apart, with where and when they come from
-QUOTED = (
-    "marathon-lb 9e669ec, same generated apps, measured on this kind of 2-core machine "
-    "(from the issue that asked for the renderer; entered here 2026-12-01, commit 0c7b7ac):",
-    "  regeneration in its daemon: 0.41 s at 1,000 services, 2.9 s at 5,000",
-    "  `marathon_lb.py --dry` as a whole process: 2.1 s at 1,000 services, 13.8 s at 5,000",
-    "  (cold or warm, and whether the fetch and parse are inside, were not recorded)",
-)
+CHANGES = 30  # health flips and new services timed per size
 
 
 def meta(s: int, i: int) -> dict[str, str]:
@@ -125,7 +124,41 @@ def passes(services: int, warm: int) -> dict[str, Any]:
         # the last pass's snapshot stays held during the next one, as in the daemon
         figures, snap, text = one_pass(node_bytes, checks_bytes, template, settings)
         runs.append(figures)
-    return {"runs": runs, "lines": text.count("\n")}
+    return {"runs": runs, "lines": text.count("\n"), "changes": changes(node_bytes, checks_bytes, template, settings)}
+
+
+def changes(node_bytes: list[bytes], checks_bytes: bytes, template: render.Template,
+            settings: render.RenderSettings) -> dict[str, list[float]]:
+    """CPU ms of one change kept incrementally, as the daemon's thread does it once Consul's answer is
+    in: parse the answer, update the catalog, check the changed service, redo its routes, slots and
+    blocks, put the file's text together. A health flip: the filtered checks answer now holds one
+    failing check (flipped back after). A new service: one node's answer with one more registration.
+    Not timed: the HTTP answer, the Runtime API command or the write, validation and reload."""
+    catalog = Catalog.read([json.loads(raw) for raw in node_bytes], json.loads(checks_bytes))
+    engine = Incremental(template, settings)
+    engine.update({name: safe.clean_service(catalog.service(name))[0] for name in catalog.names})
+    node = json.loads(node_bytes[0])
+    flips, news = [], []
+    for k in range(CHANGES):
+        sid = sorted(node["Services"])[(k * 37) % len(node["Services"])]
+        failing = json.dumps([{"Node": node["Node"]["Node"], "CheckID": f"service:{sid}", "ServiceID": sid,
+                               "Status": "critical"}]).encode()
+        for answer in (failing, b"[]"):
+            t0 = time.process_time()
+            changed = catalog.set_checks(json.loads(answer))
+            update = engine.update({n: safe.clean_service(catalog.service(n))[0] for n in changed})
+            flips.append((time.process_time() - t0) * 1000)
+            assert not update.structural and update.moved
+        sid = f"new-{k}"
+        node["Services"][sid] = {**node["Services"][sorted(node["Services"])[0]], "ID": sid, "Service": f"new-app{k}",
+                                 "Meta": {**meta(90000 + k, 0)}}
+        raw = json.dumps(node, separators=(",", ":")).encode()
+        t0 = time.process_time()
+        changed = catalog.set_node(node["Node"]["Node"], json.loads(raw))
+        update = engine.update({n: safe.clean_service(catalog.service(n))[0] for n in changed})
+        news.append((time.process_time() - t0) * 1000)
+        assert update.structural
+    return {"flip": flips, "new": news}
 
 
 def in_fresh_process(services: int, warm: int) -> dict[str, Any]:
@@ -189,34 +222,62 @@ def blocking_queries(addr: str, tmp: Path) -> float:
         proc.wait(timeout=20)
 
 
-def in_process_table(sizes: list[int], warm: int) -> None:
-    print("Full render of the built-in HAProxy template, in process. Timed: json.loads of Consul's answers "
-          "(raw bytes) -> snapshot -> safety check -> routes -> Jinja, and the pass's gen-0 collection; "
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def in_process_table(sizes: list[int], warm: int, mlb: dict[int, dict[str, Any]]) -> None:
+    print("A full pass of the built-in HAProxy template, in process. Timed: json.loads of Consul's answers "
+          "(raw bytes) -> catalog -> safety check -> routes -> Jinja, and the pass's gen-0 collection; "
           "not timed: the HTTP fetch, imports, compiling the template.")
-    print(f"cold: the first pass in a fresh process (label and route caches empty); warm: the {warm} passes "
-          "after it in that process, median (min-max). CPU ms, as the machine is shared; wall ms beside it.")
+    print(f"cold: the first pass in a fresh process; warm: the {warm} passes after it in that process, median "
+          "(min-max). CPU ms, as the machine is shared; wall ms beside it.")
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; the machine's pace now: "
           f"{pace():.0f} ms for a million-step Python loop (the figures below scale with it)")
     print(f"{'services':>9} {'instances':>9} {'cold cpu':>9} {'cold wall':>9} {'warm cpu':>22} {'warm wall':>9} "
-          f"{'goal':>5} {'parse':>6} {'snap+safe':>9} {'routes+jinja':>12} {'lines':>7}")
-    medians = {}
+          f"{'parse':>6} {'snap+safe':>9} {'routes+jinja':>12} {'lines':>7}")
+    results = {}
     for n in sizes:
-        r = in_fresh_process(n, warm)
+        r = results[n] = in_fresh_process(n, warm)
         cold, runs = r["runs"][0], r["runs"][1:]
         med = {k: statistics.median(run[k] for run in runs) for k in cold}
-        medians[n] = med["cpu"]
         print(f"{n:>9} {3 * n:>9} {cold['cpu']:>9.1f} {cold['wall']:>9.1f} {spread([x['cpu'] for x in runs]):>22} "
-              f"{med['wall']:>9.1f} {GOAL_MS.get(n, '-'):>5} {med['parse']:>6.1f} {med['snapshot']:>9.1f} "
-              f"{med['render']:>12.1f} {r['lines']:>7}")
-    print("(parse, snap+safe, routes+jinja: warm medians of each part; goal: for the warm CPU median)")
-    if len(sizes) > 1:
-        small, big = medians[sizes[0]], medians[sizes[-1]]
-        print(f"growth (warm CPU medians): {big / small:.1f}x the time for {sizes[-1] / sizes[0]:.0f}x the services")
-    print("marathon-lb: not measured in this run (this bench does not run it; its old figures are under "
-          "\"quoted\" below)")
+              f"{med['wall']:>9.1f} {med['parse']:>6.1f} {med['snapshot']:>9.1f} {med['render']:>12.1f} "
+              f"{r['lines']:>7}")
+    print(f"\nOne change, kept incrementally (CPU ms over {2 * CHANGES} health flips and {CHANGES} new services, "
+          "median / p99): parse the answer that changed, catalog, safety check, routes, slots, the touched "
+          "blocks, the file's text. Not timed: HTTP, the Runtime API command, the write, haproxy -c, reload. "
+          "3 nodes here, so a new service parses a node's answer holding a third of the catalog.")
+    print("marathon-lb has no such path: every change regenerates its whole config (list + get_apps + config, "
+          "measured below, wall ms, warm median of 3 after a cold pass)")
+    print(f"{'services':>9} {'wharf flip':>14} {'wharf new svc':>14} {'mlb cold':>9} {'mlb warm':>9} "
+          f"{'mlb/flip':>9} {'mlb/new':>8}")
+    for n in sizes:
+        flips, news = results[n]["changes"]["flip"], results[n]["changes"]["new"]
+        flip, new = statistics.median(flips), statistics.median(news)
+        row = f"{n:>9} {f'{flip:.2f} / {p99(flips):.2f}':>14} {f'{new:.1f} / {p99(news):.1f}':>14}"
+        if n in mlb:
+            cold, warm_ms = mlb[n]["cold"]["total"], statistics.median(w["total"] for w in mlb[n]["warm"])
+            row += f" {cold:>9.0f} {warm_ms:>9.0f} {warm_ms / flip:>8.0f}x {warm_ms / new:>7.1f}x"
+        print(row)
 
 
-def consul_tables(sizes: list[int], small_watch: int, big_watch: int) -> None:
+def marathon_lb(sizes: list[int]) -> dict[int, dict[str, Any]]:
+    """marathon-lb's regeneration and `--dry` process at each size, or nothing (with the reason)."""
+    why = mlb_side.available()
+    if why is not None:
+        print(f"marathon-lb: not measured in this run: {why}")
+        return {}
+    mlb_side.ensure_venv()
+    found = {}
+    for n in sizes:
+        found[n] = mlb_side.regeneration(n, warm=3)
+        found[n]["dry"] = mlb_side.dry_process(n, repeats=3)
+    return found
+
+
+def consul_tables(sizes: list[int], small_watch: int, big_watch: int, mlb: dict[int, dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "plain.cfg.j2").write_text(render.BUILTIN["haproxy"].read_text())
@@ -225,7 +286,9 @@ def consul_tables(sizes: list[int], small_watch: int, big_watch: int) -> None:
             print("\n`wharf render once --no-reload` as a whole process against a real Consul 1.8.7 agent, wall s."
                   " Each run is cold (a fresh process); timed: interpreter start, imports, reading the catalog "
                   "over HTTP, parse, render, write (and `haproxy -c` where said)")
-            print(f"{'services':>9} {'no validation, median (min-max) of 3':>38} {'with haproxy -c, 1 run':>23}")
+            print("beside it, `marathon_lb.py --dry` against a fake Marathon serving the same apps, median of 3")
+            print(f"{'services':>9} {'no validation, median (min-max) of 3':>38} {'with haproxy -c, 1 run':>23} "
+                  f"{'mlb --dry':>10} {'mlb/wharf':>10}")
             registered = 0
             for n in sizes:
                 register_all_from(addr, registered, n)
@@ -233,8 +296,11 @@ def consul_tables(sizes: list[int], small_watch: int, big_watch: int) -> None:
                 plain = [once_process(addr, tmp / "out.cfg", False) for _ in range(3)]
                 checked = once_process(addr, tmp / "out.cfg", True)
                 figure = f"{statistics.median(plain):.2f} ({min(plain):.2f}-{max(plain):.2f})"
-                print(f"{n:>9} {figure:>38} {checked:>23.2f}")
-            print("marathon-lb --dry: not measured in this run (see \"quoted\" below)")
+                dry = ""
+                if n in mlb:
+                    mlb_dry = statistics.median(mlb[n]["dry"])
+                    dry = f"{mlb_dry:>10.2f} {mlb_dry / statistics.median(plain):>9.1f}x"
+                print(f"{n:>9} {figure:>38} {checked:>23.2f} {dry}")
         with running(Consul(tmp / "consul2", claim_ports({f: None for f in Consul.port_flags}))) as agent:
             addr = agent.addr  # type: ignore[attr-defined]
             print("\nBlocking queries the daemon holds open against Consul")
@@ -242,8 +308,9 @@ def consul_tables(sizes: list[int], small_watch: int, big_watch: int) -> None:
             few = blocking_queries(addr, tmp)
             register_all_from(addr, small_watch, big_watch)
             many = blocking_queries(addr, tmp)
-            print(f"   {small_watch:,} services: {few:.0f}   {big_watch:,} services: {many:.0f}   (goal: the same "
-                  "number; consul-template's design holds one per watched service)")
+            print(f"   {small_watch:,} services: {few:.0f}   {big_watch:,} services: {many:.0f}   (the node list, the "
+                  "checks, and one per node: 3 nodes of apps and the agent's own; consul-template's design "
+                  "holds one per watched service)")
 
 
 def main() -> int:
@@ -260,12 +327,10 @@ def main() -> int:
         return 0
     sizes = [100, 500] if args.quick else [int(s) for s in args.sizes.split(",")]
     warm = 3 if args.quick else args.warm
-    in_process_table(sizes, max(1, warm))
+    mlb = marathon_lb(sizes)
+    in_process_table(sizes, max(1, warm), mlb)
     if not args.skip_consul:
-        consul_tables(sizes, 10, 100 if args.quick else 1000)
-    print("\nquoted (not measured in this run; no speed-up is computed from them):")
-    for line in QUOTED:
-        print(f"  {line}")
+        consul_tables(sizes, 10, 100 if args.quick else 1000, mlb)
     return 0
 
 
