@@ -1,7 +1,9 @@
 """The renderer at 1,000 and 5,000 services x 3 instances with a vhost each, beside marathon-lb on the
 same generated apps in the same run: a full pass in process, the cost of one change (a health flip, a
 new service) kept incrementally, a whole `wharf render once` process against a real Consul agent next
-to `marathon_lb.py --dry`, and the blocking queries the daemon holds open for 10 vs 1,000 services.
+to `marathon_lb.py --dry`, the blocking queries the daemon holds open for 10 vs 1,000 services, and
+one change -> HAProxy serving it through `wharf render run` at 1,000 and 5,000 services over 100
+nodes and 1,000 on one node (`bench/render_changes.py`).
 
 marathon-lb runs unmodified from ../shared/anchors/marathon-lb in a virtualenv of its own
 (`bench/mlb_side.py`); it regenerates its whole config on every change, so its cost per change is its
@@ -35,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mlb_side  # noqa: E402
+import render_changes  # noqa: E402
 
 from consul_templates import render, safe  # noqa: E402
 from consul_templates.catalog import Catalog  # noqa: E402
@@ -318,6 +321,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--warm", type=int, default=10, help="warm passes after the cold one (default 10)")
     parser.add_argument("--skip-consul", action="store_true")
+    parser.add_argument("--layouts", default="1000x100,5000x100,1000x1",
+                        help="change -> HAProxy serving, SERVICESxNODES (bench/render_changes.py)")
     parser.add_argument("--quick", action="store_true", help="a quick check: sizes 100,500, 3 warm passes, "
                         "blocking queries for 10 vs 100 services")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)  # one size, in a fresh process
@@ -331,6 +336,8 @@ def main() -> int:
     in_process_table(sizes, max(1, warm), mlb)
     if not args.skip_consul:
         consul_tables(sizes, 10, 100 if args.quick else 1000, mlb)
+        print()
+        render_changes.table("200x10" if args.quick else args.layouts, 5 if args.quick else 20, 2 if args.quick else 5)
     return 0
 
 

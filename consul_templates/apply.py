@@ -92,9 +92,22 @@ class HAProxyControl:
         except OSError:
             pass  # the master re-executes and may drop the connection; `show proc` says how it went
         try:
-            return wait_until(lambda: self._new_worker(master), self.reload_timeout, 0.01, "a new worker")
+            pid = wait_until(lambda: self._new_worker(master), self.reload_timeout, 0.01, "a new worker")
+            # the Runtime API is the new worker's once it answers there: commands sent before that may
+            # reach the old one, and what the caller reads back must be the new one's
+            wait_until(lambda: self._answers(pid), self.reload_timeout, 0.005, "the new worker's admin socket")
+            return pid
         except TimedOut:
             raise ApplyFailed(f"HAProxy did not finish reloading in {self.reload_timeout:g}s") from None
+
+    def _answers(self, pid: int) -> bool:
+        """Whether the admin socket is answered by worker `pid` (`show info`'s Pid)."""
+        try:
+            info = send(self.admin_socket, "show info")
+        except OSError:
+            return False
+        return any(line.split(":", 1)[1].strip() == str(pid) for line in info.splitlines()
+                   if line.startswith("Pid:"))
 
     def _new_worker(self, master: HAProxyProcess) -> int | None:
         """The new worker's pid once the master has reloaded since `master` was read; None before."""

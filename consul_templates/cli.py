@@ -53,9 +53,8 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _build(loaded: Any, reload: bool, **o: Any) -> tuple[Any, Callable[[], Any]]:
+def _build(loaded: Any, reload: bool, **o: Any) -> Any:
     from consul_templates import apply, passes, render
-    from wharf import consul_http
 
     if len(o["templates"]) != len(o["dests"]):
         raise BadInput(f"--template and --dest come in pairs: got {len(o['templates'])} templates and "
@@ -76,9 +75,14 @@ def _build(loaded: Any, reload: bool, **o: Any) -> tuple[Any, Callable[[], Any]]
     control = None
     if haproxy_dest is not None and o["haproxy_socket"]:
         control = apply.HAProxyControl(admin, o["haproxy_master_socket"], state_file)
-    renderer = passes.Renderer(targets, settings, control, o["nginx_prefix"], o["exec_command"], reload)
-    addr, token, cacert = loaded["consul_http_addr"], loaded["consul_http_token"], loaded["consul_cacert"]
-    return renderer, lambda: consul_http.client(addr, token, cacert)
+    return passes.Renderer(targets, settings, control, o["nginx_prefix"], o["exec_command"], reload)
+
+
+def _reader(loaded: Any) -> Any:
+    from wharf.consul_http import Reader
+
+    with reaching("Consul", loaded["consul_http_addr"]):
+        return Reader(loaded["consul_http_addr"], loaded["consul_http_token"], loaded["consul_cacert"])
 
 
 @click.group("render")
@@ -103,17 +107,18 @@ def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int
         wait = parse_wait(wait_text)
     except ValueError as exc:
         raise BadInput(f"--wait: {exc}") from None
-    renderer, client_factory = _build(loaded, True, **o)
-    daemon = RenderDaemon(renderer, client_factory, o["kv_prefixes"], wait, recover_grace, metrics_port)
+    renderer = _build(loaded, True, **o)
+    daemon = RenderDaemon(renderer, _reader(loaded), o["kv_prefixes"], wait, recover_grace, metrics_port)
     raise SystemExit(daemon.run())
 
 
-def _read(client_factory: Callable[[], Any], kv_prefixes: tuple[str, ...], addr: str) -> Any:
+def _read(loaded: Any, kv_prefixes: tuple[str, ...]) -> Any:
     from consul_templates.snapshot import Snapshot
     from consul_templates.watch import fetch_catalog
 
-    with reaching("Consul", addr):
-        return Snapshot.from_catalog(*fetch_catalog(client_factory(), kv_prefixes))
+    reader = _reader(loaded)
+    with reaching("Consul", loaded["consul_http_addr"]):
+        return Snapshot.from_catalog(*fetch_catalog(reader, kv_prefixes))
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -138,9 +143,9 @@ def once_cmd(loaded: Any, no_reload: bool, as_json: bool, **o: Any) -> None:
     """Render every template once from the current catalog, write what changed, apply it, exit."""
     from consul_templates.snapshot import paused_gc
 
-    renderer, client_factory = _build(loaded, not no_reload, **o)
+    renderer = _build(loaded, not no_reload, **o)
     with paused_gc():  # one pass, as the daemon's
-        outcomes = renderer.apply(_read(client_factory, o["kv_prefixes"], loaded["consul_http_addr"]))
+        outcomes = renderer.apply(_read(loaded, o["kv_prefixes"]))
     rows = [{"dest": x.dest, "changed": x.changed, "action": x.action, "error": x.error,
              "excluded": list(x.excluded)} for x in outcomes]
     _print(rows, as_json)
@@ -157,8 +162,8 @@ def check_cmd(loaded: Any, as_json: bool, **o: Any) -> None:
     """Render every template from the current catalog and validate it; change nothing."""
     from consul_templates import render, safe, writer
 
-    renderer, client_factory = _build(loaded, False, **o)
-    snapshot, _ = safe.clean(_read(client_factory, o["kv_prefixes"], loaded["consul_http_addr"]))
+    renderer = _build(loaded, False, **o)
+    snapshot, _ = safe.clean(_read(loaded, o["kv_prefixes"]))
     rows, first_error = [], None
     for target in renderer.targets:
         error = None

@@ -12,12 +12,13 @@ index went backwards (restarted empty), every registration it lacks is kept for 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from consul_templates import watch
@@ -25,7 +26,7 @@ from consul_templates.catalog import Catalog
 from consul_templates.passes import Renderer
 from consul_templates.quiescence import Quiescence
 from consul_templates.snapshot import Service
-from wharf.consul_http import address_of
+from wharf.consul_http import Reader
 from wharf.daemon import Daemon
 from wharf.log import fields
 from wharf.retry import Retry
@@ -33,6 +34,8 @@ from wharf.retry import Retry
 log = logging.getLogger("wharf.render")
 
 RETRY_AFTER_FAILURE = 2.0
+#: a change the Runtime API applied reaches the file within this long (later ones in the window with it)
+CATCH_UP = 1.0
 
 
 class RenderDaemon(Daemon):
@@ -41,25 +44,26 @@ class RenderDaemon(Daemon):
     interval = 0.0
     backoff = Retry(delay=0.1, max_delay=0.5, jitter=0.2)
 
-    def __init__(self, renderer: Renderer, client_factory: Callable[[], Any], kv_prefixes: Sequence[str] = (),
+    def __init__(self, renderer: Renderer, reader: Reader, kv_prefixes: Sequence[str] = (),
                  wait: tuple[float, float] = (0.0, 0.0), grace: float = 30.0,
                  metrics_port: int | None = None) -> None:
         super().__init__("render", metrics_port=metrics_port)
         self.renderer = renderer
-        self.client_factory = client_factory
+        self.reader = reader
         self.kv_prefixes = tuple(kv_prefixes)
         self.quiet = Quiescence(*wait)
         self.grace = grace
         self.answers: queue.Queue[watch.Answer] = queue.Queue()
         self.catalog = Catalog()
         self.kv: dict[str, dict[str, str]] = {}
+        self.failing: dict[str, list[Any]] = {}  # the critical and the warning checks
         self.feeds: list[watch.Feed] = []  # the node list, the checks, the KV prefixes
         self.nodes: dict[str, watch.Feed] = {}  # one per node
         self.stopped = threading.Event()
         self.pending: set[str] = set()  # watches that have not answered yet
         self.started = False  # the first whole catalog was fed
         self.recovering_until: float | None = None
-        self.address = "its address"  # Consul's, known once a client is made
+        self.catch_up_at: float | None = None  # when the file must have caught up with the Runtime API
         self.due = threading.Event()  # a pass is due
         self.passes: threading.Thread | None = None
 
@@ -69,7 +73,7 @@ class RenderDaemon(Daemon):
         if self.passes is None:
             self._start()
         now = time.monotonic()
-        deadlines = [t for t in (self.quiet.fire_at, self.recovering_until) if t is not None]
+        deadlines = [t for t in (self.quiet.fire_at, self.recovering_until, self.catch_up_at) if t is not None]
         timeout = min([0.5, *(max(0.0, t - now) for t in deadlines)])
         changed: set[str] = set()
         kv_changed = False
@@ -94,10 +98,14 @@ class RenderDaemon(Daemon):
         if self.pending:
             return
         if not self.started or changed or kv_changed:
-            self.renderer.feed(self._services(changed), self._kv() if kv_changed or not self.started else None)
+            soon = self.renderer.feed(self._services(changed), self._kv() if kv_changed or not self.started else None)
             self.started = True
-            self.quiet.change(now)
-        if self.quiet.tick(now):
+            if soon:
+                self.quiet.change(now)
+            else:  # HAProxy has it: the file follows, with whatever else comes in the meantime
+                self.catch_up_at = self.catch_up_at or now + CATCH_UP
+        if self.quiet.tick(now) or (self.catch_up_at is not None and now >= self.catch_up_at):
+            self.catch_up_at = None
             self.due.set()
 
     def _services(self, changed: set[str]) -> dict[str, Service | None]:
@@ -119,8 +127,9 @@ class RenderDaemon(Daemon):
         parsed = json.loads(data)
         if key == "nodes":
             return self._nodes(watch.node_names(data)), False
-        if key == "health":
-            return self.catalog.set_checks(parsed or []), False
+        if key.startswith("checks:"):
+            self.failing[key] = list(parsed or [])
+            return self.catalog.set_checks([c for checks in self.failing.values() for c in checks]), False
         if key.startswith("kv:"):
             pairs = watch.kv_pairs(parsed or [])
             before, self.kv[key[3:]] = self.kv.get(key[3:]), pairs
@@ -138,14 +147,13 @@ class RenderDaemon(Daemon):
             self.pending.discard(f"node:{name}")
             changed |= self.catalog.set_node(name, None)
         for name in names - set(self.nodes):
-            feed = self.nodes[name] = watch.node_feed(name, self.client_factory, self.answers, self.address)
+            feed = self.nodes[name] = watch.node_feed(name, self.reader, self.answers)
             self.pending.add(feed.key)
             feed.start()
         return changed
 
     def _start(self) -> None:
-        self.address = address_of(self.client_factory())
-        self.feeds = watch.feeds(self.client_factory, self.answers, self.address, self.kv_prefixes)
+        self.feeds = watch.feeds(self.reader, self.answers, self.kv_prefixes)
         for feed in self.feeds:
             self.pending.add(feed.key)
             feed.start()
@@ -161,6 +169,7 @@ class RenderDaemon(Daemon):
             self.due.clear()
             try:
                 outcomes = self.renderer.flush()
+                gc.freeze()  # what the catalog and the pass keep lives long: no collection walks it again
             except Exception as exc:  # noqa: BLE001 - a pass never ends the loop
                 log.error("render pass failed", extra=fields(error=str(exc)))
                 outcomes = []

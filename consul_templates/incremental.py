@@ -32,10 +32,9 @@ def head_of(route: Route) -> Route:
 
 @dataclass
 class Update:
-    """What one update changed: the new render, whether a route's structure changed (a reload), and
-    the routes whose slots changed (Runtime API commands, or part of the reload)."""
+    """What one update changed: whether a route's structure changed (a reload), and the routes whose
+    slots changed (Runtime API commands, or part of the reload)."""
 
-    rendered: Rendered
     structural: bool
     moved: tuple[str, ...] = ()
 
@@ -56,8 +55,10 @@ class Incremental:
     blocks: dict[str, tuple[Any, str, str]] = field(default_factory=dict)  # name -> (inputs, frontend, backend)
     head: str = ""
     http: str = ""
+    rules: tuple[Route, ...] = ()  # the http frontend's rules, as last rendered
     started: bool = False
-    rendered: Rendered = field(default_factory=lambda: Rendered("", (), {}))  # the latest
+    order: list[str] = field(default_factory=list)  # the route names, sorted
+    latest: Rendered | None = None  # the file as it now stands, once asked for
 
     def __post_init__(self) -> None:
         self.parts: Any = self.template.jinja.environment.get_template(PARTS).module  # its macros
@@ -86,13 +87,21 @@ class Incremental:
             else:
                 for name in moved:
                     self.layout[name] = slots.assign([self.routes[name]], self.layout)[name]
-            text = self._text(self.routes if structural else moved)
+            self._blocks(self.routes if structural else moved)
         except Exception as exc:  # a macro failed: the template's own bug, reported as a render error
             raise RenderError(f"{self.template.path}: {exc}") from None
-        self.started = True
-        ordered = tuple(self.routes[name] for name in sorted(self.routes))
-        self.rendered = Rendered(text, ordered, dict(self.layout), self.problems)
-        return Update(self.rendered, structural, tuple(sorted(moved)))
+        self.started, self.latest = True, None
+        return Update(structural, tuple(sorted(moved)))
+
+    @property
+    def rendered(self) -> Rendered:
+        """The file as it now stands: the blocks put together (done when asked, not on every change)."""
+        if self.latest is None:
+            text = "".join([self.head, self.http, *(self.blocks[n][1] for n in self.order),
+                            *(self.blocks[n][2] for n in self.order)])
+            self.latest = Rendered(text, tuple(self.routes[n] for n in self.order), dict(self.layout),
+                                   self.problems)
+        return self.latest
 
     def _regroup(self, changed: Mapping[str, Service | None]) -> set[RouteKey]:
         """Move the changed services' instances to their routes' keys: the keys touched."""
@@ -118,32 +127,37 @@ class Incremental:
         ordered, self.problems = routes_mod.arrange(self.candidates, self.settings.reserved_ports)
         self.owners = routes_mod.claim_names(self.candidates)
         self.routes = {r.name: r for r in ordered}
+        self.order = [r.name for r in ordered]
         layout = slots.assign(ordered, self.layout)
         moved = {name for name, servers in layout.items() if self.layout.get(name) != servers}
         self.layout = layout
         return moved
 
-    def _text(self, touched: Mapping[str, Route] | set[str]) -> str:
-        """Render the blocks of the touched routes (every one, after a structural change) and put the
-        file together."""
+    def _blocks(self, touched: Mapping[str, Route] | set[str]) -> None:
+        """Render the blocks of the touched routes (every one, after a structural change)."""
         if not self.started:
             self.head = self.parts.head(self.settings)
         if isinstance(touched, dict):
-            self.http = self.parts.http_frontend(routes_mod.HTTP_FRONTEND, routes_mod.http_rules(self.routes.values()),
-                                                 self.settings)
+            rules = tuple(head_of(r) for r in routes_mod.http_rules(self.routes.values()))
+            if rules != self.rules or not self.started:  # its rules read no servers
+                self.http = self.parts.http_frontend(routes_mod.HTTP_FRONTEND, rules, self.settings)
+                self.rules = rules
             for name in set(self.blocks) - set(self.routes):
                 del self.blocks[name]
         for name in touched:
             route, servers = self.routes[name], self.layout[name]
             inputs = (route, servers)
-            if name in self.blocks and self.blocks[name][0] == inputs:
+            if name in self.blocks and _same(self.blocks[name][0], inputs):
                 continue
             frontend = self.parts.frontend(route, self.settings) if route.port else ""
             backend = self.parts.backend(slots.backend(route, servers), slots.SPARE_ADDRESS, slots.SPARE_PORT)
             self.blocks[name] = (inputs, frontend, backend)
-        names = sorted(self.blocks)
-        return "".join([self.head, self.http, *(self.blocks[n][1] for n in names),
-                        *(self.blocks[n][2] for n in names)])
+
+
+def _same(old: tuple[Route, Any], new: tuple[Route, Any]) -> bool:
+    """Whether a block's inputs are unchanged: the same objects (the common case after a structural
+    change elsewhere: unchanged routes and slots are kept as they were), else equal values."""
+    return (old[0] is new[0] and old[1] is new[1]) or old == new
 
 
 def _head_changed(old: Candidate | None, new: Candidate | None) -> bool:

@@ -64,6 +64,7 @@ class Target:
     engine: Incremental | None = None  # the built-in HAProxy template, kept per route
     live: dict[str, tuple] | None = None  # the slots the running HAProxy holds, once known
     written: dict[str, Service] = field(default_factory=dict)  # the services the file was last made of
+    behind: bool = False  # servers moved that the Runtime API was not sent: the pass sets every slot
 
     def __post_init__(self) -> None:
         if self.template.spec == "haproxy" and self.seed is None:
@@ -120,9 +121,10 @@ class Renderer:
 
     # --- membership at once -------------------------------------------------------------------------
 
-    def feed(self, changed: Mapping[str, Service | None], kv: Mapping[str, str] | None = None) -> None:
+    def feed(self, changed: Mapping[str, Service | None], kv: Mapping[str, str] | None = None) -> bool:
         """Services that changed, as read (None: gone), and the KV pairs if they changed: check them,
-        redo what depends on them, and send a change that only moves servers to HAProxy now."""
+        redo what depends on them, and send a change that only moves servers to HAProxy now. Whether
+        a pass is needed soon: False when the running HAProxy has it all and only its file is behind."""
         with self.state:
             updates: dict[str, Service | None] = {}
             for name, service in changed.items():
@@ -136,11 +138,16 @@ class Renderer:
             if kv is not None:
                 self.kv, self.drops[""] = safe.clean_kv(kv)
             self._report()
+            soon = kv is not None
             for target in self.targets:
-                if target.engine is not None and (updates or not target.engine.started):
-                    self._update(target, updates)
+                if target.engine is None:
+                    soon = soon or bool(updates)
+                elif updates or not target.engine.started:
+                    soon = not self._update(target, updates) or soon
+            return soon
 
-    def _update(self, target: Target, updates: Mapping[str, Service | None]) -> None:
+    def _update(self, target: Target, updates: Mapping[str, Service | None]) -> bool:
+        """Update a target's engine; whether the running HAProxy got the change at once."""
         mine = {}
         for name, service in updates.items():
             if name in target.excluded and target.excluded[name] != service:
@@ -148,20 +155,27 @@ class Renderer:
             mine[name] = None if name in target.excluded else service
         assert target.engine is not None
         update = target.engine.update(mine)
-        if update.structural or not update.moved or target.live is None or not self._runtime_ok(target):
-            return
-        layout = update.rendered.layout
-        commands = slots.moves(target.live, layout, update.moved)
+        if target.live is None or not self._runtime_ok(target):
+            target.behind = target.behind or bool(update.moved)  # not known yet what HAProxy runs
+            return False
+        running = [name for name in update.moved if name in target.live]  # the rest wait for a reload
+        layout = target.engine.layout
+        commands = slots.moves(target.live, layout, running)
         if not all(_is_ip(a) for a in slots.addresses(commands)):
             target.stale = True  # `set server` takes IP addresses only: the pass reloads
-            return
+            return False
         try:
             RUNTIME_COMMANDS.inc(self.haproxy.runtime(commands))  # type: ignore[union-attr]
-            RUNTIME_UPDATES.inc()
-            target.live.update({name: layout[name] for name in update.moved})
         except (apply.ApplyFailed, OSError) as exc:
             log.warning("runtime update refused: will reload", extra=fields(error=str(exc)))
             target.stale = True
+            return False
+        if commands:
+            RUNTIME_UPDATES.inc()
+        target.live.update({name: layout[name] for name in running})
+        if len(running) < len(update.moved):
+            target.behind = True  # backends the running HAProxy lacks: the pass reloads or sets them
+        return not update.structural and len(running) == len(update.moved)
 
     def _runtime_ok(self, target: Target) -> bool:
         return bool(self.reload and self.haproxy is not None and target.template.kind == "haproxy")
@@ -263,7 +277,8 @@ class Renderer:
                     log.error("service left out: it breaks the config",
                               extra=fields(dest=str(target.dest), service=name))
                 if target.engine is not None:
-                    rendered = target.engine.update({name: None for name in names}).rendered
+                    target.engine.update({name: None for name in names})
+                    rendered = target.engine.rendered
             return rendered, result
         return None
 
@@ -291,6 +306,8 @@ class Renderer:
                       or slots.structure(previous.routes, previous.layout)
                       != slots.structure(rendered.routes, rendered.layout))
         if target.engine is not None and target.live is not None and not structural:
+            if target.behind:
+                self._sync(target)
             if changed:
                 log.info("runtime update", extra=fields(dest=str(target.dest)))
                 self._exec()
@@ -314,8 +331,10 @@ class Renderer:
         what it runs); whether any command was needed."""
         assert self.haproxy is not None and target.engine is not None
         actual = servers_state(send(self.haproxy.admin_socket, "show servers state"))
+        running = {backend for backend, _ in actual}
         with self.state:
-            layout = dict(target.engine.rendered.layout)
+            target.behind = False
+            layout = {name: servers for name, servers in target.engine.layout.items() if name in running}
             commands = slots.reconcile(actual, layout)
             if commands:
                 RUNTIME_COMMANDS.inc(self.haproxy.runtime(commands))

@@ -39,8 +39,9 @@ def ask(address: str | Path, command: str, timeout: float = 5.0) -> str:
         return send(address, command, timeout)
 
 
-#: HAProxy's admin-state bits that keep a server out of rotation (forced, inherited, config, resolver maint)
-MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20
+#: HAProxy's admin-state bits that keep a server out of rotation (SRV_ADMF_MAINT: forced, inherited,
+#: resolver maintenance); 0x04 only says the config wrote it `disabled`, which `state ready` overrides
+MAINT_BITS = 0x01 | 0x02 | 0x20
 
 
 def servers_state(text: str) -> dict[tuple[str, str], tuple[str, int, bool]]:

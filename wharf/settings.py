@@ -7,7 +7,6 @@ environment mapping and the file's path, and returns a frozen `Settings`.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -201,6 +200,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise BadInput(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     for key in data:
         if key not in BY_NAME:
+            import difflib  # only for the hint
+
             near = difflib.get_close_matches(str(key), BY_NAME, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise BadInput(f"{path}: unknown setting {key!r}{hint}")

@@ -84,11 +84,12 @@ class ConsulWatch(threading.Thread):
 
     def __init__(self, name: str, fetch: Fetch, notify: Callable[[str, str], None] | None = None, *,
                  by_hash: bool = False, backoff: Retry = BACKOFF, rate_limit: float = RATE_LIMIT,
-                 address: str = "", logger: logging.Logger | None = None, gauge: Any = None) -> None:
+                 jitter: float = RATE_JITTER, address: str = "", logger: logging.Logger | None = None,
+                 gauge: Any = None) -> None:
         super().__init__(name=f"watch-{name}", daemon=True)
         self.key, self.fetch, self.notify = name, fetch, notify
         self.by_hash = by_hash
-        self.backoff, self.rate_limit = backoff, rate_limit
+        self.backoff, self.rate_limit, self.jitter = backoff, rate_limit, jitter
         self.address = address or "its address"  # Consul's, for the log
         self.log = logger or log
         self.gauge = gauge  # a Gauge of the blocking queries held open, if the room counts them
@@ -112,7 +113,7 @@ class ConsulWatch(threading.Thread):
 
     def step(self) -> tuple[str, Any]:
         """One query, now: its kind and data. A failure is reported (`down`) and then raised."""
-        self._next_at = time.monotonic() + self.rate_limit + random.uniform(0, RATE_JITTER)
+        self._next_at = time.monotonic() + self.rate_limit + random.uniform(0, self.jitter)
         if self.gauge is not None:
             self.gauge.inc()
         try:

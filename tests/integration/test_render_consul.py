@@ -136,8 +136,8 @@ def test_routing_follows_register_scale_and_deregister(consul: Any, tmp_path: Pa
             assert metric(metrics_port, 'wharf_render_reloads_total{kind="haproxy"}') == before + 1
             assert current_worker(haproxy) != worker
             assert seen_backends(http_port, vhost) == {f"backend {ports[2]}"}  # kept across the reload
-            wait_for(lambda: metric(metrics_port, "wharf_render_blocking_queries") == 3,
-                     what="the node list, the one node and the checks held open")
+            wait_for(lambda: metric(metrics_port, "wharf_render_blocking_queries") == 4,
+                     what="the node list, the one node, the critical and the warning checks held open")
             assert metric(metrics_port, "wharf_render_last_success_age_seconds") < 60
             for sid in ids[2:]:
                 client.agent.service.deregister(sid)
@@ -239,8 +239,8 @@ def test_quiescence_kv_and_exec_with_a_user_template(consul: Any, tmp_path: Path
                 "--wait", "2:20", "--exec", f"echo ran >> {log}", "--metrics-port", str(metrics_port)]
         with render_run(consul.addr, *args, log_dir=tmp_path, token=consul.token):
             wait_for(lambda: dest.exists() and "greeting=none" in dest.read_text(), timeout=60, what="first render")
-            wait_for(lambda: metric(metrics_port, "wharf_render_blocking_queries") == 4,
-                     what="the node list, the one node, the checks and one KV prefix held open")
+            wait_for(lambda: metric(metrics_port, "wharf_render_blocking_queries") == 5,
+                     what="the node list, the one node, the failing checks and one KV prefix held open")
             writes = metric(metrics_port, 'wharf_render_writes_total{target="list.txt"}')
             # a burst: five registrations and a KV write, all inside the 2 s quiet period
             for port in range(32000, 32005):

@@ -16,6 +16,7 @@ from consul_templates.quiescence import Quiescence, parse_wait
 from consul_templates.snapshot import ServiceInstance, Snapshot
 from wharf.contracts.words import NAME_WORD
 from wharf.errors import BadInput
+from wharf.haproxy import servers_state
 from wharf.retry import Retry
 from wharf.watch import next_index
 
@@ -541,3 +542,28 @@ def test_a_watch_follows_the_index_rules_rate_limits_and_reports_outages() -> No
     assert [i for _, i in calls[:9]] == [0, 5, 5, 7, 0, 0, 3, 0, 4]
     assert events[:6] == ["change", "change", "down", "up", "reset", "change"]
     assert all(b - a >= 0.05 for (a, _), (b, _) in zip(calls, calls[1:], strict=False))  # the rate limit
+
+
+# --- what a running HAProxy serves -------------------------------------------------------------------
+
+SHOW_SERVERS_STATE = """1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight \
+srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state \
+bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr \
+srv_agent_addr srv_agent_port
+2 b 1 slot1 127.0.0.1 0 1 1 1 0 1 0 0 0 0 0 0 - 9 - 0 0 - - 0
+2 b 2 slot2 127.0.0.1 2 4 1 1 0 1 0 0 8 0 0 0 - 10 - 0 0 - - 0
+2 b 3 slot3 127.0.0.1 0 5 1 1 1 1 0 0 8 0 0 0 - 1 - 0 0 - - 0
+"""
+
+
+def test_a_slot_written_disabled_then_set_ready_serves_and_one_set_to_maint_does_not() -> None:
+    """HAProxy 2.6's own answer after `set server b/slot2 ... state ready` on a slot the config wrote
+    `disabled` (admin state 4: only the config's mark) and `state maint` on slot1 (admin state 1)."""
+    state = servers_state(SHOW_SERVERS_STATE)
+    assert state == {("b", "slot1"): ("127.0.0.1", 9, False), ("b", "slot2"): ("127.0.0.1", 10, True),
+                     ("b", "slot3"): ("127.0.0.1", 1, False)}
+    web = ServiceInstance("w", "w", "n", "127.0.0.1", 10)
+    assert slots.reconcile(state, {"b": (None, web, None)}) == ()
+    assert slots.reconcile(state, {"b": (web, None, None)}) == (
+        *slots.slot_commands("b", "slot1", web), *slots.slot_commands("b", "slot2", None))
