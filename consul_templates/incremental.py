@@ -93,6 +93,21 @@ class Incremental:
         self.started, self.latest = True, None
         return Update(structural, tuple(sorted(moved)))
 
+    def changed_since(self, blocks: Mapping[str, Any]) -> list[str]:
+        """The routes whose blocks are not the ones in `blocks` (a copy of `self.blocks` kept when a
+        file was written): new or re-rendered since."""
+        return [name for name in self.order if blocks.get(name) is not self.blocks[name]]
+
+    def partial(self, names: list[str]) -> str:
+        """A config holding what `names` change: the head, the shared http frontend, their frontends
+        and backends, and for every other backend a stand-in of its mode for the rules that name it.
+        `haproxy -c` of it checks the change; the rest of the file was checked when it was written."""
+        wanted = set(names)
+        stand_ins = [f"\nbackend {name}\n    mode {self.routes[name].mode}\n" for name in self.order
+                     if name not in wanted]
+        return "".join([self.head, self.http, *(self.blocks[n][1] for n in names),
+                        *(self.blocks[n][2] for n in names), *stand_ins])
+
     @property
     def rendered(self) -> Rendered:
         """The file as it now stands: the blocks put together (done when asked, not on every change)."""

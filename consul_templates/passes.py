@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -65,6 +66,7 @@ class Target:
     live: dict[str, tuple] | None = None  # the slots the running HAProxy holds, once known
     written: dict[str, Service] = field(default_factory=dict)  # the services the file was last made of
     behind: bool = False  # servers moved that the Runtime API was not sent: the pass sets every slot
+    blocks: dict[str, Any] = field(default_factory=dict)  # the engine's blocks the file was written from
 
     def __post_init__(self) -> None:
         if self.template.spec == "haproxy" and self.seed is None:
@@ -216,6 +218,22 @@ class Renderer:
             LAST_SUCCESS.set(_last_success[0])
         return outcomes
 
+    def _to_write(self, target: Target) -> tuple[Rendered, writer.Validator | None, dict[str, Any]]:
+        """What to write, how to check it, and the engine's blocks it is made of. A file that changes
+        only some routes' blocks since the last good one is checked by `haproxy -c` of those blocks
+        (`Incremental.partial`): at 5,000 routes, 10 ms where the whole file takes 400."""
+        if target.engine is None or target.validate is None:
+            return self._rendered(target), target.validate, {}
+        with self.state:
+            rendered, blocks = target.engine.rendered, dict(target.engine.blocks)
+            changed = target.engine.changed_since(target.blocks)
+            whole = not target.blocks or target.stale or len(changed) * 2 > len(blocks)
+            partial = None if whole else target.engine.partial(changed)
+        if partial is None:
+            return rendered, target.validate, blocks
+        check = target.validate
+        return rendered, lambda _: writer.check(partial, target.dest.parent, target.dest.name, check), blocks
+
     def _rendered(self, target: Target) -> Rendered:
         if target.engine is not None:
             with self.state:
@@ -225,12 +243,13 @@ class Renderer:
         return render.render(target.template, usable, self.settings, previous)
 
     def _target(self, target: Target) -> TargetOutcome:
+        blocks: dict[str, Any] = {}  # after leaving a culprit out: none known, the next file is checked whole
         try:
             with self.state:
                 services = dict(self.services)
-            rendered = self._rendered(target)
+            rendered, validate, blocks = self._to_write(target)
             RENDERS.labels(target.label).inc()
-            result = writer.write(target.dest, rendered.text, target.validate)
+            result = writer.write(target.dest, rendered.text, validate)
         except (writer.ValidationFailed, RenderError) as exc:
             VALIDATION_FAILURES.labels(target.label).inc()
             log.error("render refused", extra=fields(dest=str(target.dest), error=str(exc)))
@@ -238,7 +257,8 @@ class Renderer:
             if found is None:
                 return TargetOutcome(str(target.dest), False, "failed", str(exc))
             rendered, result = found
-        target.written = services
+            blocks = {}
+        target.written, target.blocks = services, blocks
         for problem in sorted(set(rendered.problems) - target.problems, key=lambda p: (p.route, p.reason)):
             log.warning("route problem", extra=fields(route=problem.route, reason=problem.reason))
         target.problems = set(rendered.problems)  # each logged once while it lasts

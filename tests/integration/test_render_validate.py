@@ -197,3 +197,33 @@ def test_a_broken_template_is_refused_at_start_with_file_and_line(tmp_path: Path
 def test_template_and_dest_come_in_pairs(tmp_path: Path) -> None:
     result = wharf("render", "once", "--template", "haproxy", "--template", "nginx", "--dest", str(tmp_path / "x"))
     assert result.returncode == 2 and "pairs" in result.stderr
+
+
+def test_a_change_is_checked_by_haproxy_of_its_own_blocks_and_a_refused_one_left_out(tmp_path: Path) -> None:
+    """After a good file, a new route is checked by `haproxy -c` of what it changes (its blocks, the
+    shared http frontend, a stand-in for every other backend), not of the whole file; a route
+    HAProxy refuses there is left out and the file keeps the rest."""
+    checked: list[str] = []
+    haproxy_c = writer.haproxy_validator()
+
+    def validate(path: Path) -> None:
+        checked.append(path.read_text())
+        haproxy_c(path)
+        if "backend bad_10499" in checked[-1]:
+            raise writer.ValidationFailed("haproxy -c: [ALERT] refused")
+    dest = tmp_path / "haproxy.cfg"
+    target = passes.Target(render.load_template("haproxy"), dest, validate)
+    r = passes.Renderer([target], render.RenderSettings(http_port=18080, admin_socket=str(tmp_path / "a.sock")),
+                        reload=False)
+    apps = [instance(f"/app{n}", 10400 + n, 31000 + n, VHOST=f"a{n}.example.com") for n in range(6)]
+    assert r.apply(Snapshot.of(apps))[0].action == "written"
+    assert checked[-1].count("    server slot1 ") == 6  # the first file is checked whole
+    new = instance("/new", 10498, 32000, VHOST="new.example.com")
+    assert r.apply(Snapshot.of([*apps, new]))[0].action == "written"
+    assert checked[-1].count("    server slot1 ") == 1 and "backend new_10498" in checked[-1]
+    assert "\nbackend app0_10400\n    mode http\n" in checked[-1]  # a stand-in, for the rule that names it
+    assert dest.read_text().count("    server slot1 ") == 7
+    bad = instance("/bad", 10499, 32001, VHOST="bad.example.com")
+    [out] = r.apply(Snapshot.of([*apps, new, bad]))
+    assert out.action == "none" and out.excluded == ("bad",)  # the file it would be is the one there
+    assert "backend bad_10499" not in dest.read_text() and dest.read_text().count("    server slot1 ") == 7
