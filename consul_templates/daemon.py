@@ -60,6 +60,7 @@ class RenderDaemon(Daemon):
         self.feeds: list[watch.Feed] = []  # the node list, the checks, the KV prefixes
         self.nodes: dict[str, watch.Feed] = {}  # one per node
         self.stopped = threading.Event()
+        self.frozen = False  # the first pass's objects moved out of the collector's sight
         self.pending: set[str] = set()  # watches that have not answered yet
         self.started = False  # the first whole catalog was fed
         self.recovering_until: float | None = None
@@ -169,7 +170,10 @@ class RenderDaemon(Daemon):
             self.due.clear()
             try:
                 outcomes = self.renderer.flush()
-                gc.freeze()  # what the catalog and the pass keep lives long: no collection walks it again
+                if not self.frozen:  # the catalog read at start lives long: no later collection walks it
+                    gc.collect()
+                    gc.freeze()
+                    self.frozen = True
             except Exception as exc:  # noqa: BLE001 - a pass never ends the loop
                 log.error("render pass failed", extra=fields(error=str(exc)))
                 outcomes = []

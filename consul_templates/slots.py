@@ -1,5 +1,4 @@
-"""Slots and the apply decision: a membership-only change goes through the Runtime API, anything else
-is a reload.
+"""Slots: a membership-only change goes through the Runtime API, anything else is a reload.
 
 Every backend has a fixed number of server slots (`slot1..slotN`): filled ones are written as
 `server` lines with the instance's address, spare ones as a disabled `server-template` range. A
@@ -11,7 +10,6 @@ backend outgrowing its slots changes the structure and needs a reload.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from consul_templates.routes import Route
@@ -114,18 +112,6 @@ def structure(routes: Iterable[Route], layout: Layout) -> tuple[object, ...]:
     return tuple((r._replace(servers=()), len(layout[r.name])) for r in routes)
 
 
-@dataclass(frozen=True, slots=True)
-class ApplyPlan:
-    """How to bring a running HAProxy from one render to the next."""
-
-    reload: bool
-    commands: tuple[str, ...]  # Runtime API commands for slots of backends that exist in both
-
-    @property
-    def runtime_only(self) -> bool:
-        return not self.reload and bool(self.commands)
-
-
 def slot_commands(backend: str, slot: str, server: ServiceInstance | None) -> tuple[str, ...]:
     """The `set server` commands that put `server` (or nothing) in a running slot."""
     target = f"{backend}/{slot}"
@@ -168,20 +154,6 @@ def layout_from_config(text: str) -> dict[str, tuple[ServiceInstance | None, ...
 
 def _key(server: ServiceInstance | None) -> str | None:
     return server.key if server is not None else None
-
-
-def decide(old_routes: Iterable[Route] | None, old_layout: Layout | None,
-           new_routes: Iterable[Route], new_layout: Layout) -> ApplyPlan:
-    """Compare two renders' routes and slots: runtime commands for changed slots, and whether the
-    structure changed (then a reload is needed as well; the commands first bring the running
-    process in line, so the server state it saves matches the new file)."""
-    new_routes = tuple(new_routes)
-    if old_routes is None or old_layout is None:
-        return ApplyPlan(True, ())
-    old_routes = tuple(old_routes)
-    commands = moves(old_layout, new_layout, new_layout)
-    changed = structure(old_routes, old_layout) != structure(new_routes, new_layout)
-    return ApplyPlan(changed, commands)
 
 
 def reconcile(actual: Mapping[tuple[str, str], tuple[str, int, bool]], layout: Layout) -> tuple[str, ...]:

@@ -326,15 +326,15 @@ def test_servers_keep_their_slots_across_scaling() -> None:
     assert len(l1["w_1"]) == 8
     r2, l2 = _layout(app("/w", 1, 31000), app("/w", 1, 31002), app("/w", 1, 31003), previous=l1)
     assert [s.port if s else None for s in l2["w_1"]][:4] == [31000, 31003, 31002, None]
-    decision = slots.decide(r1, l1, r2, l2)
-    assert not decision.reload and decision.runtime_only
-    assert decision.commands == ("set server w_1/slot2 addr 127.0.0.1 port 31003", "set server w_1/slot2 state ready")
+    assert slots.structure(r1, l1) == slots.structure(r2, l2)  # no reload
+    assert slots.moves(l1, l2, l2) == ("set server w_1/slot2 addr 127.0.0.1 port 31003",
+                                       "set server w_1/slot2 state ready")
 
 
 def test_emptied_slot_goes_to_maintenance() -> None:
     r1, l1 = _layout(app("/w", 1, 31000), app("/w", 1, 31001))
     r2, l2 = _layout(app("/w", 1, 31000), previous=l1)
-    assert slots.decide(r1, l1, r2, l2).commands[0] == "set server w_1/slot2 state maint"
+    assert slots.moves(l1, l2, l2)[0] == "set server w_1/slot2 state maint"
 
 
 def test_structural_changes_need_a_reload() -> None:
@@ -343,9 +343,9 @@ def test_structural_changes_need_a_reload() -> None:
                    [app("/w", 1, 31000, VHOST="w.example.com")],          # a new vhost
                    [app("/w", 1, 31000 + i) for i in range(5)]):          # outgrows its slots
         r2, l2 = _layout(*change, previous=l1)
-        assert slots.decide(r1, l1, r2, l2).reload, change
-    assert slots.decide(None, None, r1, l1).reload
-    assert not slots.decide(r1, l1, r1, l1).reload and not slots.decide(r1, l1, r1, l1).commands
+        assert slots.structure(r1, l1) != slots.structure(r2, l2), change
+    assert slots.structure(r1, l1) == slots.structure(*_layout(app("/w", 1, 31000), previous=l1))
+    assert slots.moves(l1, l1, l1) == ()
 
 
 def test_a_written_config_gives_back_its_slots() -> None:
