@@ -118,14 +118,6 @@ class Catalog:
                 changed.add(self._join(name, sid, new))
         return changed
 
-    def add_service(self, node: Mapping[str, Any], svc: Mapping[str, Any]) -> set[str]:
-        """One registration with its node (from a `/v1/health/service/<name>` entry)."""
-        name = text(node.get("Node"))
-        current = self.nodes.get(name) or Node(text(node.get("Address")))
-        answer = {"Node": {"Node": name, "Address": current.address},
-                  "Services": {**current.services, text(svc.get("ID")): svc}}
-        return self.set_node(name, answer)
-
     def set_checks(self, checks: Iterable[Mapping[str, Any]]) -> set[str]:
         """Every check that is not passing (passing ones may be given too: they change nothing)."""
         service_ranks: dict[tuple[str, str], int] = {}

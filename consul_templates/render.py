@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from consul_templates import routes, safe, slots
+from consul_templates import routes, slots
 from consul_templates.routes import Problem, Route
 from consul_templates.snapshot import Service, ServiceInstance, Snapshot, paused_gc
 from wharf.errors import BadInput, Failure
@@ -197,11 +197,6 @@ def _line_of(exc: BaseException, path: Path) -> str:
         if Path(frame.filename).name == path.name:
             line = str(frame.lineno)
     return line
-
-
-def clean_snapshot(snapshot: Snapshot) -> tuple[Snapshot, tuple[safe.Drop, ...]]:
-    """`safe.clean`, re-exported for callers that render."""
-    return safe.clean(snapshot)
 
 
 def settings_of(values: Mapping[str, Any]) -> RenderSettings:

@@ -123,14 +123,13 @@ class Snapshot:
     @classmethod
     def from_health(cls, entries: Iterable[Mapping[str, Any]], kv: Mapping[str, str] | None = None) -> Snapshot:
         """Build from `/v1/health/service/<name>` entries (Node, Service, Checks), any service mix."""
-        from consul_templates.catalog import Catalog
+        from consul_templates.catalog import Catalog, text
 
-        catalog = Catalog()
+        answers: dict[str, dict[str, Any]] = {}  # as `/v1/catalog/node/<node>` would answer, per node
         for entry in entries:
-            node = dict(entry.get("Node") or {})
+            node = entry.get("Node") or {}
+            answer = answers.setdefault(text(node.get("Node")), {"Node": node, "Services": {}})
             service = entry.get("Service") or {}
-            catalog.add_service(node, service)
-        catalog.set_checks([c for e in entries for c in e.get("Checks") or ()])
-        if kv:
-            catalog.set_kv(kv)
-        return catalog.snapshot()
+            answer["Services"][text(service.get("ID"))] = service
+        checks = [c for e in entries for c in e.get("Checks") or ()]
+        return Catalog.read(answers.values(), checks, kv).snapshot()
