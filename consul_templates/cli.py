@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from wharf.contracts.marathon_lb import DEFAULT_RETRY_ON, retry_on
 from wharf.errors import BadInput, Failure, reaching
 
 
@@ -19,6 +20,13 @@ def _port(value: str | None, name: str, default: int) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise BadInput(f"{name}: {value!r} is not a port (PORT or HOST:PORT)")
     return int(text)
+
+
+def _retry_on(value: str) -> str:
+    try:
+        return retry_on(value)
+    except ValueError as exc:
+        raise BadInput(f"--retry-on: {value!r} {exc}") from None
 
 
 def _options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,6 +53,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="nginx's prefix (-p) for nginx -t and -s reload [env WHARF_NGINX_PREFIX]"),
         click.option("--exec", "exec_command", default=None, metavar="CMD",
                      help="Run CMD (through the shell) after a write changes a file"),
+        click.option("--retry-on", default=DEFAULT_RETRY_ON, show_default=True, metavar="KEYWORDS|none",
+                     help="What HAProxy retries on another server (its retry-on keywords; none: only "
+                          "connection retries to the same server); a HAPROXY_{n}_RETRY_ON label wins"),
         click.option("--kv-prefix", "kv_prefixes", multiple=True, metavar="PREFIX",
                      help="Also watch these Consul KV prefixes; templates see them as `kv`"),
     ]
@@ -68,7 +79,7 @@ def _build(loaded: Any, reload: bool, **o: Any) -> Any:
     settings = render.RenderSettings(
         bind=o["bind"], http_port=_port(o["http_port"], "--http-port", 80), stats_port=o["stats_port"],
         admin_socket=admin, state_file=state_file, nginx_port=_port(o["nginx_port"], "--nginx-port", 80),
-        groups=tuple(o["groups"]),
+        groups=tuple(o["groups"]), retry_on=_retry_on(o["retry_on"]),
     )
     targets = [passes.Target(t, d, passes.validator_for(t.kind, o["nginx_prefix"]))
                for t, d in zip(loaded_templates, dests, strict=True)]

@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from consul_templates import routes, slots
 from consul_templates.routes import Problem, Route
 from consul_templates.snapshot import Service, ServiceInstance, Snapshot, paused_gc
+from wharf.contracts.marathon_lb import DEFAULT_RETRY_ON
 from wharf.errors import BadInput, Failure
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -42,6 +43,7 @@ class RenderSettings:
     state_file: str = "/var/lib/haproxy/server-state"
     nginx_port: int = 80
     groups: tuple[str, ...] = ()
+    retry_on: str = DEFAULT_RETRY_ON  # HAProxy `retry-on` for every backend a label does not set
 
     @property
     def reserved_ports(self) -> tuple[int, ...]:

@@ -42,6 +42,7 @@ class Route(NamedTuple):
     servers: tuple[ServiceInstance, ...]  # the passing instances
     exact_vhosts: tuple[str, ...]  # the vhosts without a wildcard
     wildcard_suffixes: tuple[str, ...]  # `*.example.com` as `.example.com`, to match the end of the Host
+    retry_on: str | None = None  # HAPROXY_{n}_RETRY_ON; None: the renderer's --retry-on
 
     @property
     def http_routed(self) -> bool:
@@ -140,7 +141,8 @@ def make_route(key: RouteKey, instances: Sequence[ServiceInstance], groups: Iter
                   path=path, weight=labels["BACKEND_WEIGHT"], group=labels["GROUP"],
                   servers=tuple(servers.values()),
                   exact_vhosts=tuple(h for h in vhosts if not h.startswith("*.")),
-                  wildcard_suffixes=tuple(h[1:] for h in vhosts if h.startswith("*.")))
+                  wildcard_suffixes=tuple(h[1:] for h in vhosts if h.startswith("*.")),
+                  retry_on=labels["RETRY_ON"])
     return Candidate(route, tuple(problems))
 
 

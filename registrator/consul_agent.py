@@ -23,9 +23,11 @@ class Agent:
 
     def register(self, reg: Registration) -> None:
         body = reg.body()
+        checks = [body["Check"]] if "Check" in body else body.get("Checks", [])
         self.c.agent.service.register(body["Name"], service_id=body["ID"], address=body["Address"],
                                       port=body["Port"], tags=body["Tags"], meta=body["Meta"],
-                                      check=body.get("Check"), replace_existing_checks=True)
+                                      check=checks[0] if checks else None, extra_checks=checks[1:],
+                                      replace_existing_checks=True)
 
     def deregister(self, service_id: str) -> None:
         self.c.agent.service.deregister(service_id)

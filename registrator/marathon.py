@@ -1,15 +1,16 @@
-"""Service ports of Marathon apps, asked of Marathon once per app version."""
+"""Marathon apps of running tasks (their service ports and health checks), asked of Marathon once per
+app version."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import requests
 
 from registrator.model import DockerContainer
-from wharf.contracts.marathon_lb import marathon_service_ports
 from wharf.errors import WharfError, describe
 from wharf.log import fields
 from wharf.marathon import MarathonClient
@@ -20,35 +21,36 @@ RETRY_AFTER = 30.0  # seconds before asking again about an app version Marathon 
 ONE_ROUND = Retry(max_tries=1, retry_on=(requests.ConnectionError, requests.Timeout))  # each master once
 
 
-class ServicePorts:
-    """`lookup(container)` -> {port index: service port}; empty when Marathon is not configured or
-    cannot answer (the caller then falls back to the `HAPROXY_{i}_PORT` labels)."""
+class MarathonApps:
+    """`lookup(container)` -> the Marathon app (that version) the container is a task of; None when it
+    is none, or Marathon is not configured or cannot answer (the caller then falls back to the
+    `HAPROXY_{i}_PORT` labels and registers without the app's health checks)."""
 
     def __init__(self, urls: Sequence[str] | None, timeout: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.urls = tuple(urls or ())
         self.client = MarathonClient(self.urls, timeout, ONE_ROUND) if self.urls else None
         self._clock = clock
-        self._known: dict[tuple[str, str], dict[int, int]] = {}
+        self._known: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._failed: dict[tuple[str, str], float] = {}
 
-    def __call__(self, container: DockerContainer) -> dict[int, int]:
+    def __call__(self, container: DockerContainer) -> Mapping[str, Any] | None:
         app_id = container.env.get("MARATHON_APP_ID")
         if not app_id or self.client is None:
-            return {}
+            return None
         key = (app_id, container.env.get("MARATHON_APP_VERSION", ""))
         if key in self._known:
             return self._known[key]
         if self._clock() < self._failed.get(key, float("-inf")):
-            return {}
+            return None
         try:
             app = self.client.version(app_id, key[1]) if key[1] else self.client.app(app_id)
             if app is not None:
-                self._known[key] = marathon_service_ports(app)
-                return self._known[key]
+                self._known[key] = app
+                return app
         except (WharfError, ValueError) as exc:  # unreachable, refused, or not an app
             log.debug("marathon lookup failed", extra=fields(app=app_id, error=describe(exc)))
-        log.warning("marathon has no service ports for the app; using HAPROXY_{i}_PORT labels",
+        log.warning("marathon has no such app version; using HAPROXY_{i}_PORT labels, no health checks",
                     extra=fields(app=app_id, version=key[1]))
         self._failed[key] = self._clock() + RETRY_AFTER
-        return {}
+        return None

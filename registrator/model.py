@@ -114,15 +114,17 @@ class Registration:
     container_id: str
     tags: tuple[str, ...] = ()
     meta: tuple[tuple[str, str], ...] = ()
-    check: tuple[tuple[str, Any], ...] | None = None
+    checks: tuple[tuple[tuple[str, Any], ...], ...] = ()  # Consul check definitions, as sorted items
     drained: bool = False  # wanted in maintenance (the container is stopping or failed)
 
     def body(self) -> dict[str, Any]:
         """The `PUT /v1/agent/service/register` body, Meta carrying the digest of the rest."""
         body: dict[str, Any] = {"ID": self.id, "Name": self.name, "Address": self.address, "Port": self.port,
                                 "Tags": list(self.tags), "Meta": dict(self.meta)}
-        if self.check is not None:
-            body["Check"] = dict(self.check)
+        if len(self.checks) == 1:
+            body["Check"] = dict(self.checks[0])
+        elif self.checks:
+            body["Checks"] = [dict(c) for c in self.checks]
         body["Meta"][DIGEST_KEY] = digest(body)
         return body
 

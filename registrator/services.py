@@ -17,6 +17,9 @@ of `Registration`s comes out. The rules, as gliderlabs/registrator applies them:
   Marathon ids, port index, service port, every `HAPROXY_*` label), which a user cannot override.
 - Address: `ip` when given, else a Marathon task's `HOST`, else a published port's specific host
   address, else the host's; with `internal`, the container's.
+- Checks: the `SERVICE_CHECK_*` settings when set (registrator's own); else a Marathon task's app
+  health checks as Consul checks (`marathon_checks`), which start critical, so an instance is routed
+  only once it answers; else none (passing at once).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 from registrator.model import DockerContainer, Options, Registration
 from wharf.contracts import consul_meta
-from wharf.contracts.marathon_lb import registered_service_port, service_name
+from wharf.contracts.marathon_lb import marathon_service_ports, registered_service_port, service_name
 
 PREFIX = "SERVICE_"
 _PORT_KEY = re.compile(r"^(\d+)_(.+)$")
@@ -154,6 +157,46 @@ def build_check(settings: Mapping[str, str], address: str, port: int, container_
     return check
 
 
+def marathon_checks(app: Mapping[str, Any], ports: Mapping[int, Port], container_id: str
+                    ) -> list[dict[str, Any]]:
+    """The app's Marathon health checks as Consul check definitions for one task whose ports by index
+    are `ports`: HTTP(S) and TCP (Mesos-run or not) against the task's address and the check's
+    `portIndex` (or `port`), COMMAND inside the container; interval and timeout as Marathon's (its
+    defaults 60 s and 20 s). Each starts critical: Marathon routes a task only once its checks pass,
+    and its grace period only delays killing, which is Marathon's to do. A check that names no port
+    the task has, or a protocol Consul cannot run, is left out."""
+    checks = []
+    for n, hc in enumerate(app.get("healthChecks") or []):
+        if not isinstance(hc, Mapping):
+            continue
+        protocol = str(hc.get("protocol") or "HTTP").upper().removeprefix("MESOS_")
+        timing = {"Interval": f"{_seconds(hc.get('intervalSeconds'), 60)}s",
+                  "Timeout": f"{_seconds(hc.get('timeoutSeconds'), 20)}s"}
+        target = ports.get(_seconds(hc.get("portIndex"), 0)) if not hc.get("port") else None
+        address = target.address if target else next((p.address for p in ports.values()), None)
+        port = target.port if target else _seconds(hc.get("port"), 0)
+        check: dict[str, Any]
+        if protocol in ("HTTP", "HTTPS") and address and port:
+            path = str(hc.get("path") or "/")
+            check = {"HTTP": f"{protocol.lower()}://{address}:{port}{path if path.startswith('/') else '/' + path}"}
+        elif protocol == "TCP" and address and port:
+            check = {"TCP": f"{address}:{port}"}
+        elif protocol == "COMMAND" and isinstance(hc.get("command"), Mapping) and hc["command"].get("value"):
+            check = {"DockerContainerID": container_id, "Shell": "/bin/sh",
+                     "Args": ["/bin/sh", "-c", str(hc["command"]["value"])]}
+        else:
+            continue
+        checks.append({"Name": f"Marathon health check {n} ({protocol})", **check, **timing, "Status": "critical"})
+    return checks
+
+
+def _seconds(value: Any, default: int) -> int:
+    try:
+        return max(0, int(value)) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
 def _meta(user: Mapping[str, str], contract: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """Meta within Consul's limits: the contract's keys always, user keys as room allows."""
     meta = {k: v for k, v in contract.items() if _META_KEY.match(k) and len(v) <= META_MAX_VALUE}
@@ -166,7 +209,7 @@ def _meta(user: Mapping[str, str], contract: Mapping[str, str]) -> tuple[tuple[s
     return tuple(sorted(meta.items()))
 
 
-def desired(container: DockerContainer, options: Options, service_ports: Mapping[int, int] | None = None
+def desired(container: DockerContainer, options: Options, app: Mapping[str, Any] | None = None
             ) -> list[Registration]:
     """The registrations `container` should have (none unless it runs; draining is the caller's)."""
     if not container.running:
@@ -175,6 +218,8 @@ def desired(container: DockerContainer, options: Options, service_ports: Mapping
     ports = ports_of(container, options)
     app_id = container.env.get("MARATHON_APP_ID")
     haproxy = consul_meta.haproxy_labels(container.labels)
+    service_ports = marathon_service_ports(app) if app else {}
+    health = marathon_checks(app, {p.index: p for p in ports if p.index is not None}, container.id) if app else []
     out = []
     for port in ports:
         merged, specific = for_port(settings, port.exposed)
@@ -193,15 +238,16 @@ def desired(container: DockerContainer, options: Options, service_ports: Mapping
             contract[consul_meta.MARATHON_APP_ID] = app_id
             contract[consul_meta.MESOS_TASK_ID] = container.env.get("MESOS_TASK_ID", "")
             contract[consul_meta.PORT_INDEX] = str(port.index)
-            service_port = registered_service_port(port.index or 0, service_ports or {}, haproxy)
+            service_port = registered_service_port(port.index or 0, service_ports, haproxy)
             if service_port:
                 contract[consul_meta.SERVICE_PORT] = str(service_port)
             contract.update(haproxy)
         user = {k: v for k, v in merged.items() if k not in _NOT_META}
-        check = build_check(merged, port.address, port.port, container.id)
+        own = build_check(merged, port.address, port.port, container.id)
+        checks = [own] if own else health
         out.append(Registration(
             id=service_id, name=name, address=port.address, port=port.port, container_id=container.id,
             tags=tuple(dict.fromkeys(tags)), meta=_meta(user, contract),
-            check=tuple(sorted(check.items())) if check else None,
+            checks=tuple(tuple(sorted(c.items())) for c in checks),
         ))
     return out

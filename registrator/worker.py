@@ -92,7 +92,7 @@ class Registrator:
     """Containers known, registrations written, and the cycle that keeps Consul right."""
 
     def __init__(self, options: Options, docker: Any, agent: Agent,
-                 lookup: Callable[[DockerContainer], Mapping[int, int]] = lambda c: {},
+                 lookup: Callable[[DockerContainer], Mapping[str, Any] | None] = lambda c: None,
                  resync_every: float = 0.0, drain_limit: float = DRAIN_LIMIT,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options

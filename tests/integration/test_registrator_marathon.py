@@ -74,3 +74,33 @@ def test_a_marathon_app_is_registered_at_its_agents_with_the_contracts_meta(
             requests.delete(f"{url}/v2/apps{app_id}", params={"force": "true"}, timeout=10)
         wait_for(lambda: not owned(c, reg.owner) and not owned(c, no_marathon.owner), 60,
                  "the app's services to go with its tasks")
+
+
+@stand_in_only("MARATHON_URL", "MESOS_MASTER",
+               why="the registrator watches this machine's Docker engine, where only the stand-in's tasks run")
+def test_a_slow_starter_is_registered_critical_until_its_marathon_health_check_passes(
+        marathon: Endpoint, consul: Any, docker_engine: Any, tmp_path: Path) -> None:
+    """Ready before routed: the task's Consul service carries the app's Marathon health check and
+    stays critical (not routed) while the task does not listen yet, then passes."""
+    app_id = f"/reg-{uuid.uuid4().hex[:6]}/slow"
+    app = {"id": app_id, "cpus": 0.01, "mem": 16, "instances": 1,
+           "cmd": "echo ok > index.html; sleep 4; exec httpd -f -p $HOST:$PORT0 -h .",
+           "container": {"type": "DOCKER", "docker": {"image": IMAGE}},
+           "portDefinitions": [{"port": 0}],
+           "healthChecks": [{"protocol": "HTTP", "path": "/index.html", "portIndex": 0, "intervalSeconds": 1,
+                             "timeoutSeconds": 1, "gracePeriodSeconds": 30}]}
+    c = consul.client()
+    name = app_id.strip("/").replace("/", "-")
+    with registrator(consul, docker_engine.host, tmp_path, "--resync", "0", env={"MARATHON_URL": marathon.url}):
+        assert requests.post(f"{marathon.url}/v2/apps", json=app, timeout=10).status_code == 201
+        try:
+            def statuses() -> set[str]:
+                _, entries = c.health.service(name)
+                return {ch["Status"] for e in entries for ch in e["Checks"] if ch["Name"].startswith("Marathon")}
+
+            assert wait_for(statuses, 30, "the task's service with its Marathon check") == {"critical"}
+            wait_for(lambda: statuses() == {"passing"}, 30, "the check to pass once the task listens")
+            _, entries = c.health.service(name, passing=True)
+            assert len(entries) == 1
+        finally:
+            requests.delete(f"{marathon.url}/v2/apps{app_id}", params={"force": "true"}, timeout=10)

@@ -3,10 +3,14 @@ Runtime API with no new worker; structural changes are one reload; nothing is dr
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import signal
+import socket
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -175,3 +179,79 @@ def test_a_drain_reaches_haproxy_while_a_structural_pass_is_still_validating(tmp
             structural.join(30)
         assert seen_backends(http_port, "api.example.com") == {f"backend {ports[2]}"}  # the reload came
         assert seen_backends(http_port, "shop.example.com") == {f"backend {ports[0]}"}  # and kept the drain
+
+
+@contextmanager
+def hanging_up() -> Iterator[int]:
+    """A server on a free loopback port that reads each request and closes without answering."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                with suppress(OSError):
+                    conn.recv(65536)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def request(port: int, method: str, host: str) -> int:
+    """One request on a new connection; its status, 0 when the connection failed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, "/", body=None,
+                     headers={"Host": host, "Connection": "close"})
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+def test_a_server_dead_before_its_drain_costs_an_idempotent_request_nothing(tmp_path: Path) -> None:
+    """An instance that exits at once on SIGTERM is gone before its drain reaches HAProxy: the
+    built-in template retries a refused connection on another server at once and marks the dead one
+    down; with HAPROXY_0_RETRY_ON=none the first request that meets it fails."""
+    http_port, sp, sp2 = free_port(), free_port(), free_port()
+    with own_haproxy(tmp_path / "haproxy") as haproxy, backends(3) as (pool, ports):
+        renderer = haproxy_renderer(haproxy, http_port)
+        default = [instance("/retried", sp, p, VHOST="r.example.com") for p in ports]
+        bare = [instance("/bare", sp2, p, VHOST="b.example.com", RETRY_ON="none") for p in ports]
+        assert renderer.apply(Snapshot.of([*default, *bare]))[0].action == "reload"
+        assert seen_backends(http_port, "r.example.com") == {f"backend {p}" for p in ports}
+        assert seen_backends(http_port, "b.example.com") == {f"backend {p}" for p in ports}
+        dead = pool.servers.pop(ports[0])
+        dead.shutdown()
+        dead.server_close()  # refuses connections; the catalog still says passing
+
+        # round robin: three in a row meet every server once, the dead one included
+        assert [request(http_port, "POST", "r.example.com") for _ in range(3)] == [200] * 3  # never reached it
+        assert [request(http_port, "GET", "r.example.com") for _ in range(30)] == [200] * 30
+        bare_statuses = [request(http_port, "GET", "b.example.com") for _ in range(30)]
+        assert 503 in bare_statuses and bare_statuses.count(200) >= 27
+
+
+def test_an_empty_response_is_retried_for_idempotent_methods_only(tmp_path: Path) -> None:
+    """A server that takes the request and hangs up: a GET is answered by another server, a POST
+    (which that server may have acted on) is not sent twice."""
+    http_port, sp = free_port(), free_port()
+    with own_haproxy(tmp_path / "haproxy") as haproxy, backends(1) as (_, ports), hanging_up() as rude:
+        renderer = haproxy_renderer(haproxy, http_port)
+        members = [instance("/api", sp, p, VHOST="a.example.com") for p in (rude, ports[0])]
+        assert renderer.apply(Snapshot.of(members))[0].action == "reload"
+        # round robin over the two: every other request meets the one that hangs up
+        assert [request(http_port, "GET", "a.example.com") for _ in range(4)] == [200] * 4
+        assert sorted(request(http_port, "POST", "a.example.com") for _ in range(4)) == [200, 200, 502, 502]

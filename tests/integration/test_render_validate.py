@@ -26,9 +26,9 @@ plain_text = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
 maybe = st.one_of(plain_text, nasty_text)
 ipv4 = st.tuples(*[st.integers(1, 254)] * 3).map(lambda t: "127.{}.{}.{}".format(*t))
 label_names = st.sampled_from(["VHOST", "PATH", "MODE", "BALANCE", "STICKY", "REDIRECT_TO_HTTPS", "BACKEND_WEIGHT",
-                               "ENABLED", "GROUP", "PORT", "BACKEND_HEAD", "FRONTEND_HEAD"])
+                               "ENABLED", "GROUP", "PORT", "BACKEND_HEAD", "FRONTEND_HEAD", "RETRY_ON"])
 label_values = st.one_of(maybe, st.sampled_from(["true", "http", "tcp", "/api", "a.example.com", "*.b.org",
-                                                 "leastconn", "5", "10080"]))
+                                                 "leastconn", "5", "10080", "none", "503,conn-failure"]))
 
 
 @st.composite
@@ -49,7 +49,7 @@ def hostile_instance(draw: st.DrawFn) -> ServiceInstance:
 HAPROXY_KEYWORDS = {"global", "stats", "server-state-file", "defaults", "mode", "timeout", "option", "retries",
                     "load-server-state-from-file", "listen", "bind", "frontend", "acl", "use_backend",
                     "default_backend", "backend", "balance", "cookie", "dynamic-cookie-key", "http-request",
-                    "server", "server-template"}
+                    "server", "server-template", "retry-on", "default-server"}
 NGINX_DIRECTIVES = {"worker_processes", "pid", "error_log", "events", "worker_connections", "http", "access_log",
                     "default_type", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
                     "uwsgi_temp_path", "scgi_temp_path", "proxy_http_version", "proxy_set_header", "upstream",
@@ -197,6 +197,15 @@ def test_a_broken_template_is_refused_at_start_with_file_and_line(tmp_path: Path
 def test_template_and_dest_come_in_pairs(tmp_path: Path) -> None:
     result = wharf("render", "once", "--template", "haproxy", "--template", "nginx", "--dest", str(tmp_path / "x"))
     assert result.returncode == 2 and "pairs" in result.stderr
+
+
+def test_a_bad_retry_on_is_refused_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    dest = tmp_path / "haproxy.cfg"
+    result = wharf("render", "once", "--template", "haproxy", "--dest", str(dest), "--retry-on", "conn-failure,sometimes",
+                   env={"CONSUL_HTTP_ADDR": "127.0.0.1:1"})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("Error: --retry-on: 'conn-failure,sometimes' is not none or HAProxy retry-on")
+    assert len(result.stderr.strip().splitlines()) == 1 and not dest.exists()
 
 
 def test_a_change_is_checked_by_haproxy_of_its_own_blocks_and_a_refused_one_left_out(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from wharf.contracts.marathon_lb import (
     LABELS,
     app_name,
     label_problem,
+    retry_on,
     label_table,
     marathon_service_ports,
     registered_service_port,
@@ -61,9 +62,14 @@ def test_readme_label_table_is_the_declared_table() -> None:
 
 
 def test_declared_labels_are_marathon_lbs_own() -> None:
+    """A label said to be marathon-lb's is in its labels.csv; one of wharf's own is not (so one
+    marathon-lb later gives a meaning is noticed)."""
     with upstream("marathon-lb", "labels.csv").open() as f:
         known = {row["label"] for row in csv.DictReader(f)}
-    assert {f"HAPROXY_{{n}}_{label.name}" for label in LABELS} <= known
+    theirs = {f"HAPROXY_{{n}}_{label.name}" for label in LABELS if label.marathon_lb}
+    ours = {f"HAPROXY_{{n}}_{label.name}" for label in LABELS if not label.marathon_lb}
+    assert theirs <= known
+    assert ours == {"HAPROXY_{n}_RETRY_ON"} and not ours & known
 
 
 # --- the rules themselves ------------------------------------------------------------------------
@@ -91,6 +97,15 @@ def test_label_problems_use_the_table_parsers() -> None:
     assert label_problem("HAPROXY_0_MODE", "udp") == "is not one of http, tcp"
     assert label_problem("HAPROXY_GROUP", "ok-group") is None
     assert label_problem("HAPROXY_0_UNKNOWN", "x") is None and label_problem("OTHER", "x") is None
+    assert label_problem("HAPROXY_0_RETRY_ON", "conn-failure,503") is None
+    assert label_problem("HAPROXY_1_RETRY_ON", "sometimes").startswith("is not none or HAProxy retry-on")
+    assert label_problem("HAPROXY_1_RETRY_ON", "none 503") is not None  # none stands alone
+    assert label_problem("HAPROXY_1_RETRY_ON", "") is not None
+
+
+def test_retry_on_is_normalised_to_haproxys_spelling() -> None:
+    assert retry_on(" Conn-Failure,503  503 empty-response") == "conn-failure 503 empty-response"
+    assert retry_on("NONE") == "none"
 
 
 def test_consul_meta_keys_are_consul_meta_keys() -> None:

@@ -148,7 +148,7 @@ def marathon_task(index_ports: list[int], labels: dict[str, str], **env: str) ->
 def test_marathon_task_gets_the_contracts_name_address_and_meta() -> None:
     labels = {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com", "HAPROXY_1_PORT": "10011",
               "SERVICE_32001_NAME": "shop-admin", "wharf.owner": "deploy"}
-    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], labels)), OPTS, service_ports={0: 10010})
+    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], labels)), OPTS, app={"portDefinitions": [{"port": 10010}]})
     assert [(r.id, r.name, r.address, r.port) for r in regs] == [
         ("node1:mesos-abc:32000", "shop-web", "127.0.0.3", 32000),
         ("node1:mesos-abc:32001", "shop-admin", "127.0.0.3", 32001)]
@@ -197,3 +197,47 @@ def test_service_ports_of_marathon_app_definitions() -> None:
     assert service_ports({"container": {"portMappings": [{"containerPort": 80, "servicePort": 10080}]}}) == {0: 10080}
     assert service_ports({"container": {"docker": {"portMappings": [{"servicePort": 10090}]}}}) == {0: 10090}
     assert service_ports({}) == {}
+
+
+# --- Marathon health checks: ready before routed --------------------------------------------------
+
+def health_app(*checks: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "/shop/web", "portDefinitions": [{"port": 10010}, {"port": 10011}], "healthChecks": list(checks)}
+
+
+def checks_of(app: dict[str, Any], **env: str) -> list[dict[str, Any] | list[dict[str, Any]]]:
+    """Each registration's check(s) as the agent gets them (`Check`, `Checks`, or None)."""
+    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], {}, **env)), OPTS, app=app)
+    return [r.body().get("Check") or r.body().get("Checks") for r in regs]
+
+
+def test_marathon_health_checks_become_consul_checks_that_start_critical() -> None:
+    app = health_app({"protocol": "HTTP", "path": "/ready", "portIndex": 1, "intervalSeconds": 2, "timeoutSeconds": 1,
+                      "gracePeriodSeconds": 30, "maxConsecutiveFailures": 3})
+    first, second = checks_of(app)
+    want = {"Name": "Marathon health check 0 (HTTP)", "HTTP": "http://127.0.0.3:32001/ready", "Interval": "2s",
+            "Timeout": "1s", "Status": "critical"}
+    assert first == second == want  # the task's readiness, on each of its ports' services
+
+
+def test_every_marathon_protocol_marathon_defaults_and_what_is_left_out() -> None:
+    app = health_app({"protocol": "MESOS_TCP"}, {"protocol": "COMMAND", "command": {"value": "test -f /ok"}},
+                     {"protocol": "MESOS_HTTPS", "port": 8443, "path": "ready"},
+                     {"protocol": "HTTP", "portIndex": 5},  # the task has no port 5
+                     {"protocol": "COMMAND"}, {"protocol": "SMOKE_SIGNALS"}, "not a check")
+    checks = checks_of(app)[0]
+    assert isinstance(checks, list)
+    assert [{k: v for k, v in c.items() if k not in ("Name", "Status")} for c in checks] == [
+        {"TCP": "127.0.0.3:32000", "Interval": "60s", "Timeout": "20s"},
+        {"DockerContainerID": "c0ffee" * 10 + "abcd", "Shell": "/bin/sh", "Args": ["/bin/sh", "-c", "test -f /ok"],
+         "Interval": "60s", "Timeout": "20s"},
+        {"HTTP": "https://127.0.0.3:8443/ready", "Interval": "60s", "Timeout": "20s"}]
+    assert {c["Status"] for c in checks} == {"critical"}
+
+
+def test_registrators_own_check_wins_and_no_health_checks_means_passing_at_once() -> None:
+    app = health_app({"protocol": "TCP"})
+    own = checks_of(app, SERVICE_CHECK_HTTP="/own", SERVICE_CHECK_INTERVAL="5s")
+    assert own[0] == {"HTTP": "http://127.0.0.3:32000/own", "Interval": "5s"}
+    assert checks_of({"id": "/shop/web"}) == [None, None]
+    assert checks_of(health_app()) == [None, None]

@@ -22,9 +22,9 @@ from typing import Any
 from wharf.contracts.words import is_name, is_path, is_vhost
 
 __all__ = [
-    "APP_GROUP_LABEL", "BALANCES", "DEFAULT_GROUP", "LABEL_DEFAULTS", "LABELS", "Label", "app_name",
+    "APP_GROUP_LABEL", "BALANCES", "DEFAULT_GROUP", "DEFAULT_RETRY_ON", "RETRY_ON", "LABEL_DEFAULTS", "LABELS", "Label", "app_name",
     "label_problem", "label_service_ports", "label_table", "marathon_service_ports", "registered_service_port",
-    "route_name", "service_name", "service_ports",
+    "retry_on", "route_name", "service_name", "service_ports",
 ]
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
@@ -77,6 +77,22 @@ def _path(text: str) -> str:
     return text.strip()
 
 
+#: HAProxy 2.6's `retry-on` keywords: what a failed attempt may be retried on (`none`: nothing)
+RETRY_ON = ("conn-failure", "empty-response", "junk-response", "response-timeout", "0rtt-rejected",
+            "401", "403", "404", "408", "425", "500", "501", "502", "503", "504", "all-retryable-errors")
+DEFAULT_RETRY_ON = "conn-failure empty-response"
+
+
+def retry_on(text: str) -> str:
+    """HAProxy `retry-on` keywords, space- or comma-separated, or `none`; normalised to one space."""
+    words = tuple(filter(None, re.split(r"[\s,]+", text.strip().lower())))
+    if words == ("none",):
+        return "none"
+    if not words or any(w not in RETRY_ON for w in words):
+        raise ValueError(f"is not none or HAProxy retry-on keywords ({', '.join(RETRY_ON)})")
+    return " ".join(dict.fromkeys(words))
+
+
 def _group(text: str) -> str:
     if not is_name(text.strip()):
         raise ValueError("is not a group name")
@@ -88,12 +104,14 @@ def _group(text: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Label:
     """One honoured marathon-lb label `HAPROXY_{n}_<name>`: its parser, its value when absent (None:
-    worked out as the description says), and what it does."""
+    worked out as the description says), what it does, and whether marathon-lb has it too (False: a
+    label of wharf's own, in marathon-lb's naming)."""
 
     name: str
     parse: Callable[[str], Any]
     default: Any
     description: str
+    marathon_lb: bool = True
 
 
 #: a label's parser, remembered by value: the same labels come back in every render, and each
@@ -117,6 +135,10 @@ LABELS: tuple[Label, ...] = (
     Label("BACKEND_WEIGHT", _remembered(_int_in(-1000000, 1000000)), 0,
           "order of the vhost/path rules: higher first"),
     Label("ENABLED", _remembered(_bool), True, "false leaves the route out"),
+    Label("RETRY_ON", _remembered(retry_on), None,
+          "what an http backend retries on another server (HAProxy `retry-on` keywords, or `none`); "
+          "absent: `wharf render --retry-on`, `conn-failure empty-response` unless told; an empty "
+          "response is retried for idempotent methods only (wharf's own)", marathon_lb=False),
 )
 LABEL_DEFAULTS: Mapping[str, Any] = {label.name: label.default for label in LABELS}
 _LABEL_BY_NAME = {label.name: label for label in LABELS}
