@@ -146,6 +146,16 @@ def instance_of(task_id: str) -> str:
     return re.sub(r"\._app\.\d+$", "", task_id)
 
 
+# The loosest form of task id Marathon parses (its legacy `app.uuid`); anything else it refuses.
+TASK_ID = re.compile(r"(.+)[._]([^_.]+)")
+
+
+def app_id_of(task_id: str) -> str | None:
+    """The app a task id names (`web_api.instance-<uuid>._app.1` -> `/web/api`), None if it names none."""
+    match = re.fullmatch(r"(.+)\.(instance|marathon)-.+", instance_of(task_id)) or TASK_ID.fullmatch(task_id)
+    return "/" + match.group(1).replace("_", "/") if match else None
+
+
 # --- the TaskInfo --------------------------------------------------------------------------------
 
 def _env_name(name: str) -> str:
@@ -270,7 +280,7 @@ def task_info(app: Mapping[str, Any], offer: RemainingOffer, got: Fit, task_id: 
         if app.get("args") and not app.get("cmd"):
             info["command"]["shell"] = False
     grace = app.get("taskKillGracePeriodSeconds")
-    if grace:
+    if grace is not None:
         info["kill_policy"] = {"grace_period": {"nanoseconds": int(float(grace) * 1e9)}}
     return info
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymesos import MesosSchedulerDriver, Scheduler
@@ -23,7 +23,7 @@ from devcluster.marathon import deploy as steps
 from devcluster.marathon.apps import Instance, service_ports
 from devcluster.marathon.constraints import Placement
 from devcluster.marathon.health import HealthProbe, HealthState, health_outcome
-from devcluster.marathon.launch import RemainingOffer, new_instance_id, place, task_id_for, task_info
+from devcluster.marathon.launch import RemainingOffer, app_id_of, new_instance_id, place, task_id_for, task_info
 from devcluster.marathon.plan import format_version
 from devcluster.marathon.state import Backoff, MarathonState
 
@@ -33,6 +33,8 @@ TERMINAL = frozenset({"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST"
                       "TASK_GONE", "TASK_GONE_BY_OPERATOR"})
 TICK = 0.2
 REVIVE_EVERY = 1.0
+# What Marathon (its `task_killing` feature on) asks of Mesos: TASK_KILLING while a task is being killed.
+CAPABILITIES = ("TASK_KILLING_STATE", "PARTITION_AWARE")
 
 
 class Marathon(MarathonState):
@@ -55,7 +57,7 @@ class Marathon(MarathonState):
 
     def start(self) -> Marathon:
         info: dict[str, Any] = {"user": "root", "name": self.name, "failover_timeout": self.failover_timeout,
-                                "checkpoint": True, "capabilities": [{"type": "PARTITION_AWARE"}]}
+                                "checkpoint": True, "capabilities": [{"type": c} for c in CAPABILITIES]}
         if self.framework_id:
             info["id"] = {"value": self.framework_id}
         self._driver = MesosSchedulerDriver(_Adapter(self), info, self.master, use_addict=True)
@@ -89,7 +91,7 @@ class Marathon(MarathonState):
             self._wake.clear()
             try:
                 kills, revive = self._cycle(time.time())
-                self._kill(kills)
+                self._send_kills(kills)
                 if revive and self._driver is not None and time.monotonic() - self._last_revive > REVIVE_EVERY:
                     self._last_revive = time.monotonic()
                     self._driver.reviveOffers()
@@ -98,17 +100,10 @@ class Marathon(MarathonState):
             self.persist()
             self._wake.wait(TICK)
 
-    def _kill(self, task_ids: list[str]) -> None:
+    def _send_kills(self, task_ids: list[str]) -> None:
         for task_id in task_ids:
             if self._driver is not None:
                 self._driver.killTask({"value": task_id})
-
-    def kill_tasks(self, task_ids: Collection[str]) -> list[str]:
-        """Kill these tasks (they are replaced if their app still wants them)."""
-        with self.lock:
-            marked = self._mark_killing(task_ids)
-        self._kill(marked)
-        return marked
 
     # --- offers and updates (pymesos thread) --------------------------------------------------
 
@@ -155,11 +150,13 @@ class Marathon(MarathonState):
             inst = self.instances.get(task_id)
             if inst is None:
                 kill_unknown = state not in TERMINAL
+                if kill_unknown:
+                    self._log_kill(task_id, app_id_of(task_id), "Unknown")
             else:
                 self._update(inst, state, status, now)
         if kill_unknown:
             log.info("killing unknown task %s", task_id)
-            self._kill([task_id])
+            self._send_kills([task_id])
         self.wake()
 
     def _update(self, inst: Instance, state: str, status: Mapping[str, Any], now: float) -> None:
@@ -175,10 +172,7 @@ class Marathon(MarathonState):
             self._start_probes(inst, app)
             self._changed()
         if state in TERMINAL:
-            self._changed()
-            self.instances.pop(inst.task_id, None)
-            for p in self._probes.pop(inst.task_id, []):
-                p.stop()
+            self._forget(inst)
             if not inst.killing and state != "TASK_FINISHED":
                 self.last_failure[inst.app_id] = {
                     "appId": inst.app_id, "host": inst.host, "message": status.get("message", ""), "state": state,
@@ -189,6 +183,11 @@ class Marathon(MarathonState):
                 delay = float(app.get("backoffSeconds", 1)) * float(app.get("backoffFactor", 1.15)) ** (
                     backoff.failures - 1)
                 backoff.not_before = now + min(delay, float(app.get("maxLaunchDelaySeconds", 300)))
+
+    def _forget(self, inst: Instance) -> None:
+        super()._forget(inst)
+        for p in self._probes.pop(inst.task_id, []):
+            p.stop()
 
     # --- health ------------------------------------------------------------------------------
 
@@ -201,7 +200,6 @@ class Marathon(MarathonState):
                                                   self.on_health).start() for n, c in enumerate(checks)]
 
     def on_health(self, task_id: str, index: int, cause: str | None) -> None:
-        kill = False
         with self.lock:
             inst = self.instances.get(task_id)
             app = self.apps.get(inst.app_id) if inst is not None else None
@@ -217,9 +215,8 @@ class Marathon(MarathonState):
                                           inst.healthy(len(checks)))
             for event_type, fields in events:
                 self.events.publish(event_type, **fields)
-            inst.killing = inst.killing or kill
-        if kill:
-            self._kill([task_id])
+            killed = self._mark_killing([task_id], "FailedHealthChecks") if kill else []
+        self._send_kills(killed)
         self.wake()
 
 

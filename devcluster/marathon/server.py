@@ -1,5 +1,13 @@
 """The Marathon REST API (`/v2/apps`, `/v2/tasks`, `/v2/deployments`, `/v2/events`, `/v2/info`, `/ping`).
 
+Tasks are killed as Marathon kills them: `POST /v2/tasks/delete` (`{"ids": [...]}`),
+`DELETE /v2/apps/{id}/tasks[?host=]` and `DELETE /v2/apps/{id}/tasks/{taskId}`, each with `scale`
+(lower the app's instances by the number killed, in one deployment), `wipe` (forget the tasks at
+once) and `force`. Beside Marathon's API, `GET /_standin/kills[?appId=]` lists every kill the
+stand-in made: `[{"taskId", "appId", "at", "reason"}]`, oldest first, `reason` one of Marathon's
+KillReason names (`KillingTasksViaApi`, `DeploymentScaling`, `Upgrading`, `DeletingApp`,
+`FailedHealthChecks`, `Orphaned`, `Unknown`).
+
 Handlers validate with ``wharf.contracts.marathon_app``, stamp versions and service ports with
 ``apps``, and hand the change to :class:`~devcluster.marathon.scheduler.Marathon`, which runs the
 deployment. Errors use
@@ -16,12 +24,15 @@ from typing import Any
 
 from devcluster.httpapi import Request, Response, Router, json_response, text_response
 from devcluster.marathon import apps as appstore
+from devcluster.marathon.apps import Instance
 from devcluster.marathon.deploy import AppLocked
+from devcluster.marathon.launch import TASK_ID, instance_of
 from devcluster.marathon.plan import diff_apps, format_version
 from devcluster.marathon.scheduler import Marathon
 from wharf.contracts.marathon_app import InvalidAppId, error_body, normalize_app, parse_app_id, validate_app
 
 MARATHON_VERSION = "1.10.17"
+FEATURES = ["task_killing"]  # `--enable_features`: TASK_KILLING reported while a task is being killed
 DEPLOYMENT_HEADER = "Marathon-Deployment-Id"  # on every answer that started a deployment (RestResource)
 STAGED = ("TASK_STAGING", "TASK_STARTING")
 
@@ -59,6 +70,27 @@ def _body(request: Request) -> Any:
 
 def _flag(request: Request, name: str) -> bool:
     return request.has(name) and (request.arg(name) or "true").lower() in ("true", "1")
+
+
+def _kill_mode(request: Request) -> tuple[bool, bool]:
+    """(scale, wipe) of a kill request, refused together as Marathon refuses them."""
+    scale, wipe = _flag(request, "scale"), _flag(request, "wipe")
+    if scale and wipe:
+        raise _message(400, "You cannot use scale and wipe at the same time.")
+    return scale, wipe
+
+
+def _task_ids(given: Any) -> list[str]:
+    """The `ids` of a `DeleteTasks` body; errors as Marathon's JSON reader words them."""
+    ids = given.get("ids") if isinstance(given, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        error = "error.path.missing" if ids is None else "error.expected.jsarray"
+        raise ApiError(400, {"message": "Invalid JSON", "details": [{"path": "/ids", "errors": [error]}]})
+    for task_id in ids:
+        if not TASK_ID.fullmatch(task_id):
+            raise _message(400, f"Invalid task id '{task_id}'. "
+                                f"[taskId {task_id} no valid identifier (of class java.lang.String)]")
+    return ids
 
 
 def _app_id(request: Request) -> str:
@@ -105,14 +137,17 @@ class MarathonApi:
             ("GET", r"/v2/apps/(?P<id>.+)/versions/(?P<version>[^/]+)", self.app_version),
             ("GET", r"/v2/apps/(?P<id>.+)/versions/?", self.app_versions),
             ("DELETE", r"/v2/apps/(?P<id>.+)/tasks/(?P<task>[^/]+)", self.kill_task),
+            ("DELETE", r"/v2/apps/(?P<id>.+)/tasks/?", self.kill_app_tasks),
             ("GET", r"/v2/apps/(?P<id>.+)", self.get_app),
             ("PUT", r"/v2/apps/(?P<id>.+)", self.put_app),
             ("PATCH", r"/v2/apps/(?P<id>.+)", self.put_app),
             ("DELETE", r"/v2/apps/(?P<id>.+)", self.delete_app),
             ("GET", r"/v2/tasks/?", self.list_tasks),
+            ("POST", r"/v2/tasks/delete/?", self.delete_tasks),
             ("GET", r"/v2/deployments/?", self.list_deployments),
             ("DELETE", r"/v2/deployments/(?P<id>[^/]+)", self.delete_deployment),
             ("GET", r"/v2/events/?", self.events),
+            ("GET", r"/_standin/kills/?", self.kill_log),
         ]
         for method, pattern, handler in routes:
             r.add(method, pattern, self._guard(handler))
@@ -163,7 +198,7 @@ class MarathonApi:
             "name": "marathon", "version": MARATHON_VERSION, "buildref": "wharf-devcluster", "elected": True,
             "leader": self.address(), "frameworkId": m.framework_id,
             "marathon_config": {"master": m.master, "framework_name": m.name, "failover_timeout": m.failover_timeout,
-                                "features": [], "ha": False, "hostname": self.address().split(":")[0],
+                                "features": FEATURES, "ha": False, "hostname": self.address().split(":")[0],
                                 "mesos_role": "*", "mesos_user": "root"},
             "http_config": {"http_port": int(self.address().rsplit(":", 1)[1])},
             "zookeeper_config": {}, "event_subscriber": None})
@@ -334,22 +369,60 @@ class MarathonApi:
         dep_id = self._deploy({app_id: app}, version, force=_flag(request, "force"), force_restart=(app_id,))
         return _deployment_result(dep_id, version)
 
-    def kill_task(self, request: Request) -> Response:
+    # --- kills -------------------------------------------------------------------------------
+
+    def _kill_and_scale(self, tasks: list[Instance], force: bool) -> Response:
+        try:
+            dep_id, version = self.marathon.kill_and_scale([t.task_id for t in tasks], force=force)
+        except AppLocked as err:
+            raise _locked(err.deployments) from None
+        return _deployment_result(dep_id or version.replace(":", ""), version)
+
+    def _kill(self, tasks: list[Instance], wipe: bool) -> list[dict[str, Any]]:
+        """Kill these tasks; returns them as they were when the kill was asked for."""
+        shown = [t.to_json(format_version) for t in tasks]
+        self.marathon.kill_tasks([t.task_id for t in tasks], wipe=wipe)
+        return shown
+
+    def delete_tasks(self, request: Request) -> Response:
+        """`POST /v2/tasks/delete`: ids of no live task, or of a task whose app is gone, are passed over."""
+        scale, wipe = _kill_mode(request)
+        ids = set(_task_ids(_body(request)))
+        with self.marathon.lock:
+            tasks = [t for t in self.marathon.instances.values() if t.task_id in ids and t.app_id in self.marathon.apps]
+        tasks.sort(key=lambda t: (t.app_id, t.staged_at))
+        if scale:
+            return self._kill_and_scale(tasks, _flag(request, "force"))
+        return json_response({"tasks": self._kill(tasks, wipe)})
+
+    def kill_app_tasks(self, request: Request) -> Response:
+        """`DELETE /v2/apps/{id}/tasks`: every task of the app, or those on agent `host` (`*`: any)."""
         app_id = _app_id(request)
+        scale, wipe = _kill_mode(request)
         self._stored(app_id)
-        task = next((t for t in self.marathon.tasks_of(app_id) if t.task_id == request.params["task"]), None)
-        if task is None:
+        host = request.arg("host")
+        tasks = [t for t in self.marathon.tasks_of(app_id) if host is None or host in ("*", t.host)]
+        if scale:
+            return self._kill_and_scale(tasks, _flag(request, "force"))
+        return json_response({"tasks": self._kill(tasks, wipe)})
+
+    def kill_task(self, request: Request) -> Response:
+        """`DELETE /v2/apps/{id}/tasks/{taskId}`: the task of that instance; with `scale` a deployment even if none."""
+        app_id = _app_id(request)
+        scale, wipe = _kill_mode(request)
+        self._stored(app_id)
+        instance = instance_of(request.params["task"])
+        tasks = [t for t in self.marathon.tasks_of(app_id) if t.instance_id == instance]
+        if scale:
+            return self._kill_and_scale(tasks, _flag(request, "force"))
+        if not tasks:
             raise _message(404, f"Task '{request.params['task']}' does not exist")
-        if _flag(request, "scale"):
-            previous = self._stored(app_id)
-            version = self.marathon.new_version()
-            scaled = dict(previous, instances=max(0, int(previous["instances"]) - 1))
-            self.marathon.kill_tasks([task.task_id])
-            app = self._prepare(appstore.strip_read_only(scaled), previous, version)
-            dep_id = self._deploy({app_id: app}, version, force=True)
-            return _deployment_result(dep_id, version)
-        self.marathon.kill_tasks([task.task_id])
-        return json_response({"task": task.to_json(format_version)})
+        return json_response({"task": self._kill(tasks, wipe)[0]})
+
+    def kill_log(self, request: Request) -> Response:
+        """`GET /_standin/kills[?appId=/x]`: what the stand-in killed, oldest first (not part of Marathon's API)."""
+        app_id = request.arg("appId")
+        return json_response(self.marathon.kills("/" + app_id.strip("/") if app_id else None))
 
     def delete_deployment(self, request: Request) -> Response:
         dep_id = request.params["id"]

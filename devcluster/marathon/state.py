@@ -3,6 +3,8 @@
 :class:`MarathonState` is what the HTTP layer reads and changes (``deploy``, ``cancel``, the
 readers) and what the loop decides on each tick (``_cycle``: advance each deployment's current step
 with the pure decisions in ``deploy``, keep apps outside deployments at their instance count).
+Every kill it decides is written to ``kill_log`` with the reason Marathon gives it (its `KillReason`
+names), for tests to check which tasks went and why (``GET /_standin/kills``).
 :class:`devcluster.marathon.scheduler.Marathon` adds the framework: the driver, the loop thread,
 offers, status updates and health checks.
 """
@@ -13,19 +15,26 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from devcluster.marathon import deploy as steps
 from devcluster.marathon import store
-from devcluster.marathon.apps import Instance
+from devcluster.marathon.apps import Instance, stamp
 from devcluster.marathon.constraints import Placement
 from devcluster.marathon.deploy import AppLocked, Running, plan_event
 from devcluster.marathon.events import EventBus
 from devcluster.marathon.plan import compute_plan, format_version
 
 log = logging.getLogger("wharf.devcluster.marathon")
+
+KILL_LOG_SIZE = 10000  # entries kept in the kill log, newest last
+# why a deployment action kills, as Marathon's KillReason names it
+ACTION_KILL_REASONS = {"StopApplication": "DeletingApp", "RestartApplication": "Upgrading",
+                       "ScaleApplication": "DeploymentScaling"}
+API_KILL = "KillingTasksViaApi"
 
 
 @dataclass
@@ -49,6 +58,7 @@ class MarathonState:
         self.instances: dict[str, Instance] = {}
         self.deployments: dict[str, Running] = {}
         self.last_failure: dict[str, dict[str, Any]] = {}
+        self.kill_log: deque[dict[str, Any]] = deque(maxlen=KILL_LOG_SIZE)
         self._goals: dict[str, int] = {}
         self._backoff: dict[str, Backoff] = {}
         self._last_version = 0.0
@@ -136,6 +146,59 @@ class MarathonState:
             new_id = self.deploy(target, version, force=True)
             return new_id, version
 
+    def kill_and_scale(self, task_ids: Collection[str], *, force: bool = False) -> tuple[str | None, str]:
+        """Kill these tasks and lower each app's instances by the number of its tasks killed, in one deployment.
+
+        As Marathon's `killAndScale`: tasks already being killed do not lower the count again, ids
+        of no live task are ignored. Returns (deployment id, None when nothing changes; version);
+        raises AppLocked (nothing killed) when an app is being deployed and ``force`` is not set.
+        """
+        with self.lock:
+            version = self.new_version()
+            found = [self.instances[t] for t in dict.fromkeys(task_ids) if t in self.instances]
+            losing: dict[str, int] = {}
+            for inst in found:
+                if not inst.killing and inst.app_id in self.apps:
+                    losing[inst.app_id] = losing.get(inst.app_id, 0) + 1
+            target: dict[str, dict[str, Any] | None] = {}
+            for app_id, count in losing.items():
+                previous = self.apps[app_id]
+                scaled = dict(previous, instances=max(0, int(previous.get("instances", 1)) - count))
+                stamp(scaled, version, previous, config_changed=False)
+                target[app_id] = scaled
+            dep_id = self.deploy(target, version, force=force)
+            marked = self._mark_killing([i.task_id for i in found], API_KILL)
+        self._send_kills(marked)
+        return dep_id, version
+
+    def kill_tasks(self, task_ids: Collection[str], *, wipe: bool = False, reason: str = API_KILL) -> list[str]:
+        """Kill these tasks (replaced if their app still wants them); returns the ids newly being killed.
+
+        With ``wipe`` they are also forgotten at once, as Marathon expunges them (later news of
+        them is then news of an unknown task).
+        """
+        with self.lock:
+            found = [self.instances[t] for t in dict.fromkeys(task_ids) if t in self.instances]
+            marked = self._mark_killing([i.task_id for i in found], reason)
+            if wipe:
+                for inst in found:
+                    self._forget(inst)
+        self._send_kills(marked)
+        return marked
+
+    def kills(self, app_id: str | None = None) -> list[dict[str, Any]]:
+        """The kill log (of one app, if given), oldest first."""
+        with self.lock:
+            return [dict(e) for e in self.kill_log if app_id is None or e["appId"] == app_id]
+
+    def _send_kills(self, task_ids: list[str]) -> None:
+        """Ask Mesos to kill these tasks (the framework does it; nothing to do without one)."""
+
+    def _forget(self, inst: Instance) -> None:
+        """Drop an instance from the books (it ended, or was wiped)."""
+        self.instances.pop(inst.task_id, None)
+        self._changed()
+
     def _finish(self, deployment_id: str, ok: bool, reason: str = "") -> None:
         running = self.deployments.pop(deployment_id)
         plan = plan_event(running.plan)
@@ -180,7 +243,7 @@ class MarathonState:
                         bounds = running.bounds.setdefault(action.app, steps.bounds_for(app, views))
                     decision = steps.decide(action.action, app, views, bounds)
                     self._goals[action.app] = decision.goal
-                    kills += self._mark_killing(decision.kill)
+                    kills += self._mark_killing(decision.kill, ACTION_KILL_REASONS.get(action.action, "Unknown"))
                     done = done and decision.done
                     if decision.done and action.action == "StopApplication":
                         self._goals.pop(action.app, None)
@@ -198,7 +261,7 @@ class MarathonState:
                     self._goals.pop(app_id)
             orphans = [i.task_id for i in self.instances.values()  # of an app gone outside any deployment
                        if i.app_id not in self.apps and i.app_id not in deploying | waiting]
-            kills += self._mark_killing(orphans)
+            kills += self._mark_killing(orphans, "Orphaned")
             revive = any(w > 0 and self._backoff.get(a, Backoff()).not_before <= now
                          for a, w in self._wanted().items())
         if changed:
@@ -232,14 +295,20 @@ class MarathonState:
             out[app_id] = goal - live
         return out
 
-    def _mark_killing(self, task_ids: Collection[str]) -> list[str]:
+    def _mark_killing(self, task_ids: Collection[str], reason: str) -> list[str]:
+        """Mark live tasks as being killed and log why; returns those not being killed already."""
         marked = []
         for task_id in task_ids:
             inst = self.instances.get(task_id)
             if inst is not None and not inst.killing:
                 inst.killing = True
                 marked.append(task_id)
+                self._log_kill(task_id, inst.app_id, reason)
         return marked
+
+    def _log_kill(self, task_id: str, app_id: str | None, reason: str) -> None:
+        self.kill_log.append({"taskId": task_id, "appId": app_id, "at": format_version(time.time()),
+                              "reason": reason})
 
     # --- saving ------------------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ read-only ``/master/state``, ``/metrics/snapshot``, ``/master/redirect``, ``/hea
 operator's ``POST /master/teardown`` (a removed framework's id is refused as Mesos refuses it).
 Its agents live on this machine, each on its own loopback address with a port range free when it starts; a
 task with a Docker container runs on the dev cluster's Docker engine, one without runs as a
-host process. What it does not implement it refuses with an explicit error.
+host process. A kill is TASK_KILLING (to frameworks with that capability), SIGTERM, then SIGKILL
+once the task's kill grace period is over; an ended task's host ports stay out of offers for
+``port_quarantine`` seconds (``--port-quarantine``, 5 by default). What it does not implement it
+refuses with an explicit error.
 
 Run it in the foreground::
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from devcluster import foreground
-from devcluster.mesos.standin import MesosStandin
+from devcluster.mesos.standin import PORT_QUARANTINE, MesosStandin
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=3, help="number of simulated agents (default 3)")
     parser.add_argument("--heartbeat", type=float, default=15.0, help="seconds between HEARTBEAT events")
     parser.add_argument("--offer-timeout", type=float, default=None, help="rescind offers held this long")
+    parser.add_argument("--port-quarantine", type=float, default=PORT_QUARANTINE,
+                        help="seconds an ended task's host ports stay out of offers (0: none)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     standin = MesosStandin(port=args.port, agents=args.agents, zk=args.zk, docker_host=args.docker_host,
                            state_dir=args.state_dir, heartbeat_interval=args.heartbeat,
-                           offer_timeout=args.offer_timeout)
+                           offer_timeout=args.offer_timeout, port_quarantine=args.port_quarantine)
     return foreground.run(standin, args.log_level)
 
 

@@ -289,13 +289,13 @@ class AgentPool:
             log.debug("could not save logs of %s", container.name, exc_info=True)
 
     def _stop(self, record: _Running) -> None:
-        """SIGTERM, then SIGKILL after the grace period (``docker stop`` does the same)."""
+        """SIGTERM, then SIGKILL after the grace period (``docker stop -t``, whole seconds as Mesos passes them)."""
         if record.process is not None:
             self._stop_process(record.process, record.grace)
         elif record.container is not None:
             client = self._docker(timeout=record.grace + 30)
             try:
-                client.api.stop(record.container, timeout=max(0, int(round(record.grace))))
+                client.api.stop(record.container, timeout=max(0, int(record.grace)))
             except Exception:  # noqa: BLE001 - already gone is fine
                 log.debug("stopping %s", record.container, exc_info=True)
             finally:

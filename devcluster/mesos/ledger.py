@@ -2,7 +2,10 @@
 
 :class:`Ledger` keeps the books and changes them for what does not come from a framework's call:
 an agent's status report (forwarded reliably, retried until acknowledged) and time (failovers
-expire, offers expire, free resources are offered). Like :class:`devcluster.mesos.master.Master`,
+expire, offers expire, free resources are offered). Host ports a task held are kept out of offers
+for ``port_quarantine`` seconds once it ends, so that a port a dead task used is not handed to a new
+one at once (frameworks such as Marathon pick ports at random from large ranges, so in a real
+cluster a freed port rarely comes back within seconds). Like :class:`devcluster.mesos.master.Master`,
 which adds the scheduler API's calls, it does no I/O and reads no clock: every method takes ``now``
 and returns :class:`Effects`.
 """
@@ -35,7 +38,7 @@ class Ledger:
 
     def __init__(self, master_id: str, agents: tuple[AgentInfo, ...], master_info: dict[str, Any], *,
                  heartbeat_interval: float = 15.0, update_retry: float = 10.0,
-                 offer_timeout: float | None = None, started: float = 0.0) -> None:
+                 offer_timeout: float | None = None, started: float = 0.0, port_quarantine: float = 0.0) -> None:
         self.id = master_id
         self.info = master_info
         self.agents = {a.id: a for a in agents}
@@ -47,6 +50,8 @@ class Ledger:
         self.completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
         self.offers: dict[str, Offer] = {}
         self.used = {a.id: Resources() for a in agents}
+        self.port_quarantine = port_quarantine
+        self.quarantined: list[tuple[str, Resources, float]] = []  # (agent id, freed ports, held until)
         self._total = sum((a.total for a in agents), Resources())
         self._next_framework = self._next_offer = 0
 
@@ -69,7 +74,7 @@ class Ledger:
         task.history.append({"state": report.state, "timestamp": now,
                              **({"container_status": report.container_status} if report.container_status else {})})
         if report.state in TERMINAL_STATES:
-            self.used[task.agent_id] = self.used[task.agent_id] - task.spec.resources
+            self._release(task, now)
         task.pending.append(status)
         if len(task.pending) == 1:
             self._send_head(framework, task, now, effects)
@@ -90,6 +95,7 @@ class Ledger:
                         task.attempts += 1
                         self._send_head(framework, task, now, effects, retry=True)
             framework.filters = {a: f for a, f in framework.filters.items() if f.until > now}
+        self.quarantined = [q for q in self.quarantined if q[2] > now]
         if self.offer_timeout is not None:
             for offer in [o for o in self.offers.values() if o.created + self.offer_timeout <= now]:
                 del self.offers[offer.id]
@@ -108,6 +114,7 @@ class Ledger:
             times += [f.until for f in framework.filters.values()]
         if self.offer_timeout is not None:
             times += [o.created + self.offer_timeout for o in self.offers.values()]
+        times += [until for _, _, until in self.quarantined]
         return min(times, default=None)
 
     def allocate(self, now: float) -> Effects:
@@ -128,6 +135,9 @@ class Ledger:
             free = agent.total - self.used[agent.id] if not self.used[agent.id].is_empty() else agent.total
             if agent.id in on_offer:
                 free = free - on_offer[agent.id]
+            quarantined = self.held_ports(agent.id, now)
+            if not quarantined.is_empty():
+                free = free - quarantined
             if not alloc.worth_offering(free):
                 continue
             candidates = [f.id for f in wanting if not alloc.filters_out(f.filters.get(agent.id), free, now)]
@@ -154,6 +164,11 @@ class Ledger:
     def total(self) -> Resources:
         return self._total
 
+    def held_ports(self, agent_id: str, now: float) -> Resources:
+        """The host ports of the agent's ended tasks that are still in quarantine at ``now``."""
+        return sum((ports for agent, ports, until in self.quarantined if agent == agent_id and until > now),
+                   Resources())
+
     def offered(self, agent_id: str | None = None, framework_id: str | None = None) -> Resources:
         return sum((o.resources for o in self.offers.values()
                     if agent_id in (None, o.agent_id) and framework_id in (None, o.framework_id)), Resources())
@@ -170,6 +185,13 @@ class Ledger:
 
     def _allocated(self, framework_id: str) -> Resources:
         return self.task_resources(framework_id) + self.offered(framework_id=framework_id)
+
+    def _release(self, task: Task, now: float) -> None:
+        """Give back what an ended task held; its host ports stay out of offers for ``port_quarantine``."""
+        self.used[task.agent_id] = self.used[task.agent_id] - task.spec.resources
+        ports = task.spec.resources.ranges.get("ports")
+        if ports and self.port_quarantine > 0:
+            self.quarantined.append((task.agent_id, Resources({}, {"ports": ports}), now + self.port_quarantine))
 
     def _retry_delay(self, task: Task) -> float:
         return min(self.update_retry * (2 ** task.attempts), MAX_RETRY)
@@ -192,7 +214,7 @@ class Ledger:
         for task in framework.tasks.values():
             if task.state not in TERMINAL_STATES:
                 effects.kills.append(Kill(framework.id, task.spec.task_id, task.spec.kill_grace))
-                self.used[task.agent_id] = self.used[task.agent_id] - task.spec.resources
+                self._release(task, now)
                 task.state = "TASK_KILLED"
                 task.history.append({"state": "TASK_KILLED", "timestamp": now})
             task.pending.clear()

@@ -31,6 +31,7 @@ from devcluster.mesos.zk import ZkRegistration, master_info
 log = logging.getLogger("wharf.devcluster.mesos")
 T = TypeVar("T")
 IDLE_TICK = 1.0  # the clock thread wakes at least this often
+PORT_QUARANTINE = 5.0  # seconds an ended task's host ports stay out of offers
 
 
 @dataclass
@@ -49,7 +50,7 @@ class MesosStandin:
                  zk: str | None = None, docker_host: str | None = None,
                  heartbeat_interval: float = 15.0, update_retry: float = 10.0,
                  offer_timeout: float | None = None, agent_cpus: float = 4, agent_mem: float = 4096,
-                 agent_disk: float = 10240) -> None:
+                 agent_disk: float = 10240, port_quarantine: float = PORT_QUARANTINE) -> None:
         self.host, self.port = host, port
         self.zk_url = zk
         self.docker_host = docker_host
@@ -60,6 +61,7 @@ class MesosStandin:
         self.agent_infos: tuple[AgentInfo, ...] = ()  # chosen at start: port ranges free right now
         self._ports = PortClaim()
         self.heartbeat_interval, self.update_retry, self.offer_timeout = heartbeat_interval, update_retry, offer_timeout
+        self.port_quarantine = port_quarantine
         self.ready = False
         self.master: Master | None = None
         self.pool = AgentPool(self.state_dir, str(self.state_dir), docker_host, self._on_report)
@@ -95,7 +97,7 @@ class MesosStandin:
         info = master_info(self.master_id, self.host, self.port, self.host, VERSION)
         self.master = Master(self.master_id, self.agent_infos, info, started=time.time(),
                              heartbeat_interval=self.heartbeat_interval, update_retry=self.update_retry,
-                             offer_timeout=self.offer_timeout)
+                             offer_timeout=self.offer_timeout, port_quarantine=self.port_quarantine)
         self._clock = threading.Thread(target=self._clock_loop, name="mesos clock", daemon=True)
         self._clock.start()
         self.ready = True
@@ -141,7 +143,7 @@ class MesosStandin:
         return {"port": str(self.port), "hostname": self.host, "zk": self.zk_url or "",
                 "work_dir": str(self.state_dir), "docker_host": self.docker_host or "",
                 "docker_network": self.bridge.name if self.bridge else "",
-                "offer_timeout": str(self.offer_timeout or "")}
+                "offer_timeout": str(self.offer_timeout or ""), "port_quarantine": str(self.port_quarantine)}
 
     def _docker(self) -> Any:
         import docker

@@ -20,6 +20,7 @@ import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +436,117 @@ def test_scale_down_kills_the_youngest_and_keeps_the_rest(api: Api) -> None:
     assert api.call("PATCH", f"/v2/apps{app_id}", {"instances": 1}).status_code == 200
     (left,) = api.deployed(app_id)["tasks"]
     assert left["id"] == first["id"]
+
+
+def test_scale_down_with_oldest_first_kills_the_oldest(marathon: Endpoint, api: Api) -> None:
+    app_id = unique("oldest")
+    assert api.post_app(sleeper(app_id, 1, killSelection="OLDEST_FIRST")).status_code == 201
+    (first,) = api.deployed(app_id)["tasks"]
+    assert api.call("PUT", f"/v2/apps{app_id}", {"instances": 3}).status_code == 200
+    younger = {t["id"] for t in api.deployed(app_id)["tasks"]} - {first["id"]}
+    assert api.call("PATCH", f"/v2/apps{app_id}", {"instances": 2}).status_code == 200
+    assert {t["id"] for t in api.deployed(app_id)["tasks"]} == younger
+    log = kill_log(marathon, app_id)
+    assert log is None or [(k["taskId"], k["reason"]) for k in log] == [(first["id"], "DeploymentScaling")]
+
+
+# --- killing tasks ----------------------------------------------------------------------------
+
+def kill_log(marathon: Endpoint, app_id: str) -> list[dict[str, Any]] | None:
+    """What the stand-in killed of one app (`GET /_standin/kills`); None on a real Marathon, which has no such log."""
+    if marathon.real:
+        return None
+    response = requests.get(marathon.url + "/_standin/kills", params={"appId": app_id}, timeout=10)
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+def by_start(tasks: list[dict[str, Any]]) -> list[str]:
+    return [t["id"] for t in sorted(tasks, key=lambda t: (t["startedAt"], t["id"]))]
+
+
+def test_killing_tasks_with_scale_takes_exactly_those_and_lowers_the_instances(marathon: Endpoint, api: Api) -> None:
+    app_id = unique("drain")
+    assert api.post_app(sleeper(app_id, 4)).status_code == 201
+    oldest, second, *youngest = by_start(api.deployed(app_id)["tasks"])  # a scale-down would kill the youngest
+    answer = api.call("POST", "/v2/tasks/delete", {"ids": [oldest, second]}, scale="true")
+    started(answer)
+    assert set(answer.json()) == {"deploymentId", "version"}
+    current = api.deployed(app_id)
+    assert current["instances"] == 2 and sorted(t["id"] for t in current["tasks"]) == sorted(youngest)
+    assert {t["state"] for t in current["tasks"]} == {"TASK_RUNNING"}  # untouched
+    log = kill_log(marathon, app_id)
+    assert log is None or sorted((k["taskId"], k["reason"]) for k in log) == [
+        (oldest, "KillingTasksViaApi"), (second, "KillingTasksViaApi")]
+
+    # without scale: the answer lists the task, which is replaced; the app keeps its instances
+    victim, survivor = youngest
+    unknown = f"{app_id.strip('/')}.instance-{uuid.uuid4()}._app.1"  # well formed, of no task: passed over
+    answer = api.call("POST", "/v2/tasks/delete", {"ids": [victim, unknown]})
+    assert answer.status_code == 200 and "Marathon-Deployment-Id" not in answer.headers
+    assert [t["id"] for t in answer.json()["tasks"]] == [victim]
+    replaced = wait_for(lambda: (a := api.app(app_id))["tasksRunning"] == 2
+                        and victim not in {t["id"] for t in a["tasks"]} and a, 60, "a replacement")
+    assert replaced["instances"] == 2 and survivor in {t["id"] for t in replaced["tasks"]}
+    log = kill_log(marathon, app_id)
+    assert log is None or sorted(k["taskId"] for k in log) == sorted([oldest, second, victim])
+
+    both = api.call("POST", "/v2/tasks/delete", {"ids": [survivor]}, scale="true", wipe="true")
+    assert (both.status_code, both.json()) == (400, {"message": "You cannot use scale and wipe at the same time."})
+    assert api.call("POST", "/v2/tasks/delete", {"ids": ["nope"]}).status_code == 400
+    missing = api.call("DELETE", f"/v2/apps{app_id}/tasks/{unknown}")
+    assert missing.status_code == 404 and missing.json()["message"] == f"Task '{unknown}' does not exist"
+
+
+def test_killing_an_apps_tasks_on_one_host_with_scale(marathon: Endpoint, api: Api) -> None:
+    app_id = unique("host")
+    assert api.post_app(sleeper(app_id, 3)).status_code == 201
+    tasks = api.deployed(app_id)["tasks"]
+    host = tasks[0]["host"]
+    on_host = {t["id"] for t in tasks if t["host"] == host}
+    started(api.call("DELETE", f"/v2/apps{app_id}/tasks", host=host, scale="true"))
+    current = api.deployed(app_id)
+    assert current["instances"] == 3 - len(on_host)
+    assert {t["id"] for t in current["tasks"]} == {t["id"] for t in tasks} - on_host
+    log = kill_log(marathon, app_id)
+    assert log is None or {k["taskId"] for k in log} == on_host
+
+
+def moment(timestamp: str) -> float:
+    """Seconds since the epoch of a Marathon timestamp (`2026-01-02T03:04:05.678Z`)."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+@stand_in_only(*STANDINS_HERE, why="reads the file the task writes on this machine when it gets SIGTERM")
+def test_a_task_is_task_killing_from_sigterm_until_its_grace_period_ends(
+        marathon: Endpoint, api: Api, tmp_path: Path) -> None:
+    term = tmp_path / "term"
+    app_id = unique("stubborn")  # ignores SIGTERM (noting when it came): only SIGKILL ends it
+    app = sleeper(app_id, 1, cmd=f"trap 'date +%s.%N > {term}' TERM; while true; do sleep 0.1; done",
+                  taskKillGracePeriodSeconds=3)
+    events = Events(marathon, "event_stream_attached", "status_update_event")
+    try:
+        wait_for(lambda: events.lines, 10, "the stream")
+        assert api.post_app(app).status_code == 201
+        (task,) = api.deployed(app_id)["tasks"]
+        started(api.call("POST", "/v2/tasks/delete", {"ids": [task["id"]]}, scale="true"))
+        (killing,) = wait_for(lambda: events.of("status_update_event", taskId=task["id"], taskStatus="TASK_KILLING"),
+                              10, "TASK_KILLING")
+        shown = api.call("GET", f"/v2/apps{app_id}", embed="apps.tasks").json()["app"]
+        listed = [t for t in api.call("GET", "/v2/tasks").json()["tasks"] if t["id"] == task["id"]]
+        assert [t["state"] for t in shown["tasks"]] == [t["state"] for t in listed] == ["TASK_KILLING"]
+        assert shown["tasksRunning"] == 0 and shown["instances"] == 0
+        assert killing["appId"] == app_id and {"slaveId", "host", "ports", "version"} <= set(killing)
+        (killed,) = wait_for(lambda: events.of("status_update_event", taskId=task["id"], taskStatus="TASK_KILLED"),
+                             20, "TASK_KILLED")
+        sigterm_at = float(str(wait_for(lambda: term.exists() and term.read_text().strip(), 5, "the SIGTERM note")))
+        assert moment(killing["timestamp"]) - 0.5 <= sigterm_at < moment(killed["timestamp"])
+        assert 2.5 <= moment(killed["timestamp"]) - sigterm_at < 10  # SIGKILL only once the 3 s grace is over
+        assert not api.deployed(app_id)["tasks"]
+    finally:
+        events.close()
+    assert [(k["taskId"], k["reason"]) for k in kill_log(marathon, app_id) or []] == [
+        (task["id"], "KillingTasksViaApi")]
 
 
 def test_bulk_update_deploys_dependencies_in_order(marathon: Endpoint, api: Api) -> None:

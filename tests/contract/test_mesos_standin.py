@@ -690,6 +690,55 @@ def test_offers_never_hold_what_running_tasks_use(make_standin: Callable[..., Me
     assert {r["name"]: r for r in whole["resources"]}["cpus"]["scalar"]["value"] == 4
 
 
+def offered_ports(offers: list[dict[str, Any]]) -> set[int]:
+    return {p for o in offers for r in o["resources"] if r["name"] == "ports"
+            for span in r["ranges"]["range"] for p in range(int(span["begin"]), int(span["end"]) + 1)}
+
+
+@stand_in_only("MESOS_MASTER", why="sets the stand-in's port quarantine; assumes one stand-in agent")
+def test_a_dead_tasks_host_port_stays_out_of_offers_for_the_quarantine(
+        make_standin: Callable[..., MesosStandin]) -> None:
+    standin = make_standin(agents=1, port_quarantine=2.0)
+    client = next(clients(standin.url))
+    client.subscribe(FRAMEWORK)
+    (offer,) = next_offers(client)
+    port = first_port(offer)
+    launch(client, offer, command_task("brief", offer, {"value": "exec sleep 0.3"},
+                                       resources=[*scalar(0.1, 32), port_resource(port)]))
+    wait_state(client, "brief", "TASK_FINISHED")
+    ended = time.monotonic()  # a little after the master saw it end
+    while True:
+        offers = next_offers(client)
+        if port in offered_ports(offers):
+            back_after = time.monotonic() - ended
+            break
+        client.call("DECLINE", {"offer_ids": [o["id"] for o in offers], "filters": {"refuse_seconds": 0.2}})
+    assert 1.8 <= back_after < 5, back_after
+
+
+@stand_in_only("MESOS_MASTER", why="reads the sandbox file the task writes on this machine")
+@pytest.mark.parametrize("kind", ["process", "docker"])
+def test_a_kill_reports_task_killing_then_sigkills_once_the_grace_period_is_over(
+        make_standin: Callable[..., MesosStandin], docker_engine: Any, kind: str) -> None:
+    standin = make_standin(agents=1, docker_host=docker_engine.host)
+    client = next(clients(standin.url))
+    client.subscribe(FRAMEWORK)  # with TASK_KILLING_STATE
+    (offer,) = next_offers(client)
+    stubborn = "trap 'date +%s > \"$MESOS_SANDBOX/term\"' TERM; while true; do sleep 0.1; done"  # ignores SIGTERM
+    grace = {"kill_policy": {"grace_period": {"nanoseconds": 3_000_000_000}}}
+    task = (command_task("stubborn", offer, {"value": stubborn}, **grace) if kind == "process"
+            else docker_task("stubborn", offer, stubborn, **grace))
+    launch(client, offer, task)
+    wait_state(client, "stubborn", "TASK_RUNNING", timeout=60)
+    client.call("KILL", {"task_id": {"value": "stubborn"}})
+    killing = wait_state(client, "stubborn", "TASK_KILLING")
+    (note,) = wait_for(lambda: list(standin.state_dir.rglob("stubborn/*/term")), 5, "the SIGTERM note")
+    assert wait_for(lambda: note.read_text().strip(), 5, "the note's text")
+    assert not [e for e in client.seen if e.get("update", {}).get("status", {}).get("state") == "TASK_KILLED"]
+    killed = wait_state(client, "stubborn", "TASK_KILLED")
+    assert 2.9 <= killed["timestamp"] - killing["timestamp"] < 10  # SIGKILL only once the 3 s grace is over
+
+
 @stand_in_only("MESOS_MASTER", why="reads host-process sandboxes and pids on this machine")
 def test_command_tasks_run_as_host_processes_with_mesos_environment(
         make_standin: Callable[..., MesosStandin]) -> None:
