@@ -62,6 +62,24 @@ def make_instance(svc: Mapping[str, Any], node: str, node_address: str, status: 
     )
 
 
+def _ranks(checks: Iterable[Mapping[str, Any]]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """The worst rank of the failing checks of each registration ((node, service id)) and of each
+    node's own checks; passing checks count for nothing."""
+    service_ranks: dict[tuple[str, str], int] = {}
+    node_ranks: dict[str, int] = {}
+    for check in checks:
+        if not isinstance(check, Mapping):
+            continue
+        rank, node, service_id = check_rank(check), text(check.get("Node")), text(check.get("ServiceID"))
+        if rank == PASSING:
+            continue
+        if service_id:
+            service_ranks[node, service_id] = min(rank, service_ranks.get((node, service_id), PASSING))
+        else:
+            node_ranks[node] = min(rank, node_ranks.get(node, PASSING))
+    return service_ranks, node_ranks
+
+
 @dataclass
 class Node:
     """One node's answer: its address and its registrations by service id (Consul's JSON, as sent)."""
@@ -120,18 +138,7 @@ class Catalog:
 
     def set_checks(self, checks: Iterable[Mapping[str, Any]]) -> set[str]:
         """Every check that is not passing (passing ones may be given too: they change nothing)."""
-        service_ranks: dict[tuple[str, str], int] = {}
-        node_ranks: dict[str, int] = {}
-        for check in checks:
-            if not isinstance(check, Mapping):
-                continue
-            rank, node, service_id = check_rank(check), text(check.get("Node")), text(check.get("ServiceID"))
-            if rank == PASSING:
-                continue
-            if service_id:
-                service_ranks[node, service_id] = min(rank, service_ranks.get((node, service_id), PASSING))
-            else:
-                node_ranks[node] = min(rank, node_ranks.get(node, PASSING))
+        service_ranks, node_ranks = _ranks(checks)
         changed: set[str] = set()
         for node in node_ranks.keys() ^ self.node_ranks.keys() | {
                 n for n in node_ranks.keys() & self.node_ranks.keys() if node_ranks[n] != self.node_ranks[n]}:
@@ -142,6 +149,24 @@ class Catalog:
         self.service_ranks, self.node_ranks = service_ranks, node_ranks
         changed.discard("")
         return changed
+
+    # --- what an answer needs checked against the other side -------------------------------------
+
+    def improving(self, checks: Iterable[Mapping[str, Any]]) -> set[str]:
+        """The nodes where `checks` (the failing ones now) would leave a registration, or the node
+        itself, better off than now. A failing check gone is a recovery, or the registration went
+        with it: which one, only that node's registrations as new as these checks can tell."""
+        service_ranks, node_ranks = _ranks(checks)
+        return ({node for (node, sid), rank in self.service_ranks.items()
+                 if service_ranks.get((node, sid), PASSING) > rank}
+                | {node for node, rank in self.node_ranks.items() if node_ranks.get(node, PASSING) > rank})
+
+    def adds(self, name: str, entry: Mapping[str, Any] | None) -> bool:
+        """Whether a node's answer holds a registration the catalog lacks: its checks (a critical
+        one it was registered with) may not have reached the checks' answers yet."""
+        services = (entry or {}).get("Services") or {}
+        known = (self.nodes.get(name) or Node()).services
+        return isinstance(services, Mapping) and any(text(sid) not in known for sid in services)
 
     def set_kv(self, kv: Mapping[str, str]) -> bool:
         """The watched KV pairs; whether they changed."""

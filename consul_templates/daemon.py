@@ -26,7 +26,7 @@ from consul_templates.catalog import Catalog
 from consul_templates.passes import Renderer
 from consul_templates.quiescence import Quiescence
 from consul_templates.snapshot import Service
-from wharf.consul_http import Reader
+from wharf.consul_http import Reader, refused
 from wharf.daemon import Daemon
 from wharf.log import fields
 from wharf.retry import Retry
@@ -57,6 +57,8 @@ class RenderDaemon(Daemon):
         self.catalog = Catalog()
         self.kv: dict[str, dict[str, str]] = {}
         self.failing: dict[str, list[Any]] = {}  # the critical and the warning checks
+        self.checks_index: dict[str, int] = {}  # how new each of those answers is
+        self.fresh: dict[str, tuple[int, list[Any]]] = {}  # node -> failing checks read since, and index
         self.feeds: list[watch.Feed] = []  # the node list, the checks, the KV prefixes
         self.nodes: dict[str, watch.Feed] = {}  # one per node
         self.stopped = threading.Event()
@@ -84,9 +86,9 @@ class RenderDaemon(Daemon):
                 answers.append(self.answers.get_nowait())
         except queue.Empty:
             answers = []
-        for key, kind, data in answers:
+        for key, kind, data, index in answers:
             try:
-                names, kv = self._answer(key, kind, data)
+                names, kv = self._answer(key, kind, data, index)
             except (ValueError, TypeError, AttributeError) as exc:  # an answer of another shape: skip it
                 log.warning("consul answer not understood: skipped", extra=fields(watch=key, error=str(exc)))
                 continue
@@ -116,21 +118,20 @@ class RenderDaemon(Daemon):
     def _kv(self) -> dict[str, str]:
         return {k: v for prefix in self.kv_prefixes for k, v in self.kv.get(prefix, {}).items()}
 
-    def _answer(self, key: str, kind: str, data: bytes | None) -> tuple[set[str], bool]:
+    def _answer(self, key: str, kind: str, data: bytes | None, index: int = 0) -> tuple[set[str], bool]:
         """Apply one answer: the services it changed, and whether the KV pairs did."""
         if kind in ("up", "reset"):
             self.catalog.hold()
             self.recovering_until = time.monotonic() + self.grace
             log.info("consul came back: holding instances it lacks", extra=fields(for_seconds=self.grace))
+        if key.startswith("checks:") and kind != "down":
+            return self._checks(key, None if data is None else json.loads(data), index), False
         if data is None:
             return set(), False
         self.pending.discard(key)
         parsed = json.loads(data)
         if key == "nodes":
             return self._nodes(watch.node_names(data)), False
-        if key.startswith("checks:"):
-            self.failing[key] = list(parsed or [])
-            return self.catalog.set_checks([c for checks in self.failing.values() for c in checks]), False
         if key.startswith("kv:"):
             pairs = watch.kv_pairs(parsed or [])
             before, self.kv[key[3:]] = self.kv.get(key[3:]), pairs
@@ -138,7 +139,54 @@ class RenderDaemon(Daemon):
         name = key.removeprefix("node:")
         if name not in self.nodes:
             return set(), False  # a node that has just gone
-        return self.catalog.set_node(name, parsed), False
+        fresh = self.started and self.catalog.adds(name, parsed) and self._fresh_checks(name)
+        changed = self.catalog.set_node(name, parsed)
+        return (changed | self.catalog.set_checks(self._failing())) if fresh else changed, False
+
+    def _checks(self, key: str, failing: list[Any] | None, index: int) -> set[str]:
+        """A checks' answer (`failing` None: only its index moved): the services it changed."""
+        self.checks_index[key] = index
+        if failing is not None:
+            self.pending.discard(key)
+            self.failing[key] = list(failing or [])
+        known = min(self.checks_index.values())
+        self.fresh = {node: f for node, f in self.fresh.items() if f[0] > known}  # the answers caught up
+        changed: set[str] = set()
+        for node in self.catalog.improving(self._failing()) & set(self.nodes):
+            changed |= self._reread(node)  # a deregistration takes its checks with it
+        return changed | self.catalog.set_checks(self._failing())
+
+    def _failing(self) -> list[Any]:
+        """The failing checks: the checks' answers, and the newer ones of nodes read since."""
+        return [c for checks in self.failing.values() for c in checks] + \
+            [c for _, checks in self.fresh.values() for c in checks]
+
+    def _fresh_checks(self, node: str) -> bool:
+        """Read `node`'s checks now (its answer brings registrations whose checks the checks' answers
+        may not hold yet: one registered critical is not served in between); kept until both checks'
+        answers are as new. Whether they were read."""
+        try:
+            index, checks = self._read(f"/v1/health/node/{node}")
+        except Exception as exc:  # noqa: BLE001 - the checks' answers will say it soon anyway
+            log.warning("consul node checks not read", extra=fields(node=node, error=str(exc)))
+            return False
+        self.fresh[node] = (index, [c for c in checks or () if c.get("Status") != "passing"])
+        return True
+
+    def _reread(self, node: str) -> set[str]:
+        """`node`'s registrations read now, as new as the checks' answer that made one look better."""
+        try:
+            _, entry = self._read(f"/v1/catalog/node/{node}")
+        except Exception as exc:  # noqa: BLE001 - its own query will answer soon anyway
+            log.warning("consul node not read", extra=fields(node=node, error=str(exc)))
+            return set()
+        return self.catalog.set_node(node, entry)
+
+    def _read(self, path: str) -> tuple[int, Any]:
+        """One read of `path` now: Consul's index and the decoded answer."""
+        status, headers, body = self.reader.raw(path)
+        refused(status, headers, body)
+        return int(headers.get("X-Consul-Index") or 0), json.loads(body)
 
     def _nodes(self, names: set[str]) -> set[str]:
         """Start a query for each new node; stop each gone one's, and drop its registrations."""

@@ -36,8 +36,9 @@ FAILING = ("critical", "warning")  # a maintenance check is critical
 #: behind the answer to the last registration's check
 CHECKS_RATE_LIMIT = 0.01
 
-#: (watch key, kind, Consul's answer as bytes) for the daemon
-Answer = tuple[str, str, bytes | None]
+#: (watch key, kind, Consul's answer as bytes, its X-Consul-Index) for the daemon; the bytes are None
+#: when the watch went down, or (checks only) when only the index moved
+Answer = tuple[str, str, bytes | None, int]
 
 
 def blocking(reader: Reader, path: str, *params: tuple[str, str]) -> Callable[[Any], tuple[Any, bytes]]:
@@ -52,24 +53,29 @@ def blocking(reader: Reader, path: str, *params: tuple[str, str]) -> Callable[[A
 
 
 class Feed(ConsulWatch):
-    """A blocking query whose news goes to a queue, as (key, kind, bytes): an answer whose bytes are
-    the last ones is no news, whatever its index says."""
+    """A blocking query whose news goes to a queue, as (key, kind, bytes, index): an answer whose bytes
+    are the last ones is no news, whatever its index says, unless `indexes` (then it goes with no
+    bytes: the daemon learns how new the failing checks it holds are)."""
 
     def __init__(self, key: str, fetch: Callable[[Any], tuple[Any, bytes]], answers: queue.Queue[Answer],
-                 address: str, rate_limit: float = RATE_LIMIT, jitter: float = RATE_JITTER) -> None:
+                 address: str, rate_limit: float = RATE_LIMIT, jitter: float = RATE_JITTER,
+                 indexes: bool = False) -> None:
         super().__init__(key, fetch, address=address, logger=log, gauge=BLOCKING, rate_limit=rate_limit,
                          jitter=jitter)
-        self.answers = answers
+        self.answers, self.indexes = answers, indexes
         self.last: bytes | None = None
 
     def answered(self, kind: str, data: Any) -> None:
+        index = int(self.index or 0)
         if kind == "down":
-            self.answers.put((self.key, kind, None))
+            self.answers.put((self.key, kind, None, index))
             return
         if kind in ("same", "change") and data == self.last:
+            if self.indexes:
+                self.answers.put((self.key, kind, None, index))
             return
         self.last = data
-        self.answers.put((self.key, kind, data))
+        self.answers.put((self.key, kind, data, index))
 
 
 def feeds(reader: Reader, answers: queue.Queue[Answer], kv_prefixes: Iterable[str] = ()) -> list[Feed]:
@@ -77,7 +83,7 @@ def feeds(reader: Reader, answers: queue.Queue[Answer], kv_prefixes: Iterable[st
     address = reader.base_uri
     found = [Feed("nodes", blocking(reader, "/v1/catalog/nodes"), answers, address)]
     found += [Feed(f"checks:{state}", blocking(reader, f"/v1/health/state/{state}"), answers, address,
-                   CHECKS_RATE_LIMIT, 0.0) for state in FAILING]
+                   CHECKS_RATE_LIMIT, 0.0, indexes=True) for state in FAILING]
     found += [Feed(f"kv:{prefix}", blocking(reader, f"/v1/kv/{prefix}", ("recurse", "")), answers, address)
               for prefix in kv_prefixes]
     return found
