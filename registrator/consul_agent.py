@@ -8,7 +8,7 @@ from typing import Any
 import consul
 from consul.callback import CB
 
-from registrator.model import Registered, Registration, listing
+from registrator.model import DRAIN_REASON, Registered, Registration, listing
 
 
 class Agent:
@@ -32,7 +32,7 @@ class Agent:
     def deregister(self, service_id: str) -> None:
         self.c.agent.service.deregister(service_id)
 
-    def maintenance(self, service_id: str, enable: bool, reason: str = "container stopping") -> None:
+    def maintenance(self, service_id: str, enable: bool, reason: str = DRAIN_REASON) -> None:
         self.c.agent.service.maintenance(service_id, "true" if enable else "false", reason if enable else None)
 
     def has_leader(self) -> bool:

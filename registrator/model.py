@@ -16,6 +16,9 @@ OWNER_KEY = consul_meta.OWNER
 CONTAINER_KEY = consul_meta.CONTAINER_ID
 DIGEST_KEY = "wharf_digest"
 MAINTENANCE_PREFIX = "_service_maintenance:"
+#: the reason this registrator gives its drains: maintenance with any other reason (an operator's
+#: `consul maint`, `wharf apps scale` draining before a kill) is someone else's, left as it is
+DRAIN_REASON = "container stopping"
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class Registered:
     owner: str | None
     container_id: str | None
     digest: str | None
-    maintenance: bool = False
+    maintenance: bool = False  # in maintenance by this registrator's drain (DRAIN_REASON)
 
     @classmethod
     def from_consul(cls, entry: Mapping[str, Any], maintenance: bool = False) -> Registered:
@@ -164,8 +167,10 @@ class Registered:
 
 
 def listing(services: Mapping[str, Mapping[str, Any]], checks: Mapping[str, Any]) -> dict[str, Registered]:
-    """Every service of an agent listing, with its maintenance state read from the agent's checks."""
-    in_maintenance = {cid[len(MAINTENANCE_PREFIX):] for cid in checks if cid.startswith(MAINTENANCE_PREFIX)}
+    """Every service of an agent listing, with whether a drain of this registrator holds it in
+    maintenance, read from the agent's checks (the maintenance check's notes are its reason)."""
+    in_maintenance = {cid[len(MAINTENANCE_PREFIX):] for cid, check in checks.items()
+                      if cid.startswith(MAINTENANCE_PREFIX) and (check or {}).get("Notes") == DRAIN_REASON}
     return {sid: Registered.from_consul(entry, sid in in_maintenance) for sid, entry in services.items()}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from registrator.model import DIGEST_KEY, DockerContainer, Options, Registered, health_rows, listing
+from registrator.reconcile import reconcile
 from registrator.services import desired, image_name, split_tags
 from tests.upstream import upstream
 from wharf.contracts.marathon_lb import marathon_service_ports as service_ports
@@ -175,8 +176,20 @@ def test_digest_changes_with_what_consul_would_hold() -> None:
     b = desired(DockerContainer.from_inspect(inspect({"SERVICE_TAGS": "b"})), OPTS)[0]
     assert a.digest != b.digest and a.digest == desired(DockerContainer.from_inspect(inspect({"SERVICE_TAGS": "a"})),
                                                         OPTS)[0].digest
-    held = listing({a.id: a.body()}, {f"_service_maintenance:{a.id}": {}})
+    held = listing({a.id: a.body()}, {f"_service_maintenance:{a.id}": {"Notes": "container stopping"}})
     assert held[a.id] == Registered(a.id, "reg-a", a.container_id, a.digest, maintenance=True)
+
+
+def test_maintenance_someone_else_set_is_not_the_registrators_to_lift() -> None:
+    """`wharf apps scale` drains a task before killing it (or an operator runs `consul maint`): the
+    registrator, which wants the running container served, leaves that maintenance alone."""
+    a = desired(DockerContainer.from_inspect(inspect()), OPTS)[0]
+    for reason in ("wharf: draining before kill", "", None):
+        held = listing({a.id: a.body()}, {f"_service_maintenance:{a.id}": {"Notes": reason}})
+        assert not held[a.id].maintenance
+        assert reconcile([a], held, "reg-a").empty
+    ours = listing({a.id: a.body()}, {f"_service_maintenance:{a.id}": {"Notes": "container stopping"}})
+    assert reconcile([a], ours, "reg-a").undrain == (a.id,)  # its own drain, the container still running
 
 
 def test_health_rows_show_drains_and_the_worst_check_of_wharf_services_only() -> None:
