@@ -51,7 +51,7 @@ RUN_ONLY: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--tolerance", type=float, default=None,
                  help="Band around the target, ± fraction in (0, 1) [0.1]"),
     click.option("--scale-up-stabilization", type=float, default=None, help="Seconds [0]"),
-    click.option("--scale-down-stabilization", type=float, default=None, help="Seconds [180]"),
+    click.option("--scale-down-stabilization", type=float, default=None, help="Seconds [60]"),
     click.option("--max-step", type=int, default=None, help="Most instances added or removed at once"),
 ]
 
@@ -104,6 +104,7 @@ LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
     "window": (lambda v: v >= 0, "must be >= 0"),
     "startup": (lambda v: v >= 0, "must be >= 0"),
     "overload_factor": (lambda v: v > 0, "must be > 0"),
+    "seeds": (lambda v: v >= 1, "must be >= 1"),
 }
 
 
@@ -182,7 +183,8 @@ def autoscale() -> None:
 @autoscale.command("run")
 @_apply(MLB_OPTIONS + RUN_ONLY)
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT")
-@click.option("--dry-run", is_flag=True, help="Decide and log, but do not scale")
+@click.option("--dry-run", is_flag=True,
+              help="Decide and log, with the projected load behind each decision, but do not scale")
 @click.option("--once", is_flag=True, help="Run one cycle and exit")
 @click.pass_context
 def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool, **opts: Any) -> None:
@@ -256,7 +258,7 @@ def status(ctx: click.Context, window: float, as_json: bool, **opts: Any) -> Non
 
 
 @autoscale.command("simulate")
-@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("trace", type=click.Path(path_type=Path), required=False)
 @click.option("--policy", "policy_spec", default="target_rps=100", show_default=True,
               help="key=value,... : target_rps, min, max, scale_up_stabilization, scale_down_stabilization, "
                    "max_step, tolerance, cooldown")
@@ -265,35 +267,95 @@ def status(ctx: click.Context, window: float, as_json: bool, **opts: Any) -> Non
               help="Seconds before a new instance serves")
 @click.option("--overload-factor", type=float, default=None,
               help="Overloaded above target × this [default 1 + tolerance]")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None, help="Write a PNG here")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+              help="Draw load, instances and the floor: a .svg (no dependency) or PNG file for a TRACE; "
+                   "without TRACE, a directory for one SVG a trace")
 @click.option("--compare-mlb", is_flag=True, help="Also run marathon-lb-autoscale's algorithm (its defaults)")
+@click.option("--seeds", type=int, default=3, show_default=True,
+              help="Without TRACE: traces generated per family member")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (always with both runs)")
-def simulate(trace: Path, policy_spec: str, interval: float, startup: float, overload_factor: float | None,
-             plot_path: Path | None, compare_mlb: bool, as_json: bool) -> None:
-    """Replay a `t,rps` load trace through the decision and an instance model; print the score."""
-    from autoscale.policy import from_spec
-    from autoscale.simulate import Model, load_trace, mlb_options, plot, simulate_mlb, simulate_wharf
+def simulate(trace: Path | None, policy_spec: str, interval: float, startup: float, overload_factor: float | None,
+             plot_path: Path | None, compare_mlb: bool, seeds: int, as_json: bool) -> None:
+    """Replay a `t,rps` load trace through the decision and an instance model; print the score.
 
-    check_flags({"interval": interval, "startup": startup, "overload_factor": overload_factor})
+    Without TRACE, score the policy against marathon-lb-autoscale and the perfect-foresight floor
+    over the generated families (ramps, spikes, diurnal days, noise, flash crowds) and the bundled
+    traces, in one table.
+    """
+    from autoscale.policy import from_spec
+    from autoscale.simulate import Model
+
+    check_flags({"interval": interval, "startup": startup, "overload_factor": overload_factor, "seeds": seeds})
     policy = from_spec(policy_spec)
+    model = Model(interval, startup, overload_factor)
+    if trace is None:
+        _simulate_family(policy, model, seeds, plot_path, as_json)
+        return
     if plot_path is not None and not (plot_path.parent.resolve()).is_dir():
         raise BadInput(f"--plot: {plot_path}: directory does not exist")
+    _simulate_trace(trace, policy, model, plot_path, compare_mlb, as_json)
+
+
+def _simulate_trace(trace: Path, policy: Any, model: Any, plot_path: Path | None, compare_mlb: bool,
+                    as_json: bool) -> None:
+    from autoscale.plot import plot
+    from autoscale.score import overload_limit
+    from autoscale.simulate import floor_counts, load_trace, mlb_options, simulate_mlb, simulate_wharf
+
     load = load_trace(trace)
-    model = Model(interval, startup, overload_factor)
     runs = {"wharf": simulate_wharf(load, policy, model)}
     if compare_mlb or as_json:
         runs["mlb"] = simulate_mlb(load, mlb_options(policy, model), model, policy.tolerance)
+    floor = floor_counts(load, overload_limit(policy, model), model)
     if plot_path is not None:
-        plot(plot_path, load, runs, policy.target_rps, title=f"{trace.name}: target {policy.target_rps:g} rps")
+        plot(plot_path, load, {name: r.serving for name, r in runs.items()}, floor,
+             title=f"{trace.name}: target {policy.target_rps:g} rps")
     if as_json:
         click.echo(json.dumps({name: result.json() for name, result in runs.items()}, indent=2))
         return
-    _table([{"run": name, "overload_seconds": r.overload_seconds, "instance_seconds": r.instance_seconds,
-             "scale_events": len(r.events)} for name, r in runs.items()],
-           ["run", "overload_seconds", "instance_seconds", "scale_events"])
+    rows: list[dict[str, Any]] = [{"run": name, "overload_seconds": r.overload_seconds,
+                                   "instance_seconds": r.instance_seconds, "scale_events": len(r.events)}
+                                  for name, r in runs.items()]
+    rows.append({"run": "floor", "overload_seconds": 0, "instance_seconds": sum(floor)})
+    _table(rows, ["run", "overload_seconds", "instance_seconds", "scale_events"])
     for name, result in runs.items():
         click.echo(f"\n{name} scale events:")
         for e in result.events:
             click.echo(f"  t={e.t:>6.0f}s {e.before:>3} -> {e.after:<3} {e.reason}")
     if plot_path is not None:
         click.echo(f"\nplot: {plot_path}")
+
+
+def _simulate_family(policy: Any, model: Any, seeds: int, plot_dir: Path | None, as_json: bool) -> None:
+    from autoscale.plot import plot
+    from autoscale.score import overload_limit, score, table, traces
+    from autoscale.simulate import floor_counts
+
+    if plot_dir is not None:
+        if plot_dir.exists() and not plot_dir.is_dir():
+            raise BadInput(f"--plot: {plot_dir}: not a directory (without TRACE it names a directory)")
+        try:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"--plot: {plot_dir}: {exc.strerror}") from None
+    named = traces(range(seeds))
+    scores = [score(name, shape, load, policy, model) for name, shape, load in named]
+    if plot_dir is not None:
+        for (name, _, load), s in zip(named, scores, strict=True):
+            plot(plot_dir / (name.replace("/", "-").removesuffix(".csv") + ".svg"), load,
+                 {"wharf": s.wharf.serving, "mlb": s.mlb.serving},
+                 floor_counts(load, overload_limit(policy, model), model), title=name)
+    if as_json:
+        click.echo(json.dumps({"policy": _policy_text(policy), "traces": [s.json() for s in scores]}, indent=2))
+        return
+    click.echo(f"policy: {_policy_text(policy)}; overloaded above {overload_limit(policy, model):g} rps "
+               f"per instance; decisions every {model.interval:g}s, instances serving {model.startup:g}s "
+               f"after they are asked for; mlb: marathon-lb-autoscale's rule with its defaults")
+    for line in table(scores):
+        click.echo(line)
+
+
+def _policy_text(policy: Any) -> str:
+    return (f"target {policy.target_rps:g} rps, tolerance {policy.tolerance:g}, bounds [{policy.min_instances}, "
+            f"{policy.max_instances or 'none'}], windows up {policy.scale_up_stabilization:g}s "
+            f"down {policy.scale_down_stabilization:g}s")

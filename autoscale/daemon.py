@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge
 from autoscale.decide import Decision, History, Reading, decide
 from autoscale.marathon import MarathonApps, Scaled, select
 from autoscale.policy import Policy
+from autoscale.startup import Startup
 from autoscale.stats import StatsSource, backend_readings, parse_stat_csv
 from wharf.daemon import Daemon
 from wharf.errors import Failure
@@ -47,6 +48,7 @@ class Autoscaler(Daemon):
         self.interval, self.dry_run, self.clock, self.on_decision = interval, dry_run, clock, on_decision
         self.readings: dict[str, list[Reading]] = {}  # source#backend -> its last two readings
         self.history: dict[str, History] = {}
+        self.startup: dict[str, Startup] = {}  # app id -> its startup delay, learned from Marathon
         self._missing_reported: set[str] = set()
 
     def read_all(self) -> None:
@@ -84,8 +86,10 @@ class Autoscaler(Daemon):
         now = self.clock()
         for item in selection.scaled:
             app = item.app
+            startup = self.startup.get(app.id, Startup()).observe(now, app.instances, app.healthy)
             decision = decide(self.readings_for(item.backends), app.instances, item.policy, now,
-                              self.history.get(app.id, History()), deploying=app.deploying)
+                              self.history.get(app.id, History()), deploying=app.deploying,
+                              startup=startup.seconds)
             action = action_of(decision)
             DECISIONS.labels(app.id, action).inc()
             TARGET.labels(app.id).set(decision.target)
@@ -93,13 +97,18 @@ class Autoscaler(Daemon):
                 OBSERVED.labels(app.id).set(decision.rps)
                 PER_INSTANCE.labels(app.id).set(decision.per_instance or 0.0)
             what = fields(app=app.id, action=action, current=app.instances, target=decision.target,
-                          rps=None if decision.rps is None else round(decision.rps, 1), reason=decision.reason)
+                          rps=None if decision.rps is None else round(decision.rps, 1),
+                          projected=None if decision.projected is None else round(decision.projected, 1),
+                          startup=None if startup.seconds is None else round(startup.seconds, 1),
+                          reason=decision.reason)
             if decision.target != app.instances:
                 if not self.dry_run:
                     self.marathon.scale(app.id, decision.target)
+                    startup = startup.asked(now, decision.target, app.instances)
                 self.log.info("scaled" if not self.dry_run else "would scale", extra=what)
             else:
                 self.log.info("decided", extra=what)
             self.history[app.id] = decision.history
+            self.startup[app.id] = startup
             if self.on_decision is not None:
                 self.on_decision(item, decision)

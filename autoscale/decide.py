@@ -4,30 +4,26 @@ Rates come from HAProxy's counters (`req_tot`, else `stot`) between two readings
 HAProxy; a counter that went down means that HAProxy reloaded (a new worker starts from zero), and
 that interval is estimated from what the new worker counted and its current rate instead.
 
-Each cycle recommends a count from the observed rate alone. The band, target × (1 ± tolerance), is
-what the operator accepts, and wharf uses it rather than steering every change back to the target:
+Each cycle adds the interval's rate to the samples the history keeps, and `forecast` reads their
+level, trend and noise (and a jump the interval only partly caught, from the rate HAProxy sees
+now). The count recommended is the fewest instances that hold, at or under the band's top (target
+× (1 + tolerance)), the highest load projected from now until instances asked for at the next
+decision could serve (one interval plus the app's startup delay, learned from Marathon), plus one
+noise unit, and never less than the highest rate of the current level. The cost of each direction:
 
-- Over the band, the app grows to what brings the load to the target, or to fewer if the band's
-  top still holds the load should it keep rising as fast as it did since the last decision for two
-  more cycles (one for the new instances to start, one until the next decision's can). A surge
-  gets the target's full headroom; a load drifting over the band's edge gets one or two instances
-  and runs in the band's upper half instead of jumping back to the target. Without a previous
-  rate (a restart) the trend is unknown and the app grows to the target. A +1 is never held back.
-- Under the band, it shrinks to the count that puts the load inside the band nearest the target,
-  which may be a little over it (the load is falling): 408 rps is 4 instances at 102, not 5 at 82,
-  under the band again.
+- Up: instances are asked for to cover the load at the time they will serve, not the load already
+  seen; a +1 is never held back.
+- Down: the app shrinks as soon as the lower count holds the projected load, a falling load being
+  seen as falling from the last intervals rather than an average. Removing too much costs a
+  startup to undo and overload meanwhile, so a shrink holds one more noise unit, needs two
+  decisions in a row that call for it, and waits until three intervals have shown the noise.
 
-The stabilization windows then pick the smallest recommendation of the up window to grow to and
-the largest of the down window to shrink to (Kubernetes' HPA answer to flapping), so a shrink
-holds the highest load of the down window inside the band. Right after a scale-down, growing again
-within the down window needs the load to be beyond the band by twice the tolerance, so noise
-inside the band does not make the count turn around more than once per window.
-
-On the bundled 4-hour traces (`bench/autoscale.py`: a decision a minute, new instances serving a
-minute later, overload above 120 rps per instance for a target of 100) this takes wharf from 160,680
-to 155,880 instance-seconds on the ramp (marathon-lb-autoscale 157,680), from 107,880 to 104,100 on
-the diurnal load (107,880), and from 88,500 to 84,480 on the spike (76,800), with 60, 340 and 240
-overload-seconds (marathon-lb-autoscale 3,480, 3,670, 1,440).
+The stabilization windows stay bounds the user sets: the app grows to the smallest recommendation
+of the up window and shrinks to the largest of the down window (Kubernetes' HPA answer to
+flapping). Right after a scale-down, growing again within the down window needs the projected load
+over twice the tolerance, so noise does not turn the count around more than once per window. With
+`--threshold-percent` (`down_tolerance`) the app shrinks only under the band's bottom, as
+marathon-lb-autoscale does, unless the drop reaches `--threshold-instances`.
 """
 
 from __future__ import annotations
@@ -36,7 +32,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from autoscale.forecast import SAMPLES, Forecast, forecast
 from autoscale.policy import Policy
+
+#: noise units of headroom over the projected load, and more before a shrink
+NOISE_MARGIN = 1.0
+SHRINK_MARGIN = 1.0
+#: rates needed before a shrink (the noise is unknown before)
+KNOWN_NOISE = 3
 
 
 @dataclass(frozen=True)
@@ -57,22 +60,32 @@ class Reading:
 
 @dataclass(frozen=True)
 class History:
-    """What the decision remembers between cycles: recent recommendations and the last change."""
+    """What the decision remembers between cycles: recent recommendations, the last change, and
+    the rates of the last decisions (`(time, rps)`, oldest first)."""
 
     recommendations: tuple[tuple[float, int], ...] = ()
     last_change: tuple[float, int] | None = None  # (when, +1 for up or -1 for down)
-    last_rps: float | None = None  # the rate the last decision observed
+    samples: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def last_rps(self) -> float | None:
+        """The rate the last decision observed."""
+        return self.samples[-1][1] if self.samples else None
 
     def remember(self, now: float, recommendation: int, keep: float, rps: float | None = None) -> History:
         """This history with `recommendation` (and the rate it came from) added and entries older
-        than `keep` seconds dropped."""
-        kept = tuple((t, n) for t, n in self.recommendations if t > now - keep)
-        return History((*kept, (now, recommendation)), self.last_change, self.last_rps if rps is None else rps)
+        than `keep` seconds dropped, but for the previous recommendation."""
+        kept = tuple((t, n) for t, n in self.recommendations[:-1] if t > now - keep) + self.recommendations[-1:]
+        samples = self.samples if rps is None else (*self.samples, (now, rps))[-SAMPLES:]
+        return History((*kept, (now, recommendation)), self.last_change, samples)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """A target instance count and why; `history` is what the next cycle should be given."""
+    """A target instance count and why; `history` is what the next cycle should be given.
+
+    projected: the load the recommendation holds (the projected peak plus the noise margin).
+    """
 
     target: int
     reason: str
@@ -80,6 +93,7 @@ class Decision:
     rps: float | None = None
     recommendation: int | None = None
     history: History = field(default_factory=History)
+    projected: float | None = None
 
     @property
     def per_instance(self) -> float | None:
@@ -120,67 +134,45 @@ def observed_rps(readings: Iterable[Reading]) -> float | None:
     return total
 
 
+def latest_rps(readings: Iterable[Reading]) -> float | None:
+    """The rate every source reported last (`req_rate`, else `rate`), summed; None if one has none."""
+    last: dict[str, Reading] = {}
+    for reading in readings:
+        if reading.source not in last or reading.t >= last[reading.source].t:
+            last[reading.source] = reading
+    rates = [r.rate for r in last.values()]
+    return None if not rates or any(r is None for r in rates) else float(sum(r or 0.0 for r in rates))
+
+
+def sized(load: float, per_instance: float) -> int:
+    """The fewest instances that keep `load` per instance at or under `per_instance` (1 with any load)."""
+    return max(math.ceil(load / per_instance - 1e-9), 1) if load > 0 else 0
+
+
 def needed(rps: float, policy: Policy) -> int:
     """The fewest instances that keep rps per instance at or under the target (1 with any traffic)."""
-    count = math.ceil(rps / policy.target_rps - 1e-9)
-    return max(count, 1) if rps > 0 else 0
+    return sized(rps, policy.target_rps)
 
 
-def within_band(rps: float, policy: Policy) -> int:
-    """The fewest instances that keep rps per instance inside the band (at most its top)."""
-    count = math.ceil(rps / policy.upper_band - 1e-9)
-    return max(count, 1) if rps > 0 else 0
+def projected_load(outlook: Forecast, horizon: float) -> float:
+    """The load to hold: the highest the forecast projects within `horizon` seconds plus a noise
+    unit, and never less than the highest rate seen at the current level."""
+    return max(outlook.peak(horizon) + NOISE_MARGIN * outlook.noise, outlook.high or 0.0)
 
 
-def shrink_count(rps: float, policy: Policy) -> int:
-    """The count that puts rps per instance inside the band and nearest the target, perhaps a
-    little over it (`needed` if no count lies inside the band)."""
-    need = needed(rps, policy)
-    inside = [n for n in (need - 1, need) if n >= 1 and policy.lower_band <= rps / n <= policy.upper_band]
-    return min(inside, key=lambda n: (abs(rps / n - policy.target_rps), -n)) if inside else need
+def recommend(load: float, policy: Policy) -> int:
+    """The fewest instances that hold `load` inside the band (before stabilization and bounds)."""
+    return sized(load, policy.upper_band)
 
 
-#: Growing while the load drifts up, wharf assumes it keeps rising as fast as it did since the last
-#: decision for this many more cycles: the one new instances take to start serving, and the one
-#: until those of the next decision can.
-RISE_CYCLES = 2
-
-
-def grow_count(rps: float, current: int, policy: Policy, rise: float | None) -> int:
-    """The count to grow to when rps per instance is over the band: what brings it to the target,
-    or fewer when the band's top still holds the load risen `rise` more for `RISE_CYCLES` cycles;
-    never less than one more (`rise` None: unknown, so the target)."""
-    need = needed(rps, policy)
-    if rise is not None:
-        need = min(need, within_band(rps + RISE_CYCLES * max(rise, 0.0), policy))
-    return max(need, current + 1)
-
-
-def recommend(rps: float, current: int, policy: Policy, upper: float | None = None,
-              rise: float | None = None) -> int:
-    """The count this rate alone calls for, before stabilization and bounds (at least 1 with traffic).
-
-    upper: rps per instance over which to grow (default the band's top).
-    rise: how much the rate grew since the previous decision (None: unknown).
-    """
-    upper = policy.upper_band if upper is None else upper
-    if current <= 0:
-        count = needed(rps, policy)
-    elif rps / current > upper:
-        count = grow_count(rps, current, policy, rise)
-    elif rps / current < policy.lower_band or (policy.down_threshold_instances is not None and
-                                               current - needed(rps, policy) >= policy.down_threshold_instances):
-        count = min(shrink_count(rps, policy), current)
-    else:
-        count = current
-    return max(count, 1) if rps > 0 else count
-
-
-def _describe(rps: float, current: int, policy: Policy) -> str:
-    if current <= 0:
-        return f"{rps:.1f} rps with no instance"
-    return (f"{rps:.1f} rps over {current} = {rps / current:.1f} per instance "
-            f"(band {policy.lower_band:.0f}-{policy.upper_band:.0f})")
+def _describe(rps: float, current: int, policy: Policy, outlook: Forecast, load: float, horizon: float) -> str:
+    seen = (f"{rps:.1f} rps with no instance" if current <= 0 else
+            f"{rps:.1f} rps over {current} = {rps / current:.1f} per instance (band {policy.lower_band:.0f}-"
+            f"{policy.upper_band:.0f})")
+    trend = "steady" if not outlook.slope else f"{'rising' if outlook.slope > 0 else 'falling'} " \
+                                               f"{abs(outlook.slope) * 60:.1f} rps/min"
+    ahead = f" within {horizon:g}s" if horizon > 0 else ""
+    return f"{seen}, {trend}, noise {outlook.noise:.1f}: projected {load:.1f} rps{ahead}"
 
 
 def _limited(target: int, why: str, current: int, rps: float, policy: Policy) -> tuple[int, str]:
@@ -197,9 +189,22 @@ def _limited(target: int, why: str, current: int, rps: float, policy: Policy) ->
     return target, why
 
 
+def _may_shrink(rps: float, current: int, recommendation: int, policy: Policy) -> bool:
+    """Without `--threshold-percent` a safe lower count is always taken; with it, only under the
+    band's bottom or by `--threshold-instances` or more (marathon-lb-autoscale's thresholds)."""
+    if policy.down_tolerance is None or current <= 0:
+        return True
+    if rps / current < policy.lower_band:
+        return True
+    return policy.down_threshold_instances is not None and current - recommendation >= policy.down_threshold_instances
+
+
 def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float,
-           history: History = History(), deploying: bool = False) -> Decision:
-    """The instance count an app should have now, with the reason, and the history to keep."""
+           history: History = History(), deploying: bool = False, startup: float | None = None) -> Decision:
+    """The instance count an app should have now, with the reason, and the history to keep.
+
+    startup: seconds from asking Marathon for an instance to its serving (None: one interval).
+    """
     if deploying:
         return Decision(current, "deployment in progress: no decision", current, history=history)
     rps = observed_rps(readings)
@@ -209,26 +214,44 @@ def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float
     if not history.recommendations:
         # nothing remembered (a fresh start): act as if the current count had been recommended,
         # so a restarted autoscaler does not shrink an app before a window has passed
-        history = History(((now, current),), history.last_change, history.last_rps)
-    recent_down = (history.last_change is not None and history.last_change[1] < 0
-                   and now - history.last_change[0] < policy.scale_down_stabilization)
-    upper = policy.target_rps * (1 + 2 * policy.tolerance) if recent_down else None
-    rise = None if history.last_rps is None else rps - history.last_rps
-    rec = recommend(rps, current, policy, upper, rise)
+        history = History(((now, current),), history.last_change, history.samples)
+    samples = (*history.samples, (now, rps))
+    outlook = forecast(samples, latest_rps(readings)) or Forecast(rps)
+    interval = now - history.samples[-1][0] if history.samples and now > history.samples[-1][0] else 0.0
+    horizon = interval + (interval if startup is None else startup)
+    load = projected_load(outlook, horizon)
+    rec, note = recommend(load, policy), ""
+    if rec < current:
+        # shrinking wrongly costs overload and a startup to undo: one more noise unit
+        load += SHRINK_MARGIN * outlook.noise
+        rec = min(recommend(load, policy), current)
+        if rec < current and len(samples) < KNOWN_NOISE:
+            rec, note = current, (f" ({rec} would do, but the first window of {KNOWN_NOISE} intervals holds "
+                                  f"it: the noise is unknown before)")
+        elif rec < current and not _may_shrink(rps, current, rec, policy):
+            rec, note = current, f" (over the band's bottom {policy.lower_band:.0f}: --threshold-percent holds it)"
+    elif rec > current > 0 and history.last_change is not None and history.last_change[1] < 0 \
+            and now - history.last_change[0] < policy.scale_down_stabilization:
+        again = policy.target_rps * (1 + 2 * policy.tolerance)
+        if sized(load, again) <= current:
+            rec, note = current, (f" (scaled down {now - history.last_change[0]:g}s ago: growing again "
+                                  f"needs over {again:.0f} per instance)")
+    if rps > 0:
+        rec = max(rec, 1)
     keep = max(policy.scale_up_stabilization, policy.scale_down_stabilization)
     remembered = history.remember(now, rec, keep, rps)
     ups = [n for t, n in remembered.recommendations if t > now - policy.scale_up_stabilization] or [rec]
-    downs = [n for t, n in remembered.recommendations if t > now - policy.scale_down_stabilization] or [rec]
+    # a shrink needs two decisions in a row that call for it (one low rate is as likely noise,
+    # and shrinking on it costs a startup to undo), or all those of the down window
+    downs = [n for t, n in remembered.recommendations[-2:]] + [
+        n for t, n in remembered.recommendations if t > now - policy.scale_down_stabilization]
     grow_to, shrink_to = min(ups), max(downs)
-    what = _describe(rps, current, policy)
+    what = _describe(rps, current, policy, outlook, load, horizon)
 
     if grow_to > current:
         target, why = grow_to, f"{what}: scale up to {grow_to}"
         if grow_to < rec:
             why += f" (lowest of the last {policy.scale_up_stabilization:g}s; {rec} now)"
-        elif rise is not None and grow_to < needed(rps, policy):
-            why += (f" (rose {rise:.0f} since the last decision: {grow_to} holds it inside the band "
-                    f"for {RISE_CYCLES} more cycles of that)")
     elif shrink_to < current:
         cooling = history.last_change is not None and now - history.last_change[0] < policy.cooldown
         if cooling:
@@ -236,19 +259,19 @@ def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float
         else:
             target, why = shrink_to, f"{what}: scale down to {shrink_to}"
             if shrink_to > rec:
-                why += f" (highest of the last {policy.scale_down_stabilization:g}s; {rec} now)"
-            elif shrink_to > 0 and rps / shrink_to > policy.target_rps:
-                why += f" ({rps / shrink_to:.1f} per instance: inside the band, nearest the target)"
-    elif rec != current:
-        window = policy.scale_up_stabilization if rec > current else policy.scale_down_stabilization
-        target, why = current, f"{what}: {rec} now, held by the {window:g}s stabilization window"
+                why += (f" (highest of the last {policy.scale_down_stabilization:g}s and the previous "
+                        f"decision; {rec} now)")
+    elif rec > current:
+        target, why = current, f"{what}: {rec} now, held by the {policy.scale_up_stabilization:g}s up window"
+    elif rec < current:
+        window = policy.scale_down_stabilization
+        target, why = current, f"{what}: {rec} now, held by the {window:g}s down window"
+        if max((n for t, n in remembered.recommendations if t > now - window), default=0) < current:
+            why = f"{what}: {rec} now, held until a second decision agrees"
     else:
-        target, why = current, f"{what}: keep {current}"
-        if history.last_change is not None and upper is not None and current > 0 \
-                and rps / current > policy.upper_band:
-            why += f" (scaled down {now - history.last_change[0]:g}s ago: growing again needs over {upper:.0f})"
+        target, why = current, f"{what}: keep {current}{note}"
 
     target, why = _limited(target, why, current, rps, policy)
     if target != current:
-        remembered = History(remembered.recommendations, (now, 1 if target > current else -1), remembered.last_rps)
-    return Decision(target, why, current, rps, rec, remembered)
+        remembered = History(remembered.recommendations, (now, 1 if target > current else -1), remembered.samples)
+    return Decision(target, why, current, rps, rec, remembered, load)

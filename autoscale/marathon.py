@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -30,14 +30,18 @@ class ScaledApp:
     labels: Mapping[str, str] = field(default_factory=dict)
     service_ports: tuple[int, ...] = ()
     deploying: bool = False
+    healthy: int | None = None  # tasks serving: healthy ones, or running ones without health checks
 
     @classmethod
     def from_marathon(cls, app: Mapping[str, Any]) -> ScaledApp:
         """From an app of `GET /v2/apps`: service ports as marathon-lb reads them (`HAPROXY_{i}_PORT`,
-        else `portDefinitions[i].port` / `portMappings[i].servicePort`)."""
+        else `portDefinitions[i].port` / `portMappings[i].servicePort`), and the tasks serving
+        (`tasksHealthy` if the app has health checks, else `tasksRunning`)."""
         labels = {str(k): str(v) for k, v in (app.get("labels") or {}).items()}
+        counted = app.get("tasksHealthy") if app.get("healthChecks") else app.get("tasksRunning")
         return cls(str(app["id"]), int(app.get("instances") or 0), labels,
-                   tuple(service_ports(app).values()), bool(app.get("deployments")))
+                   tuple(service_ports(app).values()), bool(app.get("deployments")),
+                   None if counted is None else int(counted))
 
     def backends(self) -> list[str]:
         """The HAProxy backends marathon-lb names for this app, one per service port."""
@@ -119,7 +123,7 @@ class MarathonApps:
         """Every app, marked `deploying` when a deployment affects it (`GET /v2/deployments` too)."""
         apps = [ScaledApp.from_marathon(a) for a in self.client.apps()]
         busy = {app_id for d in self.client.deployments() for app_id in d.get("affectedApps", [])}
-        return [ScaledApp(a.id, a.instances, a.labels, a.service_ports, a.deploying or a.id in busy) for a in apps]
+        return [replace(a, deploying=a.deploying or a.id in busy) for a in apps]
 
     def scale(self, app_id: str, instances: int) -> str:
         """`PUT /v2/apps/{id}` with only `{"instances": N}`, without `force`; the deployment id."""

@@ -26,16 +26,16 @@ class Policy:
 
     target_rps: requests per second one instance should serve.
     min_instances, max_instances: bounds on the instance count (max None: no bound).
-    tolerance: no change while rps per instance is within target × (1 ± tolerance); above the band
-        the app always grows (a +1 is never held back), to the target or, while the load drifts
-        up, to the band's top; below it the app shrinks to the count nearest the target inside it.
-    down_tolerance: the lower edge of the band if different (marathon-lb-autoscale's
-        `--threshold-percent`); None: `tolerance`.
-    down_threshold_instances: a scale-down this many instances or larger passes the band anyway
-        (marathon-lb-autoscale's `--threshold-instances`); None: never.
+    tolerance: the band target × (1 ± tolerance) is what the operator accepts: wharf sizes each app
+        so that the load it projects stays at or under the band's top, growing (a +1 is never held
+        back) as soon as it would not and shrinking as soon as fewer instances would hold it.
+    down_tolerance: marathon-lb-autoscale's `--threshold-percent`: when set, the app shrinks only
+        while rps per instance is under target × (1 − down_tolerance); None: whenever it is safe.
+    down_threshold_instances: with `down_tolerance`, a scale-down this many instances or larger
+        passes that threshold anyway (marathon-lb-autoscale's `--threshold-instances`); None: never.
     scale_up_stabilization, scale_down_stabilization: seconds of recommendations considered: the
         app grows to the smallest recommendation of the up window and shrinks to the largest of the
-        down window (fast up, slow down, no flapping).
+        down window (and of the previous decision: two decisions must agree on a shrink).
     max_step: the most instances one decision adds or removes (None: no limit).
     cooldown: seconds after a change during which the app does not shrink.
     """
@@ -47,7 +47,7 @@ class Policy:
     down_tolerance: float | None = None
     down_threshold_instances: int | None = None
     scale_up_stabilization: float = 0.0
-    scale_down_stabilization: float = 180.0
+    scale_down_stabilization: float = 60.0
     max_step: int | None = None
     cooldown: float = 0.0
 
@@ -80,7 +80,7 @@ class Policy:
 
     @property
     def upper_band(self) -> float:
-        """rps per instance over which the app grows (and an instance counts as overloaded)."""
+        """rps per instance over which the projected load makes the app grow."""
         return self.target_rps * (1 + self.tolerance)
 
     def bounded(self, count: int) -> int:

@@ -1,4 +1,4 @@
-"""Replay a load trace through the decision and a simple instance model; score and draw it.
+"""Replay a load trace through the decision and a simple instance model, and score it.
 
 The model: every `interval` seconds the autoscaler reads the app's counters (as HAProxy would
 report them) and decides; instances it adds serve `startup` seconds later (Marathon reports a
@@ -9,7 +9,6 @@ serving instance exceeds target × `overload_factor` (or traffic arrives with no
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from autoscale.decide import History, Reading, decide, needed
 from autoscale.mlb import MlbOptions, MlbState, mlb_step
 from autoscale.policy import Policy
-from wharf.atomic import write_atomic
+from autoscale.startup import Startup
 from wharf.errors import BadInput
 
 
@@ -138,26 +137,48 @@ def _score(load: Sequence[float], asked: list[int], serving: list[int], limit: f
 
 
 def simulate_wharf(load: Sequence[float], policy: Policy, model: Model = Model()) -> Result:
-    """Run wharf's decision over `load` (one rate per second)."""
+    """Run wharf's decision over `load` (one rate per second), learning the startup delay as the
+    daemon does: from a scale-up to the cycle that finds the new instances serving."""
     instances = _Instances(policy.bounded(needed(load[0], policy)), model.startup)
-    history, readings = History(), [Reading(0.0, "sim", 0, load[0])]
+    history, startup, readings = History(), Startup(), [Reading(0.0, "sim", 0, load[0])]
     total, asked, serving, events = 0.0, [], [], []
     step = max(1, int(model.interval))
     for second, rps in enumerate(load):
         if second and second % step == 0:
             readings = [readings[-1], Reading(float(second), "sim", int(total), load[second - 1])]
             current = instances.asked()
+            startup = startup.observe(second, current, instances.serving(second))
             decision = decide(readings, current, policy, float(second), history,
-                              deploying=instances.starting(second))
+                              deploying=instances.starting(second), startup=startup.seconds)
             history = decision.history
             if decision.target != current:
                 events.append(ScaleEvent(second, current, decision.target, decision.reason))
                 instances.scale(decision.target, second)
+                startup = startup.asked(second, decision.target, current)
         total += rps
         asked.append(instances.asked())
         serving.append(instances.serving(second))
     factor = model.overload_factor or 1 + policy.tolerance
     return _score(load, asked, serving, policy.target_rps * factor, events)
+
+
+def floor_counts(load: Sequence[float], limit: float, model: Model = Model()) -> list[int]:
+    """Instances asked for, second by second, by the cheapest schedule that is never overloaded
+    and changes the count only at decisions, knowing the load in advance: over each interval, the
+    most that any second needs from the interval's start until one startup after its end (an
+    instance must be asked for a startup before it serves, and is paid for from then on)."""
+    step = max(1, int(model.interval))
+    need = [math.ceil(rps / limit - 1e-9) if rps > 0 else 0 for rps in load]
+    counts: list[int] = []
+    for start in range(0, len(load), step):
+        ahead = need[start:start + step + int(math.ceil(model.startup))]
+        counts.extend([max(ahead)] * min(step, len(load) - start))
+    return counts
+
+
+def floor_seconds(load: Sequence[float], limit: float, model: Model = Model()) -> int:
+    """The perfect-foresight floor: instance-seconds of `floor_counts`."""
+    return sum(floor_counts(load, limit, model))
 
 
 def mlb_options(policy: Policy, model: Model) -> MlbOptions:
@@ -184,35 +205,3 @@ def simulate_mlb(load: Sequence[float], options: MlbOptions, model: Model = Mode
         serving.append(instances.serving(second))
     factor = model.overload_factor or 1 + tolerance
     return _score(load, asked, serving, options.target_rps * factor, events)
-
-
-def plot(path: Path, load: Sequence[float], runs: dict[str, Result], target_rps: float,
-         title: str = "") -> None:
-    """Draw load and instance counts over time into a PNG at `path` (temp file, then rename)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    minutes = [s / 60 for s in range(len(load))]
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5), dpi=80)
-    top.plot(minutes, load, color="tab:gray", linewidth=0.8, label="load (rps)")
-    top.set_ylabel("rps")
-    top.legend(loc="upper left", fontsize=8)
-    needed_line = [rps / target_rps for rps in load]
-    bottom.plot(minutes, needed_line, color="tab:gray", linewidth=0.8, linestyle=":", label="load / target")
-    for (name, result), color in zip(runs.items(), ("tab:blue", "tab:orange"), strict=False):
-        bottom.step(minutes, result.serving, where="post", color=color, linewidth=1.2,
-                    label=f"{name}: {result.overload_seconds} overload-s, {result.instance_seconds} inst-s")
-    bottom.set_ylabel("serving instances")
-    bottom.set_xlabel("minutes")
-    bottom.legend(loc="upper left", fontsize=8)
-    if title:
-        top.set_title(title, fontsize=10)
-    fig.tight_layout()
-    image = io.BytesIO()
-    try:
-        fig.savefig(image, format="png")
-    finally:
-        plt.close(fig)
-    write_atomic(path, image.getvalue())

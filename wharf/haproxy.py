@@ -1,11 +1,20 @@
-"""One client for HAProxy's Runtime API and master CLI: one command, the whole answer."""
+"""One client for HAProxy's Runtime API and master CLI (one command, the whole answer), and one
+reader of its statistics (`show stat` CSV over the admin socket or its stats page)."""
 
 from __future__ import annotations
 
+import csv
+import ipaddress
 import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from wharf.errors import reaching
+import requests
+
+from wharf.errors import BadInput, Failure, reaching
+from wharf.http import split_credentials
 
 
 def _endpoint(address: str | Path) -> tuple[socket.AddressFamily, str | tuple[str, int]]:
@@ -56,3 +65,121 @@ def servers_state(text: str) -> dict[tuple[str, str], tuple[str, int, bool]]:
         port = int(words[18]) if words[18].isdigit() else 0
         found[words[1], words[3]] = (words[4], port, op_state == 2 and not admin & MAINT_BITS)
     return found
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+CSV_PATH = "/haproxy?stats;csv"
+
+
+@dataclass(frozen=True)
+class StatRow:
+    """One row of `show stat`: proxy name, server name (FRONTEND/BACKEND for the aggregates), fields."""
+
+    pxname: str
+    svname: str
+    fields: Mapping[str, str] = field(repr=False)
+
+    def number(self, *names: str) -> float | None:
+        """The first of `names` that holds a number (HAProxy leaves fields empty that do not apply)."""
+        for name in names:
+            raw = self.fields.get(name, "").strip()
+            if raw:
+                try:
+                    return float(raw)
+                except ValueError:
+                    continue
+        return None
+
+
+def parse_stat_csv(text: str) -> list[StatRow]:
+    """Rows of a `show stat` CSV; each `# pxname,...` header line applies to the rows after it."""
+    rows: list[StatRow] = []
+    header: list[str] | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            header = next(csv.reader([line.lstrip("# ")]))
+            continue
+        if header is None:
+            continue
+        values = next(csv.reader([line]))
+        data = dict(zip(header, values, strict=False))
+        rows.append(StatRow(data.get("pxname", ""), data.get("svname", ""), data))
+    return rows
+
+
+def stats_url(base: str) -> str:
+    """The CSV URL for `--haproxy BASE` (marathon-lb-autoscale reads `BASE/haproxy?stats;csv`)."""
+    if "?stats" in base:
+        return base if base.endswith(";csv") else base + ";csv"
+    return base.rstrip("/") + CSV_PATH
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str) -> list[str]:
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
+
+
+@dataclass(frozen=True)
+class StatsSource:
+    """One HAProxy: a unix admin socket path, or an HTTP base URL (credentials kept apart)."""
+
+    where: str
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    timeout: float = 5.0
+
+    @classmethod
+    def parse(cls, text: str, auth: tuple[str, str] | None = None) -> StatsSource:
+        """`/path/admin.sock`, `unix:/path`, or `http(s)://[user:pass@]host:port[/...]`."""
+        text = text.strip()
+        if text.startswith("unix:"):
+            text = text[len("unix:"):]
+        if text.startswith("/"):
+            return cls(text)
+        if not text.startswith(("http://", "https://")):
+            raise BadInput(f"--haproxy: {text!r}: expected an http(s) URL or an admin socket path")
+        url, given = split_credentials(text)
+        return cls(url, given or auth)
+
+    def addresses(self, resolve: Callable[[str], list[str]] | None = None) -> list[StatsSource]:
+        """One source per address of the URL's host, as marathon-lb-autoscale polls every HAProxy
+        behind a DNS name (a Mesos-DNS A record); an IP, a socket, or a name that does not
+        resolve stays as it is."""
+        parts = urlsplit(self.where)
+        host = parts.hostname
+        if self.where.startswith("/") or not host or _is_ip(host):
+            return [self]
+        try:
+            found = (resolve or _resolve)(host)
+        except OSError:
+            return [self]
+        sources = []
+        for address in found or [host]:
+            shown = f"[{address}]" if ":" in address else address
+            netloc = f"{shown}:{parts.port}" if parts.port else shown
+            sources.append(StatsSource(urlunsplit(parts._replace(netloc=netloc)), self.auth, self.timeout))
+        return sources
+
+    @property
+    def name(self) -> str:
+        """How the source is shown and logged (never with credentials)."""
+        return self.where
+
+    def read(self) -> str:
+        """The `show stat` CSV text. Raises Failure if HAProxy cannot be reached."""
+        if self.where.startswith("/"):
+            return ask(self.where, "show stat", self.timeout)
+        with reaching("HAProxy", self.where):
+            response = requests.get(stats_url(self.where), auth=self.auth, timeout=self.timeout)
+        if response.status_code != 200:
+            raise Failure(f"HAProxy at {self.where} answered HTTP {response.status_code} for its stats")
+        return response.text

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscale.decide import History, Reading, decide, grow_count, needed, observed_rps, shrink_count
+from autoscale.decide import History, Reading, decide, needed, observed_rps, recommend
 from autoscale.policy import Policy
 
 pytestmark = pytest.mark.unit
@@ -71,9 +71,9 @@ def test_a_short_spike_scales_up_at_once_and_down_only_after_the_down_window() -
     policy = Policy(target_rps=100, scale_down_stabilization=300)
     rates = [400.0] * 3 + [2000.0] * 2 + [400.0] * 10
     counts = run(rates, policy, start=4)
-    assert counts[3] == 20, "the first spike reading scales straight to what it needs"
+    assert counts[3] == 19, "the first spike reading scales straight to what holds it inside the band"
     after_spike = counts[5:]
-    assert after_spike[:4] == [20] * 4, "stays up through the down window"
+    assert after_spike[:4] == [19] * 4, "stays up through the down window"
     assert after_spike[-1] == 4
 
 
@@ -173,7 +173,7 @@ def test_no_decision_while_a_deployment_runs() -> None:
     decision = decide(readings, 3, Policy(target_rps=100), 60, history, deploying=True)
     assert decision.target == 3 and "deployment" in decision.reason
     assert decision.history == history, "a skipped cycle leaves nothing behind"
-    assert decide(readings, 3, Policy(target_rps=100), 60, history).target == 20
+    assert decide(readings, 3, Policy(target_rps=100), 60, history).target == 19
 
 
 def test_no_stats_means_no_decision() -> None:
@@ -195,7 +195,7 @@ def test_right_after_a_scale_down_noise_just_over_the_band_does_not_turn_the_cou
     decision = decide(noisy, 5, policy, 120, history)
     assert decision.target == 5 and "growing again needs over 120" in decision.reason
     surge = [Reading(60, "h", 0, 0.0), Reading(120, "h", 60 * 650, 650.0)]  # 130: a real rise
-    assert decide(surge, 5, policy, 120, history).target == 7
+    assert decide(surge, 5, policy, 120, history).target == 6
     assert decide(noisy, 5, policy, 400, history).target == 6, "after the window the band is the usual one"
 
 
@@ -203,50 +203,39 @@ def test_a_load_drifting_up_grows_only_as_far_as_the_band_needs() -> None:
     """Landing at the target on every small step pays for instances the band does not need."""
     policy = Policy(target_rps=100)
     rates = [10_000.0] * 3 + [10_000 + 100 * i for i in range(1, 16)] + [11_500.0] * 10
-    counts = run(rates, policy, start=100)
-    assert counts == sorted(counts), "a rising load never shrinks the app"
+    counts = run(rates, policy, start=91)
+    rising = counts[:18]
+    assert rising == sorted(rising), "a rising load never shrinks the app"
+    assert counts[18:] == sorted(counts[18:], reverse=True), "once it stops rising, what the trend asked for goes"
     for rps, count in zip(rates, counts, strict=True):
         assert rps / count <= policy.upper_band, f"{count} instances left {rps} rps over the band"
         assert count <= math.ceil(rps / policy.target_rps), "never more than the target alone would need"
     assert counts[-1] < 115, "at 11,500 rps it runs inside the band, not at the target's 115"
 
 
-def test_a_surge_or_an_unknown_trend_still_lands_at_the_target() -> None:
+def test_a_surge_or_an_unknown_trend_lands_where_the_band_holds_it() -> None:
     policy = Policy(target_rps=100)
-    assert run([400.0, 400.0, 2000.0], policy, start=4)[-1] == 20, "a surge: straight to the target"
+    assert run([400.0, 400.0, 2000.0], policy, start=4)[-1] == 19, "a surge: straight to 105 per instance"
     fresh = [Reading(0, "h", 0, 0.0), Reading(60, "h", 60 * 1150, 1150.0)]
-    assert decide(fresh, 10, policy, 60).target == 12, "no previous rate (a restart): the target"
+    assert decide(fresh, 10, policy, 60).target == 11, "no previous rate (a restart): what the band holds"
 
 
-def test_after_a_spike_it_shrinks_to_the_count_nearest_the_target_inside_the_band() -> None:
+def test_after_a_spike_it_shrinks_to_the_fewest_instances_the_band_holds() -> None:
     policy = Policy(target_rps=100, scale_down_stabilization=300)
     counts = run([400.0] * 3 + [2000.0] * 2 + [408.0] * 10, policy, start=4)
-    assert counts[3] == 20 and counts[-1] == 4, "408 rps: 4 at 102 each, not 5 at 82 (under the band)"
-    history = History(((0.0, 20),), None, 2000.0)
+    assert counts[3] == 19 and counts[-1] == 4, "408 rps: 4 at 102 each, not 5 at 82 (under the band)"
+    samples = ((-120.0, 2000.0), (-60.0, 2000.0), (0.0, 2000.0))
+    history = History(((-60.0, 19), (0.0, 4)), None, samples)  # the previous decision saw the drop too
     readings = [Reading(0, "h", 0, 2000.0), Reading(60, "h", 60 * 408, 408.0)]
-    decision = decide(readings, 20, Policy(target_rps=100, scale_down_stabilization=0), 60, history)
-    assert decision.target == 4 and "102.0 per instance: inside the band, nearest the target" in decision.reason
+    decision = decide(readings, 19, Policy(target_rps=100, scale_down_stabilization=0), 60, history)
+    assert decision.target == 4 and "scale down to 4" in decision.reason, decision.reason
 
 
 @settings(max_examples=300, deadline=None)
-@given(rps=st.floats(1, 100_000), current=st.integers(1, 1000), rise=st.none() | st.floats(-10_000, 10_000),
-       tolerance=st.sampled_from([0.0, 0.05, 0.1, 0.2]))
-def test_growing_brings_the_load_inside_the_band_and_never_past_the_target(
-        rps: float, current: int, rise: float | None, tolerance: float) -> None:
+@given(load=st.floats(0.5, 100_000), tolerance=st.sampled_from([0.0, 0.05, 0.1, 0.2]))
+def test_the_recommendation_is_the_fewest_instances_the_band_holds(load: float, tolerance: float) -> None:
     policy = Policy(target_rps=100, tolerance=tolerance)
-    count = grow_count(rps, current, policy, rise)
-    assert count >= current + 1, "a needed +1 is never held back"
-    assert rps / count <= policy.upper_band + 1e-9
-    assert count <= max(needed(rps, policy), current + 1), "no more than landing at the target"
-    if rise is None:
-        assert count == max(needed(rps, policy), current + 1)
-
-
-@settings(max_examples=300, deadline=None)
-@given(rps=st.floats(1, 100_000), tolerance=st.sampled_from([0.0, 0.05, 0.1, 0.2]))
-def test_shrinking_lands_inside_the_band_whenever_a_count_does(rps: float, tolerance: float) -> None:
-    policy = Policy(target_rps=100, tolerance=tolerance)
-    count = shrink_count(rps, policy)
-    assert count in (needed(rps, policy) - 1, needed(rps, policy))
-    if any(policy.lower_band <= rps / n <= policy.upper_band for n in range(max(count - 2, 1), count + 3)):
-        assert policy.lower_band <= rps / count <= policy.upper_band
+    count = recommend(load, policy)
+    assert load / count <= policy.upper_band + 1e-9, "the load stays inside the band"
+    assert count == 1 or load / (count - 1) > policy.upper_band - 1e-9, "one fewer would not hold it"
+    assert count <= max(needed(load, policy), 1), "never more than landing at the target"

@@ -27,11 +27,12 @@ def test_simulate_a_bundled_trace_prints_figures_and_writes_a_png(tmp_path: Path
     png = tmp_path / "spike.png"
     code, out = simulate(str(TRACES / "spike.csv"), "--compare-mlb", "--plot", str(png))
     assert code == 0, out
-    header, wharf_row, mlb_row = out.splitlines()[:3]
+    header, wharf_row, mlb_row, floor_row = out.splitlines()[:4]
     assert header.split() == ["run", "overload_seconds", "instance_seconds", "scale_events"]
-    assert wharf_row.split()[0] == "wharf" and mlb_row.split()[0] == "mlb"
+    assert wharf_row.split()[0] == "wharf" and mlb_row.split()[0] == "mlb" and floor_row.split()[0] == "floor"
     assert int(wharf_row.split()[1]) < int(mlb_row.split()[1]), "wharf is overloaded for less time"
-    assert "scale up to 20" in out, "each event is printed with its reason"
+    assert floor_row.split()[1] == "0", "the floor is never overloaded"
+    assert "projected 1950.8 rps within 120s: scale up to 18" in out, "each event is printed with its reason"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert [p.name for p in tmp_path.iterdir()] == ["spike.png"], "no temp file left behind"
 

@@ -33,7 +33,7 @@ SESSIONS = {"Session", "session"}
 CALLS = {"request", "get", "post", "put", "delete", "patch", "head", "options"}
 #: product files that call another system with `requests` directly, and what they call
 OTHER_SYSTEMS = {
-    "autoscale/stats.py": "HAProxy's stats page",
+    "wharf/haproxy.py": "HAProxy's stats page",
 }
 #: words in a direct call that show it is aimed at Marathon, Chronos or the framework's API
 THEIRS = ("marathon", "chronos", "framework", "/v1/", "/v2/")
