@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -186,16 +187,26 @@ def autoscale() -> None:
 @click.option("--dry-run", is_flag=True,
               help="Decide and log, with the projected load behind each decision, but do not scale")
 @click.option("--once", is_flag=True, help="Run one cycle and exit")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Scaling down: seconds to wait for the tasks to be removed to leave rotation (Consul "
+                   "maintenance, seen in the --haproxy stats) and finish their sessions before the kill")
+@click.option("--no-drain", is_flag=True,
+              help="Scale down by lowering the count and letting Marathon kill, as marathon-lb-autoscale does")
 @click.pass_context
-def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool, **opts: Any) -> None:
+def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool, drain_timeout: float,
+        no_drain: bool, **opts: Any) -> None:
     """Run the autoscaler (accepts marathon-lb-autoscale's command line unchanged)."""
     from autoscale.daemon import Autoscaler
+    from wharf.drain import from_settings
 
     marathon, sources, names, policy = _wire(ctx, {**opts, "metrics_port": metrics_port})
-    daemon = Autoscaler(marathon, sources, names, policy, opts["interval"], metrics_port, dry_run)
+    drain = None if no_drain else from_settings(marathon.client, sources, ctx.find_root().obj, drain_timeout)
+    daemon = Autoscaler(marathon, sources, names, policy, opts["interval"], metrics_port, dry_run, drain=drain)
     if once:
         try:
             daemon.run_cycle()
+            for thread in daemon.draining.values():
+                thread.join()
         except WharfError:
             raise
         except Exception as exc:  # one cycle, as the daemon would log it, but as the exit code
@@ -342,7 +353,7 @@ def _simulate_family(policy: Any, model: Any, seeds: int, plot_dir: Path | None,
     scores = [score(name, shape, load, policy, model) for name, shape, load in named]
     if plot_dir is not None:
         for (name, _, load), s in zip(named, scores, strict=True):
-            plot(plot_dir / (name.replace("/", "-").removesuffix(".csv") + ".svg"), load,
+            plot(plot_dir / (re.sub(r"[^A-Za-z0-9._-]+", "-", name.removesuffix(".csv")) + ".svg"), load,
                  {"wharf": s.wharf.serving, "mlb": s.mlb.serving},
                  floor_counts(load, overload_limit(policy, model), model), title=name)
     if as_json:

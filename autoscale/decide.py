@@ -199,12 +199,34 @@ def _may_shrink(rps: float, current: int, recommendation: int, policy: Policy) -
     return policy.down_threshold_instances is not None and current - recommendation >= policy.down_threshold_instances
 
 
+def _braked(load: float, noise: float, seen: int, rps: float, current: int, policy: Policy, history: History,
+            now: float) -> tuple[int, str, float]:
+    """The count `load` calls for, with the brakes on each direction: (count, why held, the load
+    it is sized for). A shrink holds one more noise unit (a wrong one costs overload and a startup
+    to undo), waits for the noise to be known and for `--threshold-percent`; growing right after
+    a shrink needs the load past twice the tolerance."""
+    rec, note = recommend(load, policy), ""
+    if rec < current:
+        load += SHRINK_MARGIN * noise
+        rec = min(recommend(load, policy), current)
+        if rec < current and seen < KNOWN_NOISE:
+            rec, note = current, (f" ({rec} would do, but the first window of {KNOWN_NOISE} intervals holds "
+                                  f"it: the noise is unknown before)")
+        elif rec < current and not _may_shrink(rps, current, rec, policy):
+            rec, note = current, f" (over the band's bottom {policy.lower_band:.0f}: --threshold-percent holds it)"
+    elif rec > current > 0 and history.last_change is not None and history.last_change[1] < 0 \
+            and now - history.last_change[0] < policy.scale_down_stabilization:
+        again = policy.target_rps * (1 + 2 * policy.tolerance)
+        if sized(load, again) <= current:
+            rec, note = current, (f" (scaled down {now - history.last_change[0]:g}s ago: growing again "
+                                  f"needs over {again:.0f} per instance)")
+    return rec, note, load
+
+
 def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float,
            history: History = History(), deploying: bool = False, startup: float | None = None) -> Decision:
-    """The instance count an app should have now, with the reason, and the history to keep.
-
-    startup: seconds from asking Marathon for an instance to its serving (None: one interval).
-    """
+    """The instance count an app should have now, with the reason, and the history to keep;
+    `startup`: seconds from asking Marathon for an instance to its serving (None: one interval)."""
     if deploying:
         return Decision(current, "deployment in progress: no decision", current, history=history)
     rps = observed_rps(readings)
@@ -220,22 +242,7 @@ def decide(readings: Sequence[Reading], current: int, policy: Policy, now: float
     interval = now - history.samples[-1][0] if history.samples and now > history.samples[-1][0] else 0.0
     horizon = interval + (interval if startup is None else startup)
     load = projected_load(outlook, horizon)
-    rec, note = recommend(load, policy), ""
-    if rec < current:
-        # shrinking wrongly costs overload and a startup to undo: one more noise unit
-        load += SHRINK_MARGIN * outlook.noise
-        rec = min(recommend(load, policy), current)
-        if rec < current and len(samples) < KNOWN_NOISE:
-            rec, note = current, (f" ({rec} would do, but the first window of {KNOWN_NOISE} intervals holds "
-                                  f"it: the noise is unknown before)")
-        elif rec < current and not _may_shrink(rps, current, rec, policy):
-            rec, note = current, f" (over the band's bottom {policy.lower_band:.0f}: --threshold-percent holds it)"
-    elif rec > current > 0 and history.last_change is not None and history.last_change[1] < 0 \
-            and now - history.last_change[0] < policy.scale_down_stabilization:
-        again = policy.target_rps * (1 + 2 * policy.tolerance)
-        if sized(load, again) <= current:
-            rec, note = current, (f" (scaled down {now - history.last_change[0]:g}s ago: growing again "
-                                  f"needs over {again:.0f} per instance)")
+    rec, note, load = _braked(load, outlook.noise, len(samples), rps, current, policy, history, now)
     if rps > 0:
         rec = max(rec, 1)
     keep = max(policy.scale_up_stabilization, policy.scale_down_stabilization)

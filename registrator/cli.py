@@ -46,7 +46,7 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
 def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeout: float = 120.0) -> Any:
     """The `Registrator` with its Docker client, Consul agent and Marathon lookup, from flags and settings."""
     from registrator.consul_agent import Agent
-    from registrator.marathon import MarathonApps
+    from registrator.marathon import AppVersions
     from registrator.model import Options
     from registrator.worker import Registrator
     from wharf.consul_http import client
@@ -65,7 +65,7 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeo
         tags=tuple(t.strip() for t in flags["tags"].split(",") if t.strip()), deregister=flags["deregister"])
     agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"]))
     return Registrator(options, docker_client(flags["docker_host"]), agent,
-                       MarathonApps(settings["marathon_url"]), resync_every=resync, drain_limit=drain_timeout)
+                       AppVersions(settings["marathon_url"]), resync_every=resync, drain_limit=drain_timeout)
 
 
 def docker_address(host: str | None) -> str:

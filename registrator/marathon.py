@@ -21,7 +21,7 @@ RETRY_AFTER = 30.0  # seconds before asking again about an app version Marathon 
 ONE_ROUND = Retry(max_tries=1, retry_on=(requests.ConnectionError, requests.Timeout))  # each master once
 
 
-class MarathonApps:
+class AppVersions:
     """`lookup(container)` -> the Marathon app (that version) the container is a task of; None when it
     is none, or Marathon is not configured or cannot answer (the caller then falls back to the
     `HAPROXY_{i}_PORT` labels and registers without the app's health checks)."""

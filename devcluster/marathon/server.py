@@ -18,86 +18,33 @@ deployment carries its id in `Marathon-Deployment-Id`, as Marathon's do.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from devcluster.httpapi import Request, Response, Router, json_response, text_response
 from devcluster.marathon import apps as appstore
+from devcluster.marathon.answers import (
+    DEPLOYMENT_HEADER,
+    ApiError,
+    deployment_result,
+    flag,
+    json_body,
+    kill_mode,
+    locked,
+    path_app_id,
+    refusal,
+    task_ids,
+)
 from devcluster.marathon.apps import Instance
 from devcluster.marathon.deploy import AppLocked
-from devcluster.marathon.launch import TASK_ID, instance_of
+from devcluster.marathon.launch import instance_of
 from devcluster.marathon.plan import diff_apps, format_version
 from devcluster.marathon.scheduler import Marathon
 from wharf.contracts.marathon_app import InvalidAppId, error_body, normalize_app, parse_app_id, validate_app
 
 MARATHON_VERSION = "1.10.17"
 FEATURES = ["task_killing"]  # `--enable_features`: TASK_KILLING reported while a task is being killed
-DEPLOYMENT_HEADER = "Marathon-Deployment-Id"  # on every answer that started a deployment (RestResource)
 STAGED = ("TASK_STAGING", "TASK_STARTING")
-
-
-class ApiError(Exception):
-    """Answer with ``body`` (JSON) and ``status``."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("message"))
-        self.status, self.body = status, body
-
-
-def _deployment_result(dep_id: str, version: str, status: int = 200) -> Response:
-    """What Marathon answers a change with: the deployment's id and version, the id again in a header."""
-    return json_response({"deploymentId": dep_id, "version": version}, status, {DEPLOYMENT_HEADER: dep_id})
-
-
-def _message(status: int, text: str) -> ApiError:
-    return ApiError(status, {"message": text})
-
-
-def _locked(deployments: list[str]) -> ApiError:
-    return ApiError(409, {
-        "message": "App is locked by one or more deployments. Override with the option '?force=true'. "
-                   "View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
-        "deployments": [{"id": d} for d in deployments]})
-
-
-def _body(request: Request) -> Any:
-    try:
-        return json.loads(request.body or b"null")
-    except ValueError as err:
-        raise ApiError(400, {"message": "Invalid JSON", "details": [{"path": "/", "errors": [str(err)]}]}) from None
-
-
-def _flag(request: Request, name: str) -> bool:
-    return request.has(name) and (request.arg(name) or "true").lower() in ("true", "1")
-
-
-def _kill_mode(request: Request) -> tuple[bool, bool]:
-    """(scale, wipe) of a kill request, refused together as Marathon refuses them."""
-    scale, wipe = _flag(request, "scale"), _flag(request, "wipe")
-    if scale and wipe:
-        raise _message(400, "You cannot use scale and wipe at the same time.")
-    return scale, wipe
-
-
-def _task_ids(given: Any) -> list[str]:
-    """The `ids` of a `DeleteTasks` body; errors as Marathon's JSON reader words them."""
-    ids = given.get("ids") if isinstance(given, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        error = "error.path.missing" if ids is None else "error.expected.jsarray"
-        raise ApiError(400, {"message": "Invalid JSON", "details": [{"path": "/ids", "errors": [error]}]})
-    for task_id in ids:
-        if not TASK_ID.fullmatch(task_id):
-            raise _message(400, f"Invalid task id '{task_id}'. "
-                                f"[taskId {task_id} no valid identifier (of class java.lang.String)]")
-    return ids
-
-
-def _app_id(request: Request) -> str:
-    try:
-        return parse_app_id(request.params["id"])
-    except InvalidAppId as err:
-        raise ApiError(400, {"message": f"Invalid app id: {err}"}) from None
 
 
 def _labels_match(labels: Mapping[str, str], selector: str) -> bool:
@@ -189,7 +136,7 @@ class MarathonApi:
         with self.marathon.lock:
             app = self.marathon.apps.get(app_id)
         if app is None:
-            raise _message(404, f"App '{app_id}' does not exist")
+            raise refusal(404, f"App '{app_id}' does not exist")
         return app
 
     def info(self, _: Request) -> Response:
@@ -213,12 +160,12 @@ class MarathonApi:
         return json_response({"apps": [self._app_json(a, embed) for a in chosen]})
 
     def get_app(self, request: Request) -> Response:
-        app_id = _app_id(request)
+        app_id = path_app_id(request)
         embed = self._embeds(request) | {"tasks", "lastTaskFailure"}  # a single app always shows both
         return json_response({"app": self._app_json(self._stored(app_id), embed)})
 
     def app_tasks(self, request: Request) -> Response:
-        app_id = _app_id(request)
+        app_id = path_app_id(request)
         self._stored(app_id)
         return json_response({"tasks": [t.to_json(format_version) for t in self.marathon.tasks_of(app_id)]})
 
@@ -233,19 +180,19 @@ class MarathonApi:
         return json_response({"tasks": [t.to_json(format_version) for t in tasks]})
 
     def app_versions(self, request: Request) -> Response:
-        app_id = _app_id(request)
+        app_id = path_app_id(request)
         with self.marathon.lock:
             versions = self.marathon.versions.get(app_id)
         if not versions:
-            raise _message(404, f"App '{app_id}' does not exist")
+            raise refusal(404, f"App '{app_id}' does not exist")
         return json_response({"versions": sorted(versions, reverse=True)})
 
     def app_version(self, request: Request) -> Response:
-        app_id = _app_id(request)
+        app_id = path_app_id(request)
         with self.marathon.lock:
             app = self.marathon.versions.get(app_id, {}).get(request.params["version"])
         if app is None:
-            raise _message(404, f"App '{app_id}' does not exist in version {request.params['version']}")
+            raise refusal(404, f"App '{app_id}' does not exist in version {request.params['version']}")
         return json_response(app)
 
     def list_deployments(self, _: Request) -> Response:
@@ -284,11 +231,11 @@ class MarathonApi:
         try:
             dep_id = self.marathon.deploy(target, version, force=force, force_restart=force_restart)
         except AppLocked as err:
-            raise _locked(err.deployments) from None
+            raise locked(err.deployments) from None
         return dep_id or self.marathon.new_version().replace(":", "")  # an id for a change with no steps
 
     def create_app(self, request: Request) -> Response:
-        given = _body(request)
+        given = json_body(request)
         if isinstance(given, dict) and isinstance(given.get("id"), str):
             try:
                 existing = parse_app_id(given["id"])
@@ -296,7 +243,7 @@ class MarathonApi:
                 existing = None
             with self.marathon.lock:
                 if existing in self.marathon.apps:
-                    raise _message(409, f"An app with id [{existing}] already exists.")
+                    raise refusal(409, f"An app with id [{existing}] already exists.")
         app = self._prepare(given, None, self.marathon.new_version())
         dep_id = self._deploy({app["id"]: app}, app["version"], force=False)
         self.marathon.events.publish("api_post_event", clientIp="127.0.0.1", uri=f"/v2/apps{app['id']}",
@@ -307,19 +254,19 @@ class MarathonApi:
                                          DEPLOYMENT_HEADER: dep_id})
 
     def put_app(self, request: Request) -> Response:
-        app_id = _app_id(request)
-        given = _body(request)
+        app_id = path_app_id(request)
+        given = json_body(request)
         if not isinstance(given, dict):
             raise ApiError(422, error_body(validate_app(given)))
         with self.marathon.lock:
             previous = self.marathon.apps.get(app_id)
             versions = dict(self.marathon.versions.get(app_id, {}))
         if request.method == "PATCH" and previous is None:
-            raise _message(404, f"App '{app_id}' does not exist")
+            raise refusal(404, f"App '{app_id}' does not exist")
         version = self.marathon.new_version()
         if set(given) == {"version"} and previous is not None:
             if given["version"] not in versions:
-                raise _message(404, f"App '{app_id}' does not exist in version {given['version']}")
+                raise refusal(404, f"App '{app_id}' does not exist in version {given['version']}")
             merged = appstore.strip_read_only(versions[given["version"]])
         elif previous is not None:
             merged = appstore.merge_update(previous, given)
@@ -327,14 +274,14 @@ class MarathonApi:
             merged = appstore.strip_read_only(given)
         merged["id"] = app_id
         app = self._prepare(merged, previous, version)
-        dep_id = self._deploy({app_id: app}, version, force=_flag(request, "force"))
+        dep_id = self._deploy({app_id: app}, version, force=flag(request, "force"))
         self.marathon.events.publish("api_post_event", clientIp="127.0.0.1", uri=f"/v2/apps{app_id}",
                                      appDefinition=app)
-        return _deployment_result(dep_id, version, 200 if previous else 201)
+        return deployment_result(dep_id, version, 200 if previous else 201)
 
     def put_apps(self, request: Request) -> Response:
         """Create or update several apps in one deployment (so their dependencies order it)."""
-        given = _body(request)
+        given = json_body(request)
         if not isinstance(given, list) or not all(isinstance(a, dict) for a in given):
             raise ApiError(422, {"message": "Object is not valid",
                                  "details": [{"path": "/", "errors": ["error.expected.jsarray of apps"]}]})
@@ -351,23 +298,23 @@ class MarathonApi:
             merged["id"] = app_id
             also_taken = [p for other in target.values() if other for p in appstore.service_ports(other)]
             target[app_id] = self._prepare(merged, previous, version, also_taken=also_taken)
-        dep_id = self._deploy(target, version, force=_flag(request, "force"))
-        return _deployment_result(dep_id, version)
+        dep_id = self._deploy(target, version, force=flag(request, "force"))
+        return deployment_result(dep_id, version)
 
     def delete_app(self, request: Request) -> Response:
-        app_id = _app_id(request)
+        app_id = path_app_id(request)
         self._stored(app_id)
         version = self.marathon.new_version()
-        dep_id = self._deploy({app_id: None}, version, force=_flag(request, "force"))
-        return _deployment_result(dep_id, version)
+        dep_id = self._deploy({app_id: None}, version, force=flag(request, "force"))
+        return deployment_result(dep_id, version)
 
     def restart_app(self, request: Request) -> Response:
-        app_id = _app_id(request)
+        app_id = path_app_id(request)
         previous = self._stored(app_id)
         version = self.marathon.new_version()
         app = self._prepare(appstore.strip_read_only(previous), previous, version, restart=True)
-        dep_id = self._deploy({app_id: app}, version, force=_flag(request, "force"), force_restart=(app_id,))
-        return _deployment_result(dep_id, version)
+        dep_id = self._deploy({app_id: app}, version, force=flag(request, "force"), force_restart=(app_id,))
+        return deployment_result(dep_id, version)
 
     # --- kills -------------------------------------------------------------------------------
 
@@ -375,8 +322,8 @@ class MarathonApi:
         try:
             dep_id, version = self.marathon.kill_and_scale([t.task_id for t in tasks], force=force)
         except AppLocked as err:
-            raise _locked(err.deployments) from None
-        return _deployment_result(dep_id or version.replace(":", ""), version)
+            raise locked(err.deployments) from None
+        return deployment_result(dep_id or version.replace(":", ""), version)
 
     def _kill(self, tasks: list[Instance], wipe: bool) -> list[dict[str, Any]]:
         """Kill these tasks; returns them as they were when the kill was asked for."""
@@ -386,37 +333,37 @@ class MarathonApi:
 
     def delete_tasks(self, request: Request) -> Response:
         """`POST /v2/tasks/delete`: ids of no live task, or of a task whose app is gone, are passed over."""
-        scale, wipe = _kill_mode(request)
-        ids = set(_task_ids(_body(request)))
+        scale, wipe = kill_mode(request)
+        ids = set(task_ids(json_body(request)))
         with self.marathon.lock:
             tasks = [t for t in self.marathon.instances.values() if t.task_id in ids and t.app_id in self.marathon.apps]
         tasks.sort(key=lambda t: (t.app_id, t.staged_at))
         if scale:
-            return self._kill_and_scale(tasks, _flag(request, "force"))
+            return self._kill_and_scale(tasks, flag(request, "force"))
         return json_response({"tasks": self._kill(tasks, wipe)})
 
     def kill_app_tasks(self, request: Request) -> Response:
         """`DELETE /v2/apps/{id}/tasks`: every task of the app, or those on agent `host` (`*`: any)."""
-        app_id = _app_id(request)
-        scale, wipe = _kill_mode(request)
+        app_id = path_app_id(request)
+        scale, wipe = kill_mode(request)
         self._stored(app_id)
         host = request.arg("host")
         tasks = [t for t in self.marathon.tasks_of(app_id) if host is None or host in ("*", t.host)]
         if scale:
-            return self._kill_and_scale(tasks, _flag(request, "force"))
+            return self._kill_and_scale(tasks, flag(request, "force"))
         return json_response({"tasks": self._kill(tasks, wipe)})
 
     def kill_task(self, request: Request) -> Response:
         """`DELETE /v2/apps/{id}/tasks/{taskId}`: the task of that instance; with `scale` a deployment even if none."""
-        app_id = _app_id(request)
-        scale, wipe = _kill_mode(request)
+        app_id = path_app_id(request)
+        scale, wipe = kill_mode(request)
         self._stored(app_id)
         instance = instance_of(request.params["task"])
         tasks = [t for t in self.marathon.tasks_of(app_id) if t.instance_id == instance]
         if scale:
-            return self._kill_and_scale(tasks, _flag(request, "force"))
+            return self._kill_and_scale(tasks, flag(request, "force"))
         if not tasks:
-            raise _message(404, f"Task '{request.params['task']}' does not exist")
+            raise refusal(404, f"Task '{request.params['task']}' does not exist")
         return json_response({"task": self._kill(tasks, wipe)[0]})
 
     def kill_log(self, request: Request) -> Response:
@@ -426,11 +373,11 @@ class MarathonApi:
 
     def delete_deployment(self, request: Request) -> Response:
         dep_id = request.params["id"]
-        force = _flag(request, "force")
+        force = flag(request, "force")
         result = self.marathon.cancel(dep_id, rollback=not force)
         if result is None:
-            raise _message(404, f"DeploymentPlan {dep_id} does not exist")
+            raise refusal(404, f"DeploymentPlan {dep_id} does not exist")
         if force:
             return Response(202)
         new_id, version = result
-        return _deployment_result(new_id or version, version)
+        return deployment_result(new_id or version, version)
