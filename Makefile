@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # One pipeline: the /web that demo-apps deploys is registered in Consul by the registrator
 # (demo-registrator leaves it running), routed by `wharf render run` (demo-render leaves it running),
 # scaled by load through HAProxy (demo-autoscale). demo-stop ends both daemons, at the end and on failure.
-DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-framework
+DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-drain demo-framework
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop bench lint clean
 
@@ -75,6 +75,11 @@ demo-render-stop:
 # once the load stops.
 demo-autoscale:
 	$(BIN)/python -m devcluster.demos.autoscale
+
+# Steady load on /web through HAProxy while `wharf apps scale` takes instances away: they are drained
+# before they are killed, and every request's outcome is counted.
+demo-drain:
+	$(BIN)/python -m devcluster.demos.drain
 
 # A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
 # Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -14,7 +15,8 @@ from autoscale.policy import Policy
 from autoscale.startup import Startup
 from autoscale.stats import StatsSource, backend_readings, parse_stat_csv
 from wharf.daemon import Daemon
-from wharf.errors import Failure
+from wharf.drain import Drain
+from wharf.errors import Failure, describe
 from wharf.log import fields
 
 OBSERVED = Gauge("wharf_autoscale_observed_rps", "Requests per second seen on the app's backends", ["app"])
@@ -39,8 +41,10 @@ class Autoscaler(Daemon):
                  policy: Policy | Mapping[str, Any] | None = None, interval: float = 60.0,
                  metrics_port: int | None = None, dry_run: bool = False,
                  clock: Callable[[], float] = time.monotonic,
-                 on_decision: Callable[[Scaled, Decision], None] | None = None) -> None:
-        """`policy` is the command line's, whole or only the fields it sets; apps' labels override it."""
+                 on_decision: Callable[[Scaled, Decision], None] | None = None, drain: Drain | None = None) -> None:
+        """`policy` is the command line's, whole or only the fields it sets; apps' labels override it.
+        With `drain`, a scale-down drains the tasks it removes before they are killed (in the
+        background: the app counts as deploying until it is done); without, it lowers the count."""
         if not interval > 0:
             raise ValueError(f"interval must be > 0, got {interval:g}")
         super().__init__("autoscale", metrics_port)
@@ -50,6 +54,8 @@ class Autoscaler(Daemon):
         self.history: dict[str, History] = {}
         self.startup: dict[str, Startup] = {}  # app id -> its startup delay, learned from Marathon
         self._missing_reported: set[str] = set()
+        self.drain = drain
+        self.draining: dict[str, threading.Thread] = {}  # app id -> its drain before kill
 
     def read_all(self) -> None:
         """Read every HAProxy; keep each backend's last two readings. Fails only if none answers."""
@@ -71,6 +77,23 @@ class Autoscaler(Daemon):
         for key in [k for k in self.readings if k.split("#", 1)[0] not in answered]:
             del self.readings[key]
 
+    def _drain_down(self, app_id: str, target: int) -> None:
+        """Scale `app_id` down to `target` through the drain, on a thread of its own."""
+        assert self.drain is not None
+        drain = self.drain
+
+        def run() -> None:
+            try:
+                report = drain.scale_down(app_id, target)
+                self.log.info("drained and killed", extra=fields(app=app_id, killed=len(report.killed),
+                                                                 waited=round(report.waited, 2),
+                                                                 timed_out=report.timed_out))
+            except Exception as exc:  # noqa: BLE001 - one app's failed drain never stops the others
+                self.log.error("scale-down failed", extra=fields(app=app_id, error=describe(exc)))
+        thread = threading.Thread(target=run, name=f"drain {app_id}", daemon=True)
+        self.draining[app_id] = thread
+        thread.start()
+
     def readings_for(self, backends: Sequence[str]) -> list[Reading]:
         wanted = set(backends)
         return [r for key, series in self.readings.items() if key.split("#", 1)[1] in wanted for r in series]
@@ -87,8 +110,9 @@ class Autoscaler(Daemon):
         for item in selection.scaled:
             app = item.app
             startup = self.startup.get(app.id, Startup()).observe(now, app.instances, app.healthy)
+            draining = app.id in self.draining and self.draining[app.id].is_alive()
             decision = decide(self.readings_for(item.backends), app.instances, item.policy, now,
-                              self.history.get(app.id, History()), deploying=app.deploying,
+                              self.history.get(app.id, History()), deploying=app.deploying or draining,
                               startup=startup.seconds)
             action = action_of(decision)
             DECISIONS.labels(app.id, action).inc()
@@ -102,7 +126,11 @@ class Autoscaler(Daemon):
                           startup=None if startup.seconds is None else round(startup.seconds, 1),
                           reason=decision.reason)
             if decision.target != app.instances:
-                if not self.dry_run:
+                if self.dry_run:
+                    pass
+                elif self.drain is not None and decision.target < app.instances:
+                    self._drain_down(app.id, decision.target)
+                else:
                     self.marathon.scale(app.id, decision.target)
                     startup = startup.asked(now, decision.target, app.instances)
                 self.log.info("scaled" if not self.dry_run else "would scale", extra=what)

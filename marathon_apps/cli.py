@@ -240,16 +240,41 @@ def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: floa
 @click.argument("app_id", metavar="APP")
 @click.argument("instances", type=click.IntRange(min=0), metavar="N")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for it")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Scaling down: seconds to wait for the tasks to be removed to leave rotation and finish "
+                   "their sessions before they are killed")
+@click.option("--haproxy", "haproxies", multiple=True, envvar="WHARF_HAPROXY_SOCKET", metavar="URL|SOCKET",
+              help="HAProxy whose statistics show the drain (stats page URL or admin socket; repeatable) "
+                   "[env WHARF_HAPROXY_SOCKET]")
 @json_option
 @click.pass_context
-def scale(ctx: click.Context, app_id: str, instances: int, timeout: float, as_json: bool) -> None:
-    """Set an app's instance count and wait until that many are healthy."""
+def scale(ctx: click.Context, app_id: str, instances: int, timeout: float, drain_timeout: float,
+          haproxies: tuple[str, ...], as_json: bool) -> None:
+    """Set an app's instance count and wait until that many are healthy. Scaling down drains first:
+    the tasks to remove leave rotation (Consul maintenance), finish their sessions (seen in HAProxy),
+    then exactly those are killed."""
+    from wharf.drain import from_settings
+    from wharf.haproxy import StatsSource
+
     client = _client(ctx)
+    sources = [StatsSource.parse(h) for h in haproxies]
     app = client.app(app_id)
     if app is None:
         raise BadInput(f"APP: no app {app_id} in Marathon")
-    _change_and_follow(client, app["id"], {"instances": instances},
-                       f"scaling {app.get('instances')} -> {instances}", timeout, as_json)
+    if instances >= int(app.get("instances", 0)):
+        _change_and_follow(client, app["id"], {"instances": instances},
+                           f"scaling {app.get('instances')} -> {instances}", timeout, as_json)
+        return
+    drain = from_settings(client, sources, ctx.find_root().obj, drain_timeout,
+                          say=(lambda line: None) if as_json else click.echo)
+    report = drain.scale_down(app["id"], instances)
+    if as_json:
+        output.echo_json(report.as_json())
+    else:
+        click.echo(f"{app['id']}: scaled {report.before} -> {instances}, killed {len(report.killed)} drained "
+                   f"task(s) (deployment {report.deployment})")
+    if report.deployment:
+        _follow_one(client, app["id"], report.deployment, timeout, as_json)
 
 
 # --- git hooks -----------------------------------------------------------------------------------

@@ -94,6 +94,13 @@ class MarathonClient(HttpClient):
         path = f"/v2/apps/{_path(app_id)}/tasks" if app_id else "/v2/tasks"
         return list(self.request("GET", path)["tasks"])
 
+    def kill_tasks(self, task_ids: Sequence[str], scale: bool = False) -> str | None:
+        """Kill exactly these tasks (`POST /v2/tasks/delete`); with `scale`, lower their apps'
+        instance counts by as many in the same call, and return that deployment's id."""
+        params = {"scale": "true"} if scale else None
+        data = self.request("POST", "/v2/tasks/delete", {"ids": list(task_ids)}, params=params)
+        return str(data["deploymentId"]) if scale and isinstance(data, dict) and "deploymentId" in data else None
+
     def deployments(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v2/deployments"))
 

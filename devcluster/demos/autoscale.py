@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     command = ["autoscale", "run", "--marathon", marathon, "--haproxy", stats_base,
                "--target-rps", labels["wharf.autoscale.target_rps"], *FLAGS]
     print("$ wharf " + " ".join(command) + f"  (in the background for this step; log {log_path})", flush=True)
-    daemon = subprocess.Popen([sys.executable, "-m", "wharf", *command],
+    daemon = subprocess.Popen([sys.executable, "-m", "wharf", *command], env={**os.environ, **cluster.env()},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert daemon.stdout is not None
     log = open(log_path, "a")

@@ -32,7 +32,7 @@ from wharf.haproxy import send
 from wharf.marathon import MarathonClient
 from wharf.wait import wait_until
 
-APP_ID, SERVICE = "/web", "web"
+APP_ID = "/web"
 
 
 def _wait(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
@@ -64,9 +64,9 @@ def _run(*argv: str) -> None:
     subprocess.run([sys.executable, "-m", "wharf", *argv], check=True)
 
 
-def _passing(client: Any) -> list[dict[str, Any]]:
-    _, entries = client.health.service(SERVICE, passing=True)
-    return [e for e in entries if e["Service"].get("Meta", {}).get("marathon_app_id") == APP_ID]
+def _passing(client: Any, app_id: str = APP_ID) -> list[dict[str, Any]]:
+    _, entries = client.health.service(app_id.strip("/").replace("/", "-"), passing=True)
+    return [e for e in entries if e["Service"].get("Meta", {}).get("marathon_app_id") == app_id]
 
 
 def _cycled(metrics_port: int) -> bool:
@@ -92,8 +92,12 @@ def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:
         raise SystemExit(f"demo-render: Marathon has no {APP_ID} (demo-apps deploys it)")
     count = int(app["instances"])
     vhost = str(app["labels"]["HAPROXY_0_VHOST"]).split(",")[0]
-    entries = _wait(lambda: len(_passing(client)) >= count and _passing(client), 60,
-                    f"{count} passing {APP_ID} instances in Consul")
+    # every app's instances pass their health checks first: one that came to pass later would be a
+    # new backend, a reload in the middle of the scale-up below
+    apps = MarathonClient([marathon], timeout=5).apps()
+    _wait(lambda: all(len(_passing(client, a["id"])) >= int(a["instances"]) for a in apps), 60,
+          "every app's instances passing in Consul")
+    entries = _passing(client)
     print(f"Consul has {len(entries)} passing {APP_ID} instances (registered by the registrator), "
           f"vhost {vhost}", flush=True)
     _run("render", "check", *pairs)

@@ -201,10 +201,11 @@ def test_template_and_dest_come_in_pairs(tmp_path: Path) -> None:
 
 def test_a_bad_retry_on_is_refused_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     dest = tmp_path / "haproxy.cfg"
-    result = wharf("render", "once", "--template", "haproxy", "--dest", str(dest), "--retry-on", "conn-failure,sometimes",
-                   env={"CONSUL_HTTP_ADDR": "127.0.0.1:1"})
+    result = wharf("render", "once", "--template", "haproxy", "--dest", str(dest),
+                   "--retry-on", "conn-failure,sometimes", env={"CONSUL_HTTP_ADDR": "127.0.0.1:1"})
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("Error: --retry-on: 'conn-failure,sometimes' is not none or HAProxy retry-on")
+    assert result.stderr.strip().startswith(
+        "Error: --retry-on: 'conn-failure,sometimes' is not none or HAProxy retry-on")
     assert len(result.stderr.strip().splitlines()) == 1 and not dest.exists()
 
 

@@ -149,7 +149,8 @@ def marathon_task(index_ports: list[int], labels: dict[str, str], **env: str) ->
 def test_marathon_task_gets_the_contracts_name_address_and_meta() -> None:
     labels = {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com", "HAPROXY_1_PORT": "10011",
               "SERVICE_32001_NAME": "shop-admin", "wharf.owner": "deploy"}
-    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], labels)), OPTS, app={"portDefinitions": [{"port": 10010}]})
+    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], labels)), OPTS,
+                   app={"portDefinitions": [{"port": 10010}]})
     assert [(r.id, r.name, r.address, r.port) for r in regs] == [
         ("node1:mesos-abc:32000", "shop-web", "127.0.0.3", 32000),
         ("node1:mesos-abc:32001", "shop-admin", "127.0.0.3", 32001)]

@@ -22,9 +22,9 @@ from typing import Any
 from wharf.contracts.words import is_name, is_path, is_vhost
 
 __all__ = [
-    "APP_GROUP_LABEL", "BALANCES", "DEFAULT_GROUP", "DEFAULT_RETRY_ON", "RETRY_ON", "LABEL_DEFAULTS", "LABELS", "Label", "app_name",
-    "label_problem", "label_service_ports", "label_table", "marathon_service_ports", "registered_service_port",
-    "retry_on", "route_name", "service_name", "service_ports",
+    "APP_GROUP_LABEL", "BALANCES", "DEFAULT_GROUP", "DEFAULT_RETRY_ON", "LABEL_DEFAULTS", "LABELS", "RETRY_ON",
+    "Label", "app_name", "label_problem", "label_service_ports", "label_table", "marathon_service_ports",
+    "registered_service_port", "retry_on", "route_name", "service_name", "service_ports",
 ]
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
