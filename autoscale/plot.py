@@ -66,7 +66,7 @@ def png(load: Sequence[float], serving: Mapping[str, Sequence[int]], floor: Sequ
         import matplotlib
     except ImportError:
         raise BadInput("--plot: a PNG needs the matplotlib package, which is not installed "
-                       "(pip install matplotlib), or give a .svg path") from None
+                       "(pip install 'wharf[plot]'), or give a .svg path") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

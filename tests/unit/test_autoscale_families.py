@@ -215,7 +215,7 @@ def test_one_trace_plots_to_svg_without_any_dependency_and_png_needs_matplotlib(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, out = simulate(str(trace), "--plot", str(tmp_path / "ramp.png"))
     assert code == 2 and out.strip().splitlines() == [
-        "Error: --plot: a PNG needs the matplotlib package, which is not installed (pip install matplotlib), "
+        "Error: --plot: a PNG needs the matplotlib package, which is not installed (pip install 'wharf[plot]'), "
         "or give a .svg path"]
     assert not (tmp_path / "ramp.png").exists()
 
