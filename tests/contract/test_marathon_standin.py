@@ -476,8 +476,8 @@ def test_killing_tasks_with_scale_takes_exactly_those_and_lowers_the_instances(m
     assert current["instances"] == 2 and sorted(t["id"] for t in current["tasks"]) == sorted(youngest)
     assert {t["state"] for t in current["tasks"]} == {"TASK_RUNNING"}  # untouched
     log = kill_log(marathon, app_id)
-    assert log is None or sorted((k["taskId"], k["reason"]) for k in log) == [
-        (oldest, "KillingTasksViaApi"), (second, "KillingTasksViaApi")]
+    assert log is None or sorted((k["taskId"], k["reason"]) for k in log) == sorted(
+        [(oldest, "KillingTasksViaApi"), (second, "KillingTasksViaApi")])
 
     # without scale: the answer lists the task, which is replaced; the app keeps its instances
     victim, survivor = youngest
