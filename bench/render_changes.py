@@ -92,14 +92,13 @@ def populate(addr: str, services: int, nodes: int) -> None:
     txn(addr, ops)
 
 
-def backend_state(admin: Path, backend: str) -> dict[str, tuple[str, int, bool]]:
-    """The backend's slots as HAProxy runs them: slot -> (address, port, serving)."""
-    state = servers_state(send(admin, f"show servers state {backend}"))
-    return {server: value for (name, server), value in state.items() if name == backend}
-
-
 def served(admin: Path, backend: str, addr: str, port: int) -> bool:
-    return any(v == (addr, port, True) for v in backend_state(admin, backend).values())
+    """Whether a slot of `backend` is in rotation at `addr:port`, as the renderer sets it (nothing
+    listens at these addresses, so HAProxy's own health check marks the servers down after a
+    second: that is not what is timed)."""
+    state = servers_state(send(admin, f"show servers state {backend}"))
+    return any(name == backend and (s.address, s.port, s.ready) == (addr, port, True)
+               for (name, _), s in state.items())
 
 
 def cpu_seconds(pid: int) -> float:

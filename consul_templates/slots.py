@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from consul_templates.routes import Route
 from consul_templates.snapshot import ServiceInstance
+from wharf.haproxy import ServerState
 
 MIN_SLOTS = 4
 #: where an empty slot points, so the written file and the running HAProxy agree
@@ -156,18 +157,18 @@ def _key(server: ServiceInstance | None) -> str | None:
     return server.key if server is not None else None
 
 
-def reconcile(actual: Mapping[tuple[str, str], tuple[str, int, bool]], layout: Layout) -> tuple[str, ...]:
+def reconcile(actual: Mapping[tuple[str, str], ServerState], layout: Layout) -> tuple[str, ...]:
     """The commands that make a running HAProxy's slots (`wharf.haproxy.servers_state`) hold `layout`:
-    a filled slot serves its server's address and port, an empty one is in maintenance."""
+    a filled slot is ready at its server's address and port, an empty one is in maintenance. Whether
+    HAProxy's own health check finds a ready server up is HAProxy's to say, not a difference."""
     commands: list[str] = []
     for name, servers in layout.items():
         for number, server in enumerate(servers, start=1):
             now = actual.get((name, f"slot{number}"))
             if now is None:
                 continue  # not in the running config (a reload brings it)
-            address, port, serving = now
-            if server is None and serving or server is not None and (
-                    not serving or (address, port) != (server.address, server.port)):
+            if server is None and now.ready or server is not None and (
+                    not now.ready or (now.address, now.port) != (server.address, server.port)):
                 commands += slot_commands(name, f"slot{number}", server)
     return tuple(commands)
 

@@ -123,13 +123,12 @@ class Lab:
                 stop(self.procs.pop(name))
 
     def serving(self, backend_prefix: str) -> int:
-        """How many servers of the backends named `backend_prefix*` HAProxy has in rotation."""
+        """How many servers of the backends named `backend_prefix*` HAProxy has up in rotation."""
         try:
             state = servers_state(send(self.haproxy.admin_socket, "show servers state"))
         except OSError:
             return 0
-        return sum(1 for (backend, _), (_, _, serving) in state.items() if backend.startswith(backend_prefix)
-                   and serving)
+        return sum(1 for (backend, _), server in state.items() if backend.startswith(backend_prefix) and server.up)
 
     def log(self, name: str) -> str:
         path = self.directory / f"{name}.log"

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -53,17 +54,28 @@ def ask(address: str | Path, command: str, timeout: float = 5.0) -> str:
 MAINT_BITS = 0x01 | 0x02 | 0x20
 
 
-def servers_state(text: str) -> dict[tuple[str, str], tuple[str, int, bool]]:
-    """`show servers state`, as (backend, server) -> (address, port, serving). `serving`: neither in
-    maintenance nor stopped (HAProxy's operational state 2, running, with no maintenance bit)."""
-    found: dict[tuple[str, str], tuple[str, int, bool]] = {}
+class ServerState(NamedTuple):
+    """One server of `show servers state`: where it points, whether it is in rotation as far as its
+    admin state goes (no maintenance bit: what the renderer sets), and whether it is up now (in
+    rotation and HAProxy's own health check, if any, finds it running)."""
+
+    address: str
+    port: int
+    ready: bool
+    up: bool
+
+
+def servers_state(text: str) -> dict[tuple[str, str], ServerState]:
+    """`show servers state`, as (backend, server) -> `ServerState`."""
+    found: dict[tuple[str, str], ServerState] = {}
     for line in text.splitlines():
         words = line.split()
         if len(words) < 19 or line.startswith("#") or not words[0].isdigit():
             continue
         op_state, admin = int(words[5]), int(words[6])
         port = int(words[18]) if words[18].isdigit() else 0
-        found[words[1], words[3]] = (words[4], port, op_state == 2 and not admin & MAINT_BITS)
+        ready = not admin & MAINT_BITS
+        found[words[1], words[3]] = ServerState(words[4], port, ready, ready and op_state == 2)
     return found
 
 

@@ -30,7 +30,7 @@ APP_ID, UP, DOWN, SECONDS = "/web", 4, 2, 120.0
 
 def _serving(haproxy: HAProxy) -> int:
     state = servers_state(send(haproxy.admin_socket, "show servers state"))
-    return sum(1 for (backend, _), (_, _, up) in state.items() if backend.startswith(app_name(APP_ID) + "_") and up)
+    return sum(1 for (backend, _), server in state.items() if backend.startswith(app_name(APP_ID) + "_") and server.up)
 
 
 def _wharf(*argv: str, env: dict[str, str]) -> None:

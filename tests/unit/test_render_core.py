@@ -561,9 +561,20 @@ def test_a_slot_written_disabled_then_set_ready_serves_and_one_set_to_maint_does
     """HAProxy 2.6's own answer after `set server b/slot2 ... state ready` on a slot the config wrote
     `disabled` (admin state 4: only the config's mark) and `state maint` on slot1 (admin state 1)."""
     state = servers_state(SHOW_SERVERS_STATE)
-    assert state == {("b", "slot1"): ("127.0.0.1", 9, False), ("b", "slot2"): ("127.0.0.1", 10, True),
-                     ("b", "slot3"): ("127.0.0.1", 1, False)}
+    assert state == {("b", "slot1"): ("127.0.0.1", 9, False, False), ("b", "slot2"): ("127.0.0.1", 10, True, True),
+                     ("b", "slot3"): ("127.0.0.1", 1, False, False)}
     web = ServiceInstance("w", "w", "n", "127.0.0.1", 10)
     assert slots.reconcile(state, {"b": (None, web, None)}) == ()
     assert slots.reconcile(state, {"b": (web, None, None)}) == (
         *slots.slot_commands("b", "slot1", web), *slots.slot_commands("b", "slot2", None))
+
+
+def test_a_ready_slot_that_haproxys_own_check_finds_down_is_no_difference_to_fix() -> None:
+    """With the built-in template's passive health, HAProxy may mark a ready server down (op state
+    0, no maintenance bit): it is still in rotation as the renderer set it, so nothing is resent."""
+    down = "2 b 1 slot1 127.0.0.1 0 0 1 1 0 1 0 0 0 0 0 0 - 9 - 0 0 - - 0"
+    state = servers_state("\n".join(["1", SHOW_SERVERS_STATE.strip().splitlines()[1], down]))
+    assert state[("b", "slot1")] == ("127.0.0.1", 9, True, False)
+    web = ServiceInstance("w", "w", "n", "127.0.0.1", 9)
+    assert slots.reconcile(state, {"b": (web,)}) == ()
+    assert slots.reconcile(state, {"b": (None,)}) == slots.slot_commands("b", "slot1", None)
