@@ -56,6 +56,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retry-on", default=DEFAULT_RETRY_ON, show_default=True, metavar="KEYWORDS|none",
                      help="What HAProxy retries on another server (its retry-on keywords; none: only "
                           "connection retries to the same server); a HAPROXY_{n}_RETRY_ON label wins"),
+        click.option("--passive-health", is_flag=True,
+                     help="Mark a slot's server down on its first connection error, with a TCP check to bring "
+                          "it back (HAProxy keeps a socket for each checked server: see the README)"),
         click.option("--kv-prefix", "kv_prefixes", multiple=True, metavar="PREFIX",
                      help="Also watch these Consul KV prefixes; templates see them as `kv`"),
     ]
@@ -79,7 +82,7 @@ def _build(loaded: Any, reload: bool, **o: Any) -> Any:
     settings = render.RenderSettings(
         bind=o["bind"], http_port=_port(o["http_port"], "--http-port", 80), stats_port=o["stats_port"],
         admin_socket=admin, state_file=state_file, nginx_port=_port(o["nginx_port"], "--nginx-port", 80),
-        groups=tuple(o["groups"]), retry_on=_retry_on(o["retry_on"]),
+        groups=tuple(o["groups"]), retry_on=_retry_on(o["retry_on"]), passive_health=o["passive_health"],
     )
     targets = [passes.Target(t, d, passes.validator_for(t.kind, o["nginx_prefix"]))
                for t, d in zip(loaded_templates, dests, strict=True)]

@@ -165,7 +165,8 @@ class Incremental:
             if name in self.blocks and _same(self.blocks[name][0], inputs):
                 continue
             frontend = self.parts.frontend(route, self.settings) if route.port else ""
-            backend = self.parts.backend(slots.backend(route, servers), slots.SPARE_ADDRESS, slots.SPARE_PORT)
+            backend = self.parts.backend(slots.backend(route, servers), slots.SPARE_ADDRESS, slots.SPARE_PORT,
+                                         self.settings.passive_health)
             self.blocks[name] = (inputs, frontend, backend)
 
 

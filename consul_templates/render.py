@@ -44,6 +44,7 @@ class RenderSettings:
     nginx_port: int = 80
     groups: tuple[str, ...] = ()
     retry_on: str = DEFAULT_RETRY_ON  # HAProxy `retry-on` for every backend a label does not set
+    passive_health: bool = False  # a health check on every filled slot, marked down on a connection error
 
     @property
     def reserved_ports(self) -> tuple[int, ...]:

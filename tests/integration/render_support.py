@@ -122,10 +122,11 @@ def instance(app_id: str, service_port: int, port: int, node: str = "n1", **labe
     return ServiceInstance(f"{node}:{name}.{port}:{port}", name, node, "127.0.0.1", port, (), meta)
 
 
-def haproxy_renderer(haproxy: HAProxy, http_port: int, spec: str = "haproxy", **kw: object) -> passes.Renderer:
+def haproxy_renderer(haproxy: HAProxy, http_port: int, spec: str = "haproxy", passive_health: bool = False,
+                     **kw: object) -> passes.Renderer:
     """A renderer writing `haproxy`'s own config file and applying to it."""
     settings = render.RenderSettings(http_port=http_port, admin_socket=str(haproxy.admin_socket),
-                                     state_file=str(haproxy.dir / "haproxy.state"))
+                                     state_file=str(haproxy.dir / "haproxy.state"), passive_health=passive_health)
     template = render.load_template(spec)
     target = passes.Target(template, haproxy.config, passes.validator_for(template.kind, None))
     control = apply.HAProxyControl(str(haproxy.admin_socket), str(haproxy.master_socket), settings.state_file)
