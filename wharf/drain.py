@@ -148,13 +148,19 @@ class Drain:
             app = self.marathon.app(app_id) or app
             tasks = [t for t in self.marathon.tasks(app_id) if t.get("state") != "TASK_KILLING"]
             extra = int(app.get("instances", 0)) - target
+            unlaunched = max(0, int(app.get("instances", 0)) - len(tasks))
             if extra <= 0:
                 break
-            chosen = choose(tasks, min(extra, len(tasks)), str(app.get("killSelection") or "YOUNGEST_FIRST"))
-            if not chosen:  # fewer tasks than instances (some still to launch): lowering the count is enough
+            if extra <= unlaunched:  # only instances still to launch go: lowering the count is enough
                 report.deployment = self.marathon.scale(app_id, target)
                 break
-            self._round(app, chosen, report)
+            self._round(app, choose(tasks, extra - unlaunched, str(app.get("killSelection") or "YOUNGEST_FIRST")),
+                        report)
+        else:
+            left = int((self.marathon.app(app_id) or {}).get("instances", 0))
+            if left > target:
+                raise Failure(f"{app_id}: still {left} instances after {MAX_ROUNDS} rounds of draining "
+                              f"(tasks kept dying or being replaced); nothing more was killed")
         return report
 
     def _round(self, app: Mapping[str, Any], chosen: list[Mapping[str, Any]], report: DrainReport) -> None:

@@ -205,3 +205,11 @@ def test_an_unreachable_consul_is_named_and_nothing_is_killed() -> None:
     with pytest.raises(Unreachable, match="cannot reach Consul"):
         drain.scale_down("/web", 1)
     assert marathon.kills == [] and marathon.instances == 3
+
+
+def test_instances_still_to_launch_go_first_by_lowering_the_count() -> None:
+    drain, marathon, consul, _ = setup(UP, DONE)
+    marathon.instances = 5  # two of them not launched yet
+    report = drain.scale_down("/web", 2)
+    assert marathon.kills == [["web.3"]] and consul.calls == [("n1:web.3", "true")]  # one running drained
+    assert marathon.instances == 2 and report.deployment == "deploy-scale"  # the rest by the count
