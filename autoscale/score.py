@@ -1,4 +1,4 @@
-"""Score a policy over many traces the way issue 27's table does, and print one table. Pure.
+"""Score a policy over many traces the way the goal is set, and print one table. Pure.
 
 Per trace: wharf's and marathon-lb-autoscale's overload-seconds and instance-seconds through the
 same instance model, and the perfect-foresight floor (`floor_seconds`). The goal on each: wharf

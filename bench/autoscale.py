@@ -2,7 +2,7 @@
 generated trace family (ramps, spikes, diurnal days, noise, flash crowds; `autoscale/families.py`)
 and the three bundled 4-hour traces.
 
-The model is issue 27's replay: one decision per 60 s of trace, target 100 rps per instance, a
+The model is the replay the autoscaler is judged by: one decision per 60 s of trace, target 100 rps per instance, a
 second is overloaded when rps per serving instance is above 120, new instances serve one tick after
 they are asked for. wharf runs its default policy (what `--target-rps 100` gives); "mlb" is
 marathon-lb-autoscale's rule as `autoscale/mlb.py` re-implements it, with its defaults (samples 10,

@@ -1,4 +1,4 @@
-"""Issue 27: cheaper than marathon-lb-autoscale and safer, on every generated load shape; the
+"""Cheaper than marathon-lb-autoscale and safer, on every generated load shape; the
 forecast behind it, the startup delay learned from Marathon, the floor, and the family table."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from wharf.log import fields_of
 
 pytestmark = pytest.mark.unit
 POLICY = Policy(target_rps=100)  # what `--target-rps 100` gives
-ISSUE_MODEL = Model(interval=60, startup=60, overload_factor=1.2)  # issue 27's replay
+REPLAY = Model(interval=60, startup=60, overload_factor=1.2)  # the replay it is judged by
 ONE_OF_EACH = ("ramp-50", "spikes-12m-x2", "diurnal-4000", "noise-3pct", "flash-x3-30m")
 
 
@@ -39,7 +39,7 @@ def test_the_family_has_every_shape_and_a_seed_draws_the_same_trace() -> None:
 @pytest.mark.parametrize("name", ONE_OF_EACH)
 def test_on_each_shape_a_third_of_the_overload_and_no_more_instance_seconds(name: str) -> None:
     member = next(m for m in FAMILY if m.name == name)
-    result = score(name, member.shape, member.load(0), POLICY, ISSUE_MODEL)
+    result = score(name, member.shape, member.load(0), POLICY, REPLAY)
     wharf, mlb = result.wharf, result.mlb
     assert wharf.overload_seconds * 3 <= mlb.overload_seconds, (wharf.overload_seconds, mlb.overload_seconds)
     assert wharf.instance_seconds <= mlb.instance_seconds, (wharf.instance_seconds, mlb.instance_seconds)
