@@ -152,14 +152,28 @@ class Catalog:
 
     # --- what an answer needs checked against the other side -------------------------------------
 
-    def improving(self, checks: Iterable[Mapping[str, Any]]) -> set[str]:
-        """The nodes where `checks` (the failing ones now) would leave a registration, or the node
-        itself, better off than now. A failing check gone is a recovery, or the registration went
-        with it: which one, only that node's registrations as new as these checks can tell."""
+    def improving(self, checks: Iterable[Mapping[str, Any]]) -> tuple[set[str], dict[str, set[tuple[str, str]]]]:
+        """What `checks` (the failing ones now) would leave better off than now: the nodes whose own
+        checks improve, and by service name the registrations ((node, service id)) whose do. A
+        failing check gone is a recovery, or the registration went with it: which one, only a read
+        of the registrations as new as these checks can tell."""
         service_ranks, node_ranks = _ranks(checks)
-        return ({node for (node, sid), rank in self.service_ranks.items()
-                 if service_ranks.get((node, sid), PASSING) > rank}
-                | {node for node, rank in self.node_ranks.items() if node_ranks.get(node, PASSING) > rank})
+        nodes = {node for node, rank in self.node_ranks.items() if node_ranks.get(node, PASSING) > rank}
+        registrations: dict[str, set[tuple[str, str]]] = {}
+        for (node, sid), rank in self.service_ranks.items():
+            if service_ranks.get((node, sid), PASSING) > rank and node not in nodes:
+                registrations.setdefault(self._name(node, sid), set()).add((node, sid))
+        registrations.pop("", None)
+        return nodes, registrations
+
+    def forget(self, node: str, service_ids: Iterable[str]) -> set[str]:
+        """Registrations Consul no longer has, taken off their node (as its next answer would)."""
+        known = self.nodes.get(node)
+        gone = set(service_ids)
+        if known is None or not gone & known.services.keys():
+            return set()
+        return self.set_node(node, {"Node": {"Node": node, "Address": known.address},
+                                    "Services": {k: v for k, v in known.services.items() if k not in gone}})
 
     def adds(self, name: str, entry: Mapping[str, Any] | None) -> bool:
         """Whether a node's answer holds a registration the catalog lacks: its checks (a critical

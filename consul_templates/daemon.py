@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from consul_templates import watch
 from consul_templates.catalog import Catalog
@@ -152,8 +153,11 @@ class RenderDaemon(Daemon):
         known = min(self.checks_index.values())
         self.fresh = {node: f for node, f in self.fresh.items() if f[0] > known}  # the answers caught up
         changed: set[str] = set()
-        for node in self.catalog.improving(self._failing()) & set(self.nodes):
-            changed |= self._reread(node)  # a deregistration takes its checks with it
+        nodes, registrations = self.catalog.improving(self._failing())
+        for node in nodes & set(self.nodes):
+            changed |= self._reread(node)  # a node's registrations may have gone with its checks
+        for name, keys in registrations.items():
+            changed |= self._still_there(name, keys)  # a deregistration takes its checks with it
         return changed | self.catalog.set_checks(self._failing())
 
     def _failing(self) -> list[Any]:
@@ -181,6 +185,19 @@ class RenderDaemon(Daemon):
             log.warning("consul node not read", extra=fields(node=node, error=str(exc)))
             return set()
         return self.catalog.set_node(node, entry)
+
+    def _still_there(self, name: str, keys: set[tuple[str, str]]) -> set[str]:
+        """Read service `name`'s registrations now; forget those of `keys` Consul no longer has."""
+        try:
+            _, entries = self._read(f"/v1/catalog/service/{quote(name, safe='')}")
+        except Exception as exc:  # noqa: BLE001 - the nodes' own queries will answer soon anyway
+            log.warning("consul service not read", extra=fields(service=name, error=str(exc)))
+            return set()
+        present = {(str(e.get("Node")), str(e.get("ServiceID"))) for e in entries or ()}
+        changed: set[str] = set()
+        for node in {node for node, _ in keys - present}:
+            changed |= self.catalog.forget(node, {sid for n, sid in keys - present if n == node})
+        return changed
 
     def _read(self, path: str) -> tuple[int, Any]:
         """One read of `path` now: Consul's index and the decoded answer."""

@@ -51,17 +51,17 @@ def serving(d: RenderDaemon) -> list[int]:
 
 
 def test_a_deregistered_instance_is_not_served_when_its_checks_go_before_its_registration() -> None:
-    consul = Consul(20, **{"/v1/catalog/node/n1": node(1)})  # web-2 and its maintenance went at 20
+    consul = Consul(20, **{"/v1/catalog/service/web": [{"Node": "n1", "ServiceID": "web-1"}]})  # web-2 went at 20
     d = daemon(consul)
     assert serving(d) == [1]  # web-2 drained
     changed, _ = d._answer("checks:critical", "change", b"[]", 20)  # its maintenance check is gone...
-    assert consul.asked == ["/v1/catalog/node/n1"]  # ...so its node is read as it is now
+    assert consul.asked == ["/v1/catalog/service/web"]  # ...so its service is read as it is now
     assert serving(d) == [1] and "web" in changed
     assert "web-2" not in d.catalog.nodes["n1"].services
 
 
 def test_an_instance_whose_maintenance_ends_is_served_again() -> None:
-    consul = Consul(20, **{"/v1/catalog/node/n1": node(1, 2)})
+    consul = Consul(20, **{"/v1/catalog/service/web": [{"Node": "n1", "ServiceID": f"web-{p}"} for p in (1, 2)]})
     d = daemon(consul)
     d._answer("checks:critical", "change", b"[]", 20)
     assert serving(d) == [1, 2]
@@ -80,7 +80,7 @@ def test_a_new_registration_is_not_served_before_its_critical_check_is_known() -
     d._answer("checks:critical", "change", json.dumps([MAINT, check]).encode(), 30)
     d._answer("checks:warning", "change", None, 30)
     assert d.fresh == {} and serving(d) == [1]
-    consul.paths["/v1/catalog/node/n1"] = node(1, 2, 3)
+    consul.paths["/v1/catalog/service/web"] = [{"Node": "n1", "ServiceID": f"web-{p}"} for p in (1, 2, 3)]
     d._answer("checks:critical", "change", json.dumps([MAINT]).encode(), 31)
     assert serving(d) == [1, 3]
 
@@ -92,3 +92,13 @@ def test_a_node_read_that_fails_leaves_the_answers_as_they_came() -> None:
     d = daemon(Down(0))
     d._answer("node:n1", "change", json.dumps(node(1, 2, 3)).encode(), 30)
     assert serving(d) == [1, 3]  # as before: the checks' answer will say it soon
+
+
+def test_a_node_whose_own_check_recovers_is_read_whole() -> None:
+    serf = {"Node": "n1", "CheckID": "serfHealth", "ServiceID": "", "Status": "critical"}
+    consul = Consul(20, **{"/v1/catalog/node/n1": node(1)})  # web-2 left while the node was down
+    d = daemon(consul)
+    d._answer("checks:critical", "change", json.dumps([MAINT, serf]).encode(), 15)
+    assert serving(d) == []  # a failing node serves nothing
+    d._answer("checks:critical", "change", b"[]", 20)
+    assert consul.asked == ["/v1/catalog/node/n1"] and serving(d) == [1]
