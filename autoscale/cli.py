@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -338,9 +337,7 @@ def _simulate_trace(trace: Path, policy: Any, model: Any, plot_path: Path | None
 
 
 def _simulate_family(policy: Any, model: Any, seeds: int, plot_dir: Path | None, as_json: bool) -> None:
-    from autoscale.plot import plot
-    from autoscale.score import overload_limit, score, table, traces
-    from autoscale.simulate import floor_counts
+    from autoscale.score import overload_limit, plot_each, score, table, traces
 
     if plot_dir is not None:
         if plot_dir.exists() and not plot_dir.is_dir():
@@ -352,10 +349,7 @@ def _simulate_family(policy: Any, model: Any, seeds: int, plot_dir: Path | None,
     named = traces(range(seeds))
     scores = [score(name, shape, load, policy, model) for name, shape, load in named]
     if plot_dir is not None:
-        for (name, _, load), s in zip(named, scores, strict=True):
-            plot(plot_dir / (re.sub(r"[^A-Za-z0-9._-]+", "-", name.removesuffix(".csv")) + ".svg"), load,
-                 {"wharf": s.wharf.serving, "mlb": s.mlb.serving},
-                 floor_counts(load, overload_limit(policy, model), model), title=name)
+        plot_each(plot_dir, named, scores, policy, model)
     if as_json:
         click.echo(json.dumps({"policy": _policy_text(policy), "traces": [s.json() for s in scores]}, indent=2))
         return

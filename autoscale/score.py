@@ -8,15 +8,32 @@ family (the generated traces of one shape, summed) the same goal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import Path
 
 from autoscale.families import FAMILY, SHAPES
 from autoscale.policy import Policy
-from autoscale.simulate import Model, Result, floor_seconds, mlb_options, parse_trace, simulate_mlb, simulate_wharf
+from autoscale.simulate import (
+    Model,
+    Result,
+    floor_counts,
+    floor_seconds,
+    mlb_options,
+    parse_trace,
+    simulate_mlb,
+    simulate_wharf,
+)
 
 BUNDLED = ("ramp", "spike", "diurnal")
+
+
+def goals(wharf_overload: int, mlb_overload: int, wharf_instances: int, mlb_instances: int) -> tuple[bool, bool]:
+    """(wharf overloaded at most a third as long as marathon-lb-autoscale, wharf paid no more
+    instance-seconds): the goal on a trace, and on a family's sums."""
+    return wharf_overload * 3 <= mlb_overload, wharf_instances <= mlb_instances
 
 
 @dataclass(frozen=True)
@@ -30,14 +47,18 @@ class Score:
     floor: int
 
     @property
+    def met(self) -> tuple[bool, bool]:
+        """The two goals on this trace (`goals`)."""
+        return goals(self.wharf.overload_seconds, self.mlb.overload_seconds, self.wharf.instance_seconds,
+                     self.mlb.instance_seconds)
+
+    @property
     def overload_met(self) -> bool:
-        """wharf overloaded at most a third as long as marathon-lb-autoscale."""
-        return self.wharf.overload_seconds * 3 <= self.mlb.overload_seconds
+        return self.met[0]
 
     @property
     def instances_met(self) -> bool:
-        """wharf paid no more instance-seconds than marathon-lb-autoscale."""
-        return self.wharf.instance_seconds <= self.mlb.instance_seconds
+        return self.met[1]
 
     def json(self) -> dict[str, object]:
         return {"trace": self.trace, "shape": self.shape,
@@ -76,6 +97,18 @@ def _pct(value: float, base: float) -> str:
     return f"{100 * (value / base - 1):+.1f}%" if base else "-"
 
 
+def plot_each(directory: Path, named: Sequence[tuple[str, str, Sequence[float]]], scores: Sequence[Score],
+              policy: Policy, model: Model) -> None:
+    """One SVG a trace in `directory` (an existing one): load, wharf's and marathon-lb-autoscale's
+    serving instances, and the floor."""
+    from autoscale.plot import plot
+
+    for (name, _, load), s in zip(named, scores, strict=True):
+        plot(directory / (re.sub(r"[^A-Za-z0-9._-]+", "-", name.removesuffix(".csv")) + ".svg"), load,
+             {"wharf": s.wharf.serving, "mlb": s.mlb.serving},
+             floor_counts(load, overload_limit(policy, model), model), title=name)
+
+
 def _goal(overload_met: bool, instances_met: bool) -> str:
     if overload_met and instances_met:
         return "met"
@@ -85,7 +118,7 @@ def _goal(overload_met: bool, instances_met: bool) -> str:
 def _row(name: str, w_over: int, m_over: int, w_inst: int, m_inst: int, floor: int) -> str:
     return (f"{name:22} {w_over:>7} {m_over:>7} {w_inst:>10} {m_inst:>10} {floor:>10} "
             f"{_pct(w_inst, m_inst):>7} {_pct(w_inst, floor):>7} {_pct(m_inst, floor):>7}   "
-            f"{_goal(w_over * 3 <= m_over, w_inst <= m_inst)}")
+            f"{_goal(*goals(w_over, m_over, w_inst, m_inst))}")
 
 
 HEADER = (f"{'trace':22} {'over-s':>7} {'':>7} {'inst-s':>10} {'':>10} {'floor':>10} "
@@ -107,7 +140,7 @@ def table(scores: Sequence[Score]) -> list[str]:
         sums = [sum(x) for x in zip(*((s.wharf.overload_seconds, s.mlb.overload_seconds, s.wharf.instance_seconds,
                                        s.mlb.instance_seconds, s.floor) for s in group), strict=True)]
         lines.append(_row(f"{shape} ({len(group)})", *sums))
-        families_met += sums[0] * 3 <= sums[1] and sums[2] <= sums[3]
+        families_met += all(goals(*sums[:4]))
     generated = [s for s in scores if s.shape in SHAPES]
     met = sum(s.overload_met and s.instances_met for s in generated)
     lines.append(f"goal met on {families_met} of {len(shapes)} families, on {met} of {len(generated)} generated "

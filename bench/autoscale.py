@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoscale.policy import Policy  # noqa: E402
-from autoscale.score import overload_limit, score, table, traces  # noqa: E402
-from autoscale.simulate import Model, floor_counts  # noqa: E402
+from autoscale.score import overload_limit, plot_each, score, table, traces  # noqa: E402
+from autoscale.simulate import Model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,13 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     named = traces(range(args.seeds))
     scores = [score(name, shape, load, policy, model) for name, shape, load in named]
     if args.plot_dir is not None:
-        from autoscale.plot import plot
-
         args.plot_dir.mkdir(parents=True, exist_ok=True)
-        for (name, _, load), s in zip(named, scores, strict=True):
-            plot(args.plot_dir / (name.replace("/", "-").removesuffix(".csv") + ".svg"), load,
-                 {"wharf": s.wharf.serving, "mlb": s.mlb.serving},
-                 floor_counts(load, overload_limit(policy, model), model), title=name)
+        plot_each(args.plot_dir, named, scores, policy, model)
     for line in table(scores):
         print(line)
     return 0

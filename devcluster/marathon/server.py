@@ -331,6 +331,12 @@ class MarathonApi:
         self.marathon.kill_tasks([t.task_id for t in tasks], wipe=wipe)
         return shown
 
+    def _killed(self, request: Request, tasks: list[Instance], scale: bool, wipe: bool) -> Response:
+        """A kill's answer: a deployment with `scale`, else the tasks as they were."""
+        if scale:
+            return self._kill_and_scale(tasks, flag(request, "force"))
+        return json_response({"tasks": self._kill(tasks, wipe)})
+
     def delete_tasks(self, request: Request) -> Response:
         """`POST /v2/tasks/delete`: ids of no live task, or of a task whose app is gone, are passed over."""
         scale, wipe = kill_mode(request)
@@ -338,9 +344,7 @@ class MarathonApi:
         with self.marathon.lock:
             tasks = [t for t in self.marathon.instances.values() if t.task_id in ids and t.app_id in self.marathon.apps]
         tasks.sort(key=lambda t: (t.app_id, t.staged_at))
-        if scale:
-            return self._kill_and_scale(tasks, flag(request, "force"))
-        return json_response({"tasks": self._kill(tasks, wipe)})
+        return self._killed(request, tasks, scale, wipe)
 
     def kill_app_tasks(self, request: Request) -> Response:
         """`DELETE /v2/apps/{id}/tasks`: every task of the app, or those on agent `host` (`*`: any)."""
@@ -349,9 +353,7 @@ class MarathonApi:
         self._stored(app_id)
         host = request.arg("host")
         tasks = [t for t in self.marathon.tasks_of(app_id) if host is None or host in ("*", t.host)]
-        if scale:
-            return self._kill_and_scale(tasks, flag(request, "force"))
-        return json_response({"tasks": self._kill(tasks, wipe)})
+        return self._killed(request, tasks, scale, wipe)
 
     def kill_task(self, request: Request) -> Response:
         """`DELETE /v2/apps/{id}/tasks/{taskId}`: the task of that instance; with `scale` a deployment even if none."""
