@@ -101,8 +101,9 @@ def run(settings: Any, resync: float, drain_timeout: float, metrics_port: int | 
     """Watch Docker events and keep Consul's services in step, until SIGTERM."""
     from registrator.consul_agent import Agent
     from registrator.daemon import RegistratorDaemon
-    from registrator.watch import ConsulWatcher, DockerWatcher
+    from registrator.watch import ConsulWatcher, DockerWatcher, MarathonWatcher
     from wharf.consul_http import client
+    from wharf.marathon import MarathonClient
 
     reg = build(settings, flags, resync, drain_timeout)
     watcher_agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"],
@@ -110,7 +111,9 @@ def run(settings: Any, resync: float, drain_timeout: float, metrics_port: int | 
     docker_watcher = DockerWatcher(reg, lambda: docker_client(flags["docker_host"]),
                                    address=docker_address(flags["docker_host"]))
     consul_watcher = ConsulWatcher(reg, watcher_agent, address=settings.shown("consul_http_addr"))
-    daemon = RegistratorDaemon(reg, docker_watcher, consul_watcher, metrics_port=metrics_port)
+    urls = settings["marathon_url"]
+    marathon_watcher = MarathonWatcher(reg, MarathonClient(urls, timeout=5)) if urls else None
+    daemon = RegistratorDaemon(reg, docker_watcher, consul_watcher, metrics_port, marathon_watcher)
     raise SystemExit(daemon.run())
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import consul
 from consul.callback import CB
 
-from registrator.model import DRAIN_REASON, Registered, Registration, listing
+from registrator.model import DRAIN_REASON, MAINTENANCE_PREFIX, Registered, Registration, listing
 
 
 class Agent:
@@ -22,12 +22,21 @@ class Agent:
         return listing(self.c.agent.services(), self.c.agent.checks())
 
     def register(self, reg: Registration) -> None:
+        """Register `reg`, then remove the checks of an earlier registration that it no longer has.
+
+        Not Consul's `replace-existing-checks`: that also removes a maintenance check, and a
+        registration made again while someone drains the instance (`wharf apps scale`) would put
+        it back in rotation."""
         body = reg.body()
         checks = [body["Check"]] if "Check" in body else body.get("Checks", [])
         self.c.agent.service.register(body["Name"], service_id=body["ID"], address=body["Address"],
                                       port=body["Port"], tags=body["Tags"], meta=body["Meta"],
-                                      check=checks[0] if checks else None, extra_checks=checks[1:],
-                                      replace_existing_checks=True)
+                                      check=checks[0] if checks else None, extra_checks=checks[1:])
+        wanted = {c.get("CheckID") for c in checks}
+        held = self.c.agent.checks(filter_expr=f'ServiceID == "{_quoted(reg.id)}"')
+        for check_id in held:
+            if check_id not in wanted and not check_id.startswith(MAINTENANCE_PREFIX):
+                self.c.agent.check.deregister(check_id)
 
     def deregister(self, service_id: str) -> None:
         self.c.agent.service.deregister(service_id)
@@ -50,3 +59,8 @@ class Agent:
 
         return self.c.http.get(read, "/v1/agent/services", params=params,  # type: ignore[no-any-return]
                                headers=self.c.prepare_headers())
+
+
+def _quoted(text: str) -> str:
+    """`text` for a double-quoted string of Consul's filter language."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')

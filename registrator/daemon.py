@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registrator.watch import ConsulWatcher, DockerWatcher
+from registrator.watch import ConsulWatcher, DockerWatcher, MarathonWatcher
 from registrator.worker import Registrator
 from wharf.daemon import Daemon
 from wharf.retry import Retry
@@ -16,10 +16,11 @@ class RegistratorDaemon(Daemon):
     backoff = Retry(delay=0.05, backoff=2.0, max_delay=0.5, jitter=0.2)
 
     def __init__(self, registrator: Registrator, docker_watcher: DockerWatcher, consul_watcher: ConsulWatcher,
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None, marathon_watcher: MarathonWatcher | None = None) -> None:
         super().__init__("registrator", metrics_port=metrics_port)
         self.registrator = registrator
-        self.watchers = (docker_watcher, consul_watcher)
+        watchers: list[DockerWatcher | ConsulWatcher | MarathonWatcher] = [docker_watcher, consul_watcher]
+        self.watchers = tuple(watchers + ([marathon_watcher] if marathon_watcher else []))
         self._started = False
 
     def run_cycle(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -54,3 +54,15 @@ class AppVersions:
                     extra=fields(app=app_id, version=key[1]))
         self._failed[key] = self._clock() + RETRY_AFTER
         return None
+
+
+def healthy_tasks(tasks: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str]]:
+    """App id -> the ids of its tasks that Marathon reports healthy (`/v2/tasks`): every health
+    check result alive. A task with no results yet, or of an app without health checks, is not."""
+    out: dict[str, set[str]] = {}
+    for task in tasks:
+        results = task.get("healthCheckResults") or []
+        app_id, task_id = task.get("appId"), task.get("id")
+        if app_id and task_id and results and all(r.get("alive") for r in results if isinstance(r, Mapping)):
+            out.setdefault(str(app_id), set()).add(str(task_id))
+    return {app_id: frozenset(ids) for app_id, ids in out.items()}

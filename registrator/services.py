@@ -19,7 +19,9 @@ of `Registration`s comes out. The rules, as gliderlabs/registrator applies them:
   address, else the host's; with `internal`, the container's.
 - Checks: the `SERVICE_CHECK_*` settings when set (registrator's own); else a Marathon task's app
   health checks as Consul checks (`marathon_checks`), which start critical, so an instance is routed
-  only once it answers; else none (passing at once).
+  only once it answers, or once Marathon reports it healthy, whichever comes first; else none
+  (passing at once). Each check's ID is written out (`check_ids`), so a registration made again
+  can remove the checks it no longer has.
 """
 
 from __future__ import annotations
@@ -157,14 +159,16 @@ def build_check(settings: Mapping[str, str], address: str, port: int, container_
     return check
 
 
-def marathon_checks(app: Mapping[str, Any], ports: Mapping[int, Port], container_id: str
+def marathon_checks(app: Mapping[str, Any], ports: Mapping[int, Port], container_id: str, healthy: bool = False
                     ) -> list[dict[str, Any]]:
     """The app's Marathon health checks as Consul check definitions for one task whose ports by index
     are `ports`: HTTP(S) and TCP (Mesos-run or not) against the task's address and the check's
     `portIndex` (or `port`), COMMAND inside the container; interval and timeout as Marathon's (its
     defaults 60 s and 20 s). Each starts critical: Marathon routes a task only once its checks pass,
-    and its grace period only delays killing, which is Marathon's to do. A check that names no port
-    the task has, or a protocol Consul cannot run, is left out."""
+    and its grace period only delays killing, which is Marathon's to do. Once Marathon reports the
+    task `healthy`, they start passing instead (Consul's own first run of a check comes up to an
+    interval later, and Marathon may kill the instances it replaces meanwhile). A check that names
+    no port the task has, or a protocol Consul cannot run, is left out."""
     checks = []
     for n, hc in enumerate(app.get("healthChecks") or []):
         if not isinstance(hc, Mapping):
@@ -186,8 +190,18 @@ def marathon_checks(app: Mapping[str, Any], ports: Mapping[int, Port], container
                      "Args": ["/bin/sh", "-c", str(hc["command"]["value"])]}
         else:
             continue
-        checks.append({"Name": f"Marathon health check {n} ({protocol})", **check, **timing, "Status": "critical"})
+        checks.append({"Name": f"Marathon health check {n} ({protocol})", **check, **timing,
+                       "Status": "passing" if healthy else "critical"})
     return checks
+
+
+def check_ids(service_id: str, checks: list[dict[str, Any]], phase: str = "") -> list[dict[str, Any]]:
+    """`checks` with Consul's own IDs written out (`service:ID`, or `service:ID:N` counted from 1
+    when there are several) and `phase` appended: Consul keeps a check's status when it is
+    registered again under the same ID, so a check that must start over takes another."""
+    if len(checks) == 1:
+        return [{**checks[0], "CheckID": f"service:{service_id}{phase}"}]
+    return [{**c, "CheckID": f"service:{service_id}:{n}{phase}"} for n, c in enumerate(checks, 1)]
 
 
 def _seconds(value: Any, default: int) -> int:
@@ -209,9 +223,10 @@ def _meta(user: Mapping[str, str], contract: Mapping[str, str]) -> tuple[tuple[s
     return tuple(sorted(meta.items()))
 
 
-def desired(container: DockerContainer, options: Options, app: Mapping[str, Any] | None = None
-            ) -> list[Registration]:
-    """The registrations `container` should have (none unless it runs; draining is the caller's)."""
+def desired(container: DockerContainer, options: Options, app: Mapping[str, Any] | None = None,
+            healthy: bool = False) -> list[Registration]:
+    """The registrations `container` should have (none unless it runs; draining is the caller's);
+    `healthy`: Marathon reports the task healthy."""
     if not container.running:
         return []
     settings = settings_of(container)
@@ -219,7 +234,8 @@ def desired(container: DockerContainer, options: Options, app: Mapping[str, Any]
     app_id = container.env.get("MARATHON_APP_ID")
     haproxy = consul_meta.haproxy_labels(container.labels)
     service_ports = marathon_service_ports(app) if app else {}
-    health = marathon_checks(app, {p.index: p for p in ports if p.index is not None}, container.id) if app else []
+    health = marathon_checks(app, {p.index: p for p in ports if p.index is not None}, container.id,
+                             healthy) if app else []
     out = []
     for port in ports:
         merged, specific = for_port(settings, port.exposed)
@@ -244,7 +260,7 @@ def desired(container: DockerContainer, options: Options, app: Mapping[str, Any]
             contract.update(haproxy)
         user = {k: v for k, v in merged.items() if k not in _NOT_META}
         own = build_check(merged, port.address, port.port, container.id)
-        checks = [own] if own else health
+        checks = check_ids(service_id, [own]) if own else check_ids(service_id, health, ":healthy" if healthy else "")
         out.append(Registration(
             id=service_id, name=name, address=port.address, port=port.port, container_id=container.id,
             tags=tuple(dict.fromkeys(tags)), meta=_meta(user, contract),

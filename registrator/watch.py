@@ -1,7 +1,8 @@
-"""The two feeders of the worker's queue: Docker's event stream and the Consul agent's services.
+"""The feeders of the worker's queue: Docker's event stream, the Consul agent's services and, when
+Marathon is configured, Marathon's event stream.
 
-Both are wharf's shared watchers (`wharf.watch`): a reconnecting `Stream` of Docker's events and a
-`ConsulWatch` blocking on the agent's services by content hash. Each runs in its own thread,
+All are wharf's shared watchers (`wharf.watch`): reconnecting `Stream`s of Docker's and Marathon's
+events and a `ConsulWatch` blocking on the agent's services by content hash. Each runs in its own thread,
 reconnects with backoff (capped low, so recovery is seen quickly) and never waits on the worker:
 the queue is unbounded.
 """
@@ -16,8 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from registrator.consul_agent import Agent
-from registrator.worker import RECONNECT, RECONNECTS, ConsulCheck, DockerEvent, Registrator, Resync
-from wharf.errors import TimedOut
+from registrator.marathon import healthy_tasks
+from registrator.worker import (
+    RECONNECT,
+    RECONNECTS,
+    ConsulCheck,
+    DockerEvent,
+    MarathonHealth,
+    Registrator,
+    Resync,
+    TaskKilling,
+)
+from wharf.errors import TimedOut, WharfError, describe
+from wharf.log import fields
+from wharf.marathon import MarathonClient
 from wharf.retry import Retry
 from wharf.wait import wait_until
 from wharf.watch import ConsulWatch, Stream
@@ -119,3 +132,39 @@ class ConsulWatcher(ConsulWatch):
             return bool(self.agent.has_leader())
         except Exception:  # noqa: BLE001 - still starting
             return False
+
+
+class MarathonWatcher(Stream[dict[str, Any]]):
+    """Marathon's view of the tasks here, so an instance is routed the moment Marathon counts it
+    healthy (and may kill the instances it replaces), as marathon-lb routes: on every (re)connect
+    the health of every task (`GET /v2/tasks`); on a `health_status_changed_event` for an app with
+    a task here, that app's tasks again; on a `TASK_KILLING` status update, a drain of that task.
+    A failed read of one app is logged and skipped; losing the stream only delays: Consul's own
+    run of the checks still routes."""
+
+    EVENTS = ("health_status_changed_event", "status_update_event")
+
+    def __init__(self, registrator: Registrator, client: MarathonClient) -> None:
+        super().__init__("marathon events", lambda: client.events(self.EVENTS), self._handle,
+                         on_connect=self._connected, backoff=RECONNECT, system="Marathon", address=client.shown,
+                         logger=log)
+        self.registrator = registrator
+        self.client = client
+
+    def _connected(self, again: bool) -> None:
+        if again:
+            RECONNECTS.labels("marathon").inc()
+        self.registrator.queue.put(MarathonHealth(healthy_tasks(self.client.tasks()), whole=True))
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("eventType")
+        if kind == "status_update_event" and event.get("taskStatus") == "TASK_KILLING" and event.get("taskId"):
+            self.registrator.queue.put(TaskKilling(str(event["taskId"])))
+        elif kind == "health_status_changed_event" and self.registrator.runs(app_id := str(event.get("appId", ""))):
+            try:
+                tasks = self.client.tasks(app_id)
+            except WharfError as exc:  # the app was just removed, or Marathon is failing over
+                log.info("marathon health not read; consul's checks decide", extra=fields(app=app_id,
+                                                                                         error=describe(exc)))
+                return
+            self.registrator.queue.put(MarathonHealth({app_id: healthy_tasks(tasks).get(app_id, frozenset())}))

@@ -85,7 +85,23 @@ class ConsulCheck:
     why: str
 
 
-Item = DockerEvent | Resync | ConsulCheck
+@dataclass(frozen=True)
+class MarathonHealth:
+    """App id -> the tasks Marathon reports healthy: for every app (`whole`, read on connecting to
+    Marathon's events) or for the apps named (one health change)."""
+
+    healthy: Mapping[str, frozenset[str]]
+    whole: bool = False
+
+
+@dataclass(frozen=True)
+class TaskKilling:
+    """Marathon reports the task `TASK_KILLING`: drained as on Docker's `kill`, maybe sooner."""
+
+    task_id: str
+
+
+Item = DockerEvent | Resync | ConsulCheck | MarathonHealth | TaskKilling
 
 
 class Registrator:
@@ -114,19 +130,23 @@ class Registrator:
         self.pending_fresh = True
         self.consul_dirty = False
         self.touched: dict[str, float] = {}  # container id -> event time, for the lag metric
+        self.healthy: dict[str, frozenset[str]] = {}  # app id -> tasks Marathon reports healthy
+        self.apps: frozenset[str] = frozenset()  # Marathon apps with a container here (read by other threads)
         self.next_resync = clock() + resync_every if resync_every else float("inf")
 
     # --- deciding ------------------------------------------------------------------------------
 
     def wanted(self, container: DockerContainer) -> list[Registration]:
         """What `container` should have in Consul now, drains included."""
+        app_id = container.env.get("MARATHON_APP_ID", "")
+        healthy = container.env.get("MESOS_TASK_ID") in self.healthy.get(app_id, ())
         if container.running:
-            regs = desired(container, self.options, self.lookup(container))
+            regs = desired(container, self.options, self.lookup(container), healthy)
             return [replace(r, drained=True) for r in regs] if container.id in self.draining else regs
         if self.options.deregister == "on-success" and container.exit_code != 0:
             # as registrator: a failed container keeps the services it had (not passing) until it
             # is removed; one that failed before it was ever registered gets none
-            regs = desired(replace(container, running=True), self.options, self.lookup(container))
+            regs = desired(replace(container, running=True), self.options, self.lookup(container), healthy)
             with self.lock:
                 kept = [replace(r, drained=True) for r in regs if r.id in self.written]
             return kept
@@ -164,6 +184,27 @@ class Registrator:
         else:
             return
         self.touched.setdefault(cid, event.time)
+
+    def on_marathon(self, item: MarathonHealth | TaskKilling) -> None:
+        """Follow Marathon's view: a task now healthy is registered again with its checks passing,
+        one it kills is drained."""
+        if isinstance(item, TaskKilling):
+            for cid, c in self.containers.items():
+                if c.running and c.env.get("MESOS_TASK_ID") == item.task_id and cid not in self.draining:
+                    self.draining[cid] = self.clock() + self.drain_limit
+                    self.touched.setdefault(cid, 0.0)
+            return
+        before = self.healthy
+        self.healthy = dict(item.healthy) if item.whole else {**before, **item.healthy}
+        none: frozenset[str] = frozenset()
+        for cid, c in self.containers.items():
+            app_id = c.env.get("MARATHON_APP_ID", "")
+            if before.get(app_id, none) != self.healthy.get(app_id, none):
+                self.touched.setdefault(cid, 0.0)
+
+    def runs(self, app_id: str) -> bool:
+        """Whether a container here is a task of Marathon app `app_id` (safe from any thread)."""
+        return app_id in self.apps
 
     def _known_at_create(self, cid: str) -> bool:
         """Whether what was read at `create` still tells all: with host networking the ports come
@@ -203,6 +244,8 @@ class Registrator:
                     log.info("checking consul", extra=fields(why=item.why))
                 why.add(item.why)
                 self.consul_dirty = True
+            elif isinstance(item, (MarathonHealth, TaskKilling)):
+                self.on_marathon(item)
             else:
                 try:
                     self.on_event(item)
@@ -210,6 +253,7 @@ class Registrator:
                     self.pending_full = self.pending_fresh = True
                     raise
         now = self.clock()
+        self.apps = frozenset(a for c in self.containers.values() if (a := c.env.get("MARATHON_APP_ID")))
         for cid, until in list(self.draining.items()):
             if now >= until:
                 del self.draining[cid]

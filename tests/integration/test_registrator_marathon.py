@@ -104,3 +104,45 @@ def test_a_slow_starter_is_registered_critical_until_its_marathon_health_check_p
             assert len(entries) == 1
         finally:
             requests.delete(f"{marathon.url}/v2/apps{app_id}", params={"force": "true"}, timeout=10)
+
+
+@stand_in_only("MARATHON_URL", "MESOS_MASTER",
+               why="the registrator watches this machine's Docker engine, where only the stand-in's tasks run")
+def test_marathons_healthy_registers_the_checks_passing_and_keeps_a_drain_someone_else_set(
+        marathon: Endpoint, consul: Any, docker_engine: Any, tmp_path: Path) -> None:
+    """Marathon counts a task healthy before Consul's own first run of the check (staggered up to
+    an interval): the registrator follows Marathon's events and registers the task's checks again,
+    passing, under new IDs. A drain set meanwhile by someone else (`wharf apps scale`) stays."""
+    app_id = f"/reg-{uuid.uuid4().hex[:6]}/ready"
+    app = {"id": app_id, "cpus": 0.01, "mem": 16, "instances": 1,
+           "cmd": "echo ok > index.html; sleep 2; exec httpd -f -p $HOST:$PORT0 -h .",
+           "container": {"type": "DOCKER", "docker": {"image": IMAGE}}, "portDefinitions": [{"port": 0}],
+           "healthChecks": [{"protocol": "HTTP", "path": "/index.html", "portIndex": 0, "intervalSeconds": 1,
+                             "timeoutSeconds": 1, "gracePeriodSeconds": 30}]}
+    c = consul.client()
+    with registrator(consul, docker_engine.host, tmp_path, "--resync", "0", env={"MARATHON_URL": marathon.url}) as reg:
+        assert requests.post(f"{marathon.url}/v2/apps", json=app, timeout=10).status_code == 201
+        try:
+            def checks() -> dict[str, dict[str, Any]]:
+                ours = {sid for sid, s in owned(c, reg.owner).items() if s["Meta"]["marathon_app_id"] == app_id}
+                return {cid: ch for cid, ch in c.agent.checks().items() if ch["ServiceID"] in ours}
+
+            starting = wait_for(lambda: checks() or None, 30, "the task registered with its Marathon check")
+            ((sid_check, check),) = starting.items()
+            assert check["Status"] == "critical" and not sid_check.endswith(":healthy")
+            service_id = check["ServiceID"]
+            c.agent.service.maintenance(service_id, "true", "wharf: draining before kill")
+
+            def healthy() -> dict[str, dict[str, Any]] | None:
+                now = checks()
+                return now if any(cid.endswith(":healthy") for cid in now) else None
+
+            now = wait_for(healthy, 30, "the checks registered again once Marathon counts the task healthy")
+            assert sid_check not in now  # the starting generation is gone...
+            # ...and the drain stays
+            assert now[f"_service_maintenance:{service_id}"]["Notes"] == "wharf: draining before kill"
+            assert now[f"{sid_check}:healthy"]["Status"] in ("passing", "critical")
+            tasks = requests.get(f"{marathon.url}/v2/apps{app_id}/tasks", timeout=10).json()["tasks"]
+            assert [r["alive"] for t in tasks for r in t["healthCheckResults"]] == [True]
+        finally:
+            requests.delete(f"{marathon.url}/v2/apps{app_id}", params={"force": "true"}, timeout=10)

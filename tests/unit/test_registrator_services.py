@@ -54,6 +54,8 @@ def test_registrators_derived_consul_payloads() -> None:
             assert body[key] == expected[key], (case["env"], key)
         meta = {k: v for k, v in body["Meta"].items() if k not in ("wharf_owner", "container_id")}
         assert meta == expected["Meta"]
+        # the ID Consul gives a service's only check, written out so a later registration can drop it
+        assert body["Check"].pop("CheckID") == f"service:{expected['ID']}"
         if "Args" in expected["Check"]:
             # registrator's `Script` ran in a shell; Consul's `Args` does not, so the shell is explicit
             assert body["Check"]["Args"] == ["/bin/sh", "-c", *expected["Check"]["Args"]]
@@ -122,8 +124,10 @@ def test_addresses_ip_flag_specific_binding_host_network_and_internal() -> None:
 
 
 def test_check_precedence_and_options() -> None:
-    check = one(inspect({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_HTTPS": "/h", "SERVICE_CHECK_TIMEOUT": "1s",
-                         "SERVICE_CHECK_INITIAL_STATUS": "critical"}))["Check"]
+    body = one(inspect({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_HTTPS": "/h", "SERVICE_CHECK_TIMEOUT": "1s",
+                        "SERVICE_CHECK_INITIAL_STATUS": "critical"}))
+    check = body["Check"]
+    assert check.pop("CheckID") == f"service:{body['ID']}"
     assert check == {"HTTP": "https://10.0.0.5:31001/h", "Interval": "10s", "Timeout": "1s", "Status": "critical"}
     cmd = one(inspect({"SERVICE_CHECK_CMD": "test -f /ok", "SERVICE_CHECK_TTL": "5s"}))["Check"]
     assert cmd["DockerContainerID"].startswith("c0ffee") and cmd["Args"] == ["/bin/sh", "-c", "test -f /ok"]
@@ -219,10 +223,44 @@ def health_app(*checks: dict[str, Any]) -> dict[str, Any]:
     return {"id": "/shop/web", "portDefinitions": [{"port": 10010}, {"port": 10011}], "healthChecks": list(checks)}
 
 
-def checks_of(app: dict[str, Any], **env: str) -> list[dict[str, Any] | list[dict[str, Any]]]:
-    """Each registration's check(s) as the agent gets them (`Check`, `Checks`, or None)."""
-    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], {}, **env)), OPTS, app=app)
-    return [r.body().get("Check") or r.body().get("Checks") for r in regs]
+def checks_of(app: dict[str, Any], healthy: bool = False, **env: str) -> list[dict[str, Any] | list[dict[str, Any]]]:
+    """Each registration's check(s) as the agent gets them (`Check`, `Checks`, or None), IDs left out
+    (`check_ids_of` has them)."""
+    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], {}, **env)), OPTS, app=app,
+                   healthy=healthy)
+    out: list[dict[str, Any] | list[dict[str, Any]]] = []
+    for reg in regs:
+        body = reg.body()
+        checks = [{k: v for k, v in c.items() if k != "CheckID"} for c in ([body["Check"]] if "Check" in body
+                                                                          else body.get("Checks", []))]
+        out.append(checks[0] if "Check" in body else checks or None)
+    return out
+
+
+def check_ids_of(app: dict[str, Any], healthy: bool = False) -> list[list[str]]:
+    regs = desired(DockerContainer.from_inspect(marathon_task([32000, 32001], {})), OPTS, app=app, healthy=healthy)
+    return [[dict(c)["CheckID"] for c in r.checks] for r in regs]
+
+
+def test_a_task_marathon_reports_healthy_is_registered_passing_under_new_check_ids() -> None:
+    """Consul keeps a check's status when it is registered again under the same ID, and runs a new
+    check first up to an interval later: the healthy generation has IDs of its own, and passes."""
+    app = health_app({"protocol": "TCP"}, {"protocol": "HTTP", "path": "/ready", "portIndex": 1})
+    assert check_ids_of(app) == [["service:node1:mesos-abc:32000:1", "service:node1:mesos-abc:32000:2"],
+                                 ["service:node1:mesos-abc:32001:1", "service:node1:mesos-abc:32001:2"]]
+    assert check_ids_of(app, healthy=True)[0] == ["service:node1:mesos-abc:32000:1:healthy",
+                                                  "service:node1:mesos-abc:32000:2:healthy"]
+    starting, healthy = checks_of(app)[0], checks_of(app, healthy=True)[0]
+    assert isinstance(starting, list) and isinstance(healthy, list)
+    assert {c["Status"] for c in starting} == {"critical"} and {c["Status"] for c in healthy} == {"passing"}
+    assert [{**c, "Status": "x"} for c in starting] == [{**c, "Status": "x"} for c in healthy]
+    one_check = health_app({"protocol": "TCP"})
+    assert check_ids_of(one_check, healthy=True)[0] == ["service:node1:mesos-abc:32000:healthy"]
+    # registrator's own SERVICE_CHECK_* win, and Marathon's health does not touch them
+    own = desired(DockerContainer.from_inspect(marathon_task([32000], {}, SERVICE_CHECK_TCP="1")), OPTS,
+                  app=one_check, healthy=True)
+    assert [dict(c)["CheckID"] for c in own[0].checks] == ["service:node1:mesos-abc:32000"]
+    assert "Status" not in dict(own[0].checks[0])
 
 
 def test_marathon_health_checks_become_consul_checks_that_start_critical() -> None:
