@@ -2,8 +2,10 @@
 
 The registrator carries every `HAPROXY_*` label of a Marathon app into each instance's Meta as it is,
 plus `marathon_app_id`, `service_port` and `port_index`. Instances sharing an app id and service port
-form one route named as marathon-lb names it (`/shop/web` on 10000 -> `shop_web_10000`); other
-services form a route named after the service. Labels, their parsers and defaults, and the names are
+form one route named as marathon-lb names it (`/shop/web` on 10000 -> `shop_web_10000`); the colour
+apps of a blue/green group (`HAPROXY_DEPLOYMENT_GROUP`) count as the group's app on the port their
+`HAPROXY_{i}_PORT` labels share, as marathon-lb merges them; other services form a route named after
+the service. Labels, their parsers and defaults, and the names are
 marathon-lb's contract (`wharf.contracts.marathon_lb`); the Meta keys are `wharf.contracts.consul_meta`.
 """
 
@@ -17,7 +19,15 @@ from typing import Any, NamedTuple
 from consul_templates import safe
 from consul_templates.snapshot import ServiceInstance, Snapshot
 from wharf.contracts.consul_meta import MARATHON_APP_ID, PORT_INDEX, SERVICE_PORT
-from wharf.contracts.marathon_lb import APP_GROUP_LABEL, LABEL_DEFAULTS, LABELS, route_name
+from wharf.contracts.marathon_lb import (
+    APP_GROUP_LABEL,
+    DEPLOYMENT_STARTED_AT,
+    LABEL_DEFAULTS,
+    LABELS,
+    deployment_group,
+    label_service_ports,
+    route_name,
+)
 
 APP_ID = re.compile(r"(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)+")
 HTTP_FRONTEND = "marathon_http_in"
@@ -67,8 +77,14 @@ RouteKey = tuple[str, str, int]  # ("app", app id, service port) or ("service", 
 
 
 def route_key(inst: ServiceInstance) -> RouteKey:
-    """The route an instance serves: its app and service port, else its service (port 0)."""
+    """The route an instance serves: its app (or blue/green group) and service port, else its
+    service (port 0)."""
     app_id, port_text = inst.meta.get(MARATHON_APP_ID, ""), inst.meta.get(SERVICE_PORT, "")
+    group = deployment_group(inst.meta)
+    if group and app_id:
+        index = inst.meta.get(PORT_INDEX, "0")
+        shared = label_service_ports(inst.meta).get(int(index) if index.isdigit() else 0)
+        app_id, port_text = group, str(shared) if shared else port_text
     if app_id and APP_ID.fullmatch(app_id) and port_text.isdigit() and safe.is_port(int(port_text)):
         return "app", app_id, int(port_text)
     return "service", inst.service, 0
@@ -110,10 +126,11 @@ class Candidate:
 
 
 def make_route(key: RouteKey, instances: Sequence[ServiceInstance], groups: Iterable[str] = ()) -> Candidate:
-    """The route of one key from its instances (labels from the first, in node and id order; servers
-    the passing ones, one per address and port)."""
+    """The route of one key from its instances (labels from the first, in node and id order, of the
+    oldest colour of a blue/green group, as marathon-lb's; servers the passing ones, one per address
+    and port)."""
     kind, ident, service_port = key
-    insts = sorted(instances, key=lambda i: (i.node, i.id, i.service))
+    insts = sorted(instances, key=lambda i: (i.meta.get(DEPLOYMENT_STARTED_AT, ""), i.node, i.id, i.service))
     labels, label_problems = parse_labels(insts[0].meta)
     provisional = route_name(ident, service_port) if service_port else sanitise(ident)
     noted = tuple(Problem(provisional, reason) for reason in label_problems)

@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from marathon_apps import output
+from marathon_apps.hooks.cli import env_option, hook
 from wharf.errors import BadInput, Failure
 
-ENV_HELP = "Environment whose values/<env>.yaml fills the templates"
 OWNER_HELP = "Value of the wharf.owner label: which apps this repository owns (and may prune)"
 
 
@@ -38,10 +38,29 @@ def apps() -> None:
     """Deploy a config repository's apps/ to Marathon: render, plan, deploy in dependency order, roll back."""
 
 
+apps.add_command(hook)
 dir_argument = click.argument("directory", type=click.Path(exists=True, file_okay=False))
-env_option = click.option("--env", "env", default=None, metavar="ENV", help=ENV_HELP)
 owner_option = click.option("--owner", default="wharf", show_default=True, help=OWNER_HELP)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
+drain_timeout_option = click.option(
+    "--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+    help="Scaling down (or a blue/green deploy's old colour): seconds to wait for the tasks to be removed to "
+         "leave rotation and finish their sessions before they are killed")
+haproxy_option = click.option(
+    "--haproxy", "haproxies", multiple=True, envvar="WHARF_HAPROXY_SOCKET", metavar="URL|SOCKET",
+    help="HAProxy whose statistics show drains and a blue/green deploy's new colour in rotation (stats page URL "
+         "or admin socket; repeatable) [env WHARF_HAPROXY_SOCKET]")
+
+
+def _bluegreen(ctx: click.Context, client: Any, haproxies: tuple[str, ...], drain_timeout: float, timeout: float,
+               say: Callable[[str], None]) -> Callable[[Any], str]:
+    """The runner of blue/green changes: Consul from the settings, these HAProxies."""
+    from marathon_apps.bluegreen_run import BlueGreen
+    from wharf.drain import from_settings
+    from wharf.haproxy import StatsSource
+
+    drain = from_settings(client, [StatsSource.parse(h) for h in haproxies], ctx.find_root().obj, drain_timeout, say)
+    return BlueGreen(client, drain, timeout, say).run
 
 
 @apps.command()
@@ -121,11 +140,13 @@ def _run_deploy(reporter: Any, work: Callable[[Any], Any]) -> Any:
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Seconds each app may take to deploy and become healthy before it is rolled back")
 @click.option("--commit", default=None, help="Commit id recorded in the wharf.commit label of each changed app")
+@drain_timeout_option
+@haproxy_option
 @owner_option
 @json_option
 @click.pass_context
 def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, timeout: float, commit: str | None,
-           owner: str, as_json: bool) -> None:
+           drain_timeout: float, haproxies: tuple[str, ...], owner: str, as_json: bool) -> None:
     """Send the changed apps in dependency order, wait until each is healthy, roll back a failure."""
     from marathon_apps.deploy import Deployer
 
@@ -139,7 +160,14 @@ def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, tim
             click.echo(f"nothing to do: {len(result.changes)} apps unchanged")
         return
     reporter = _reporter(as_json, [c.app_id for c in todo])
-    outcome = _run_deploy(reporter, lambda r: Deployer(client, r, timeout=timeout, commit=commit).run(result))
+
+    def work(r: Any) -> Any:
+        bluegreen = None
+        if any(c.kind == "bluegreen" for c in todo):
+            bluegreen = _bluegreen(ctx, client, haproxies, drain_timeout, timeout, lambda line: None)
+        return Deployer(client, r, timeout=timeout, commit=commit, bluegreen=bluegreen).run(result)
+
+    outcome = _run_deploy(reporter, work)
     if as_json:
         output.echo_json(outcome.to_json())
     else:
@@ -216,14 +244,20 @@ def _follow_one(client: Any, app_id: str, deployment: str, timeout: float, as_js
 @click.argument("app_id", metavar="APP")
 @click.option("--to", "version", default=None, help="Version to go back to [default: the one before the current]")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for it")
+@drain_timeout_option
+@haproxy_option
 @json_option
 @click.pass_context
-def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: float, as_json: bool) -> None:
-    """Put an app back to an earlier version (by default the one before the current version)."""
+def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: float, drain_timeout: float,
+             haproxies: tuple[str, ...], as_json: bool) -> None:
+    """Put an app back to an earlier version (by default the one before the current version). A
+    blue/green app (named by its group's id) goes back by a blue/green deploy of the version its
+    active colour replaced."""
     client = _client(ctx)
     app = client.app(app_id)
     if app is None:
-        raise BadInput(f"APP: no app {app_id} in Marathon")
+        _rollback_bluegreen(ctx, client, app_id, version, timeout, drain_timeout, haproxies, as_json)
+        return
     versions = client.versions(app["id"])
     if version is None:
         current = app.get("version")
@@ -236,16 +270,39 @@ def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: floa
     _change_and_follow(client, app["id"], {"version": version}, f"rolling back to {version}", timeout, as_json)
 
 
+def _rollback_bluegreen(ctx: click.Context, client: Any, app_id: str, version: str | None, timeout: float,
+                        drain_timeout: float, haproxies: tuple[str, ...], as_json: bool) -> None:
+    from marathon_apps.bluegreen import rollback_change
+    from wharf.contracts.marathon_app import InvalidAppId, parse_app_id
+
+    try:
+        group = parse_app_id(app_id)
+    except InvalidAppId as exc:
+        raise BadInput(f"APP: {exc}") from None
+    try:
+        change = rollback_change(client.apps(), group)
+    except ValueError as exc:
+        raise BadInput(f"APP: {exc}") from None
+    if change is None:
+        raise BadInput(f"APP: no app {app_id} in Marathon")
+    if version is not None:
+        raise BadInput("--to: a blue/green app goes back to the version its active colour replaced; --to names "
+                       "versions of one Marathon app (give a colour's id for that)")
+    say = (lambda line: None) if as_json else (lambda line: click.echo(f"{group}: {line}"))
+    account = _bluegreen(ctx, client, haproxies, drain_timeout, timeout, say)(change)
+    if as_json:
+        output.echo_json({"app": group, "from": change.live["id"] if change.live else None,
+                          "to": change.desired["id"] if change.desired else None, "result": account})
+    else:
+        click.echo(f"{group}: rolled back: {account}")
+
+
 @apps.command()
 @click.argument("app_id", metavar="APP")
 @click.argument("instances", type=click.IntRange(min=0), metavar="N")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for it")
-@click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Scaling down: seconds to wait for the tasks to be removed to leave rotation and finish "
-                   "their sessions before they are killed")
-@click.option("--haproxy", "haproxies", multiple=True, envvar="WHARF_HAPROXY_SOCKET", metavar="URL|SOCKET",
-              help="HAProxy whose statistics show the drain (stats page URL or admin socket; repeatable) "
-                   "[env WHARF_HAPROXY_SOCKET]")
+@drain_timeout_option
+@haproxy_option
 @json_option
 @click.pass_context
 def scale(ctx: click.Context, app_id: str, instances: int, timeout: float, drain_timeout: float,
@@ -275,72 +332,6 @@ def scale(ctx: click.Context, app_id: str, instances: int, timeout: float, drain
                    f"task(s) (deployment {report.deployment})")
     if report.deployment:
         _follow_one(client, app["id"], report.deployment, timeout, as_json)
-
-
-# --- git hooks -----------------------------------------------------------------------------------
-
-@apps.group()
-def hook() -> None:
-    """Git hooks on a bare config repository: check a push before accepting it, deploy it after."""
-
-
-@hook.command("install")
-@click.argument("repo", type=click.Path(exists=True, file_okay=False), metavar="REPO.git")
-@env_option
-@click.option("--branch", default="main", show_default=True, help="The branch whose pushes deploy")
-@click.option("--step", "steps", multiple=True, help="Only these steps (default: every room's: apps, ...)")
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="wharf.yaml the hooks read (MARATHON_URL etc.); else the pusher's environment")
-def hook_install(repo: str, env: str | None, branch: str, steps: tuple[str, ...], config: str | None) -> None:
-    """Install pre-receive (render and validate; reject bad pushes) and post-receive (deploy) hooks."""
-    from wharf import githooks
-
-    chosen = githooks.steps_named(steps) if steps else list(githooks.STEPS)
-    args = ["--branch", branch] + (["--env", env] if env else [])
-    for step in chosen:
-        args += ["--step", step.name]
-    scripts = githooks.hook_scripts(sys.executable, args, str(Path(config).resolve()) if config else None)
-    for path in githooks.install_hooks(Path(repo), scripts):
-        click.echo(f"installed {path}")
-    click.echo(f"pushes to {branch} run: {', '.join(s.name for s in chosen)}" + (f" (env {env})" if env else ""))
-
-
-def invoke_wharf(argv: list[str]) -> int:
-    """Run one `wharf` command in this process and return its exit code (as a hook step)."""
-    from wharf.cli import cli
-
-    try:
-        result = cli.main(args=argv, prog_name="wharf", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        return 1
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.stdout.flush()
-    return int(result) if isinstance(result, int) else 0
-
-
-@hook.command("run", hidden=True)
-@click.argument("kind", type=click.Choice(["pre-receive", "post-receive"]))
-@env_option
-@click.option("--branch", default="main")
-@click.option("--step", "steps", multiple=True)
-@click.pass_context
-def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps: tuple[str, ...]) -> None:
-    """What the installed hooks run: the pushed refs come on standard input."""
-    import os
-
-    from wharf import githooks
-
-    updates = githooks.parse_ref_updates(sys.stdin.read())
-    chosen = githooks.steps_named(steps) if steps else list(githooks.STEPS)
-    git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
-    code = githooks.run_hook(kind, updates, branch, chosen, env, invoke_wharf, git_dir,
-                               say=lambda line: click.echo(line, err=True))
-    ctx.exit(code)
 
 
 # --- the Consul KV trigger -----------------------------------------------------------------------

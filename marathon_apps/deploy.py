@@ -8,6 +8,8 @@ polled as well (often when the stream is down), so a lost event only costs a pol
 A deployment that fails, or is not done and healthy within `timeout`, is rolled back: Marathon's
 own rollback (`DELETE /v2/deployments/{id}`) when it still runs, else a PUT of the previous
 version (a new app is deleted). Nothing else is sent after a failure; what is in flight finishes.
+A blue/green change runs on a thread of its own (`bluegreen`, `marathon_apps.bluegreen_run`), which
+removes a new colour that does not get healthy itself: that is its rollback.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from marathon_apps.client import Marathon, MarathonError
 from marathon_apps.plan import AppChange, DeployPlan
 from marathon_apps.spec import COMMIT_LABEL
-from wharf.errors import TimedOut
+from wharf.errors import Failure, TimedOut, describe
 from wharf.log import fields
 from wharf.retry import Retry
 from wharf.wait import wait_until
@@ -32,6 +34,10 @@ from wharf.watch import Stream
 log = logging.getLogger("wharf.apps.deploy")
 DEPLOYMENT_EVENTS = ("deployment_success", "deployment_failed", "deployment_info", "event_stream_attached")
 RECONNECT = Retry(delay=2.0, backoff=1.0, max_delay=2.0, jitter=0.0)  # the event stream, every 2 s while lost
+
+
+class RolledBack(Failure):
+    """A change that failed and undid itself (a blue/green deploy whose new colour was removed)."""
 
 
 class Reporter(Protocol):
@@ -121,6 +127,7 @@ class _Run:
     deployment: str | None = None
     ended: bool = False
     failed_reason: str | None = None
+    rolled_back: bool = False  # a blue/green change removed its new colour
 
 
 class Deployer:
@@ -128,9 +135,10 @@ class Deployer:
 
     def __init__(self, client: Marathon, reporter: Reporter, timeout: float = 300.0, commit: str | None = None,
                  poll_interval: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 use_events: bool = True) -> None:
+                 use_events: bool = True, bluegreen: Callable[[AppChange], str] | None = None) -> None:
         self.client, self.reporter, self.timeout, self.commit = client, reporter, timeout, commit
         self.poll_interval, self.clock, self.use_events = poll_interval, clock, use_events
+        self.bluegreen = bluegreen
 
     def run(self, plan: DeployPlan) -> Outcome:
         outcome = Outcome(unchanged=[c.app_id for c in plan.changes if c.kind == "unchanged"])
@@ -196,6 +204,8 @@ class Deployer:
 
     def _start(self, change: AppChange) -> _Run:
         run = _Run(change, self.clock())
+        if change.kind == "bluegreen":
+            return self._start_bluegreen(run)
         try:
             if change.kind == "delete":
                 run.deployment = self.client.delete_app(change.app_id)
@@ -209,6 +219,27 @@ class Deployer:
             return run
         self.reporter.update(change.app_id, "deploying", f"{change.kind}, deployment {run.deployment}")
         log.debug("sent", extra=fields(app=change.app_id, action=change.kind, deployment=run.deployment))
+        return run
+
+    def _start_bluegreen(self, run: _Run) -> _Run:
+        """Run a blue/green change on a thread; its outcome lands in `run`."""
+        bluegreen = self.bluegreen
+        if bluegreen is None:
+            run.failed_reason = "a blue/green deploy needs Consul and HAProxy to watch; not given"
+            return run
+        change = replace(run.change, desired=request_body(run.change, self.commit))
+
+        def work() -> None:
+            try:
+                self.reporter.update(change.app_id, "deploying", bluegreen(change))
+            except Exception as exc:  # noqa: BLE001 - any failure is this change's outcome
+                run.rolled_back = isinstance(exc, RolledBack)
+                run.failed_reason = describe(exc)
+            finally:
+                run.ended = True
+
+        self.reporter.update(change.app_id, "deploying", f"bluegreen -> {change.desired['id']}")  # type: ignore[index]
+        threading.Thread(target=work, name=f"bluegreen {change.app_id}", daemon=True).start()
         return run
 
     def _wait_events(self, running: dict[str, _Run], feed: EventFeed | None) -> None:
@@ -238,7 +269,7 @@ class Deployer:
             log.warning("cannot list deployments", extra=fields(error=str(exc)))
             return
         for run in running.values():
-            if run.deployment not in live:
+            if run.change.kind != "bluegreen" and run.deployment not in live:
                 run.ended = True
 
     def _check(self, run: _Run) -> str | None:
@@ -246,6 +277,8 @@ class Deployer:
         change = run.change
         if run.failed_reason is not None:
             return run.failed_reason
+        if change.kind == "bluegreen":  # its own thread keeps the time
+            return "ok" if run.ended else None
         late = self.clock() - run.started > self.timeout
         if run.ended:
             try:
@@ -271,6 +304,8 @@ class Deployer:
         change = run.change
         if change.kind == "delete":
             return False  # a deletion is not undone; its app's definition is gone
+        if change.kind == "bluegreen":
+            return run.rolled_back
         self.reporter.update(change.app_id, "rolling back")
         try:
             if change.live is None:

@@ -37,10 +37,15 @@ def print_plan(plan: Any) -> None:
     """The plan as a table of changed fields, then its counts."""
     from marathon_apps.plan import MISSING
 
-    colours = {"create": "green", "update": "yellow", "scale": "cyan", "delete": "red", "unchanged": "dim"}
+    colours = {"create": "green", "update": "yellow", "scale": "cyan", "bluegreen": "magenta", "delete": "red",
+               "unchanged": "dim"}
     rows = table("app", "action", "after", "field", "now", "wanted")
     for change in plan.changes:
         action = f"[{colours[change.kind]}]{change.kind}[/]"
+        if change.kind == "bluegreen" and change.desired is not None:
+            action += f" {change.live['id'] if change.live else '(none)'} → {change.desired['id']}"
+        elif change.strategy == "bluegreen":
+            action += " (bluegreen)"
         after = ", ".join(change.after)
         if not change.fields:
             rows.add_row(change.app_id, action, after, "", "", "")

@@ -1,7 +1,9 @@
 """What a deploy would change: the repository's apps against Marathon's, in deploy order. Pure.
 
 Each app is `create`, `update` (with the fields that differ), `scale` (only `instances` differs),
-`delete` (an app wharf owns that the repository no longer has; only with prune) or `unchanged`.
+`delete` (an app wharf owns that the repository no longer has; only with prune) or `unchanged`; an
+app with `strategy: bluegreen` changes by `bluegreen` (a new colour app beside the old one, see
+`marathon_apps.bluegreen`), or `scale` of its active colour.
 Fields Marathon fills in are ignored: read-only ones (`version`, task counts, ...), defaults the
 live app shows and the spec leaves out, service ports Marathon assigned where the spec says 0,
 and the `wharf.commit` label. An app with `autoscale` keeps the instance count the autoscaler set
@@ -24,7 +26,7 @@ READ_ONLY = frozenset({"version", "versionInfo", "tasks", "tasksRunning", "tasks
 FILLED = frozenset({"role", "ports", "uris", "ipAddress", "storeUrls", "taskKillGracePeriodSeconds", "tty",
                     "residency", "resourceLimits", "check", "executorResources"})
 MAPS = frozenset({"env", "labels", "secrets"})  # compared whole: a key left out is a key removed
-KINDS = ("create", "update", "scale", "delete", "unchanged")
+KINDS = ("create", "update", "scale", "bluegreen", "delete", "unchanged")
 
 
 class _Missing:
@@ -58,11 +60,17 @@ class AppChange:
     desired: dict[str, Any] | None = field(default=None, repr=False)
     live: dict[str, Any] | None = field(default=None, repr=False)
     after: tuple[str, ...] = ()  # the apps it waits for (those of this plan that change)
+    strategy: str = "rolling"  # or "bluegreen"
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"app": self.app_id, "action": self.kind, "after": list(self.after)}
-        if self.kind in ("update", "scale"):
+        out: dict[str, Any] = {"app": self.app_id, "action": self.kind, "after": list(self.after),
+                               "strategy": self.strategy}
+        if self.kind in ("update", "scale", "bluegreen"):
             out["fields"] = [f.to_json() for f in self.fields]
+        if self.kind == "bluegreen" and self.desired is not None:
+            out["to"] = self.desired["id"]
+            if self.live is not None:
+                out["from"] = self.live["id"]
         if self.live is not None:
             out["version"] = self.live.get("version")
         return out
@@ -162,12 +170,17 @@ def _autoscaled(wanted: Mapping[str, Any], changes: list[FieldChange]) -> list[F
 
 def make_plan(apps: Iterable[App], live: Iterable[Mapping[str, Any]], owner: str, prune: bool = False) -> DeployPlan:
     """Compare the repository's `apps` (in any order) with Marathon's `live` apps."""
+    from marathon_apps.bluegreen import group_apps, is_bluegreen, plan_change
+
     wanted = {a.id: a for a in apps}
     running = {str(a["id"]): dict(a) for a in live}
     deps = {a.id: list(a.dependencies) for a in wanted.values()}
     changes: dict[str, AppChange] = {}
     for app_id in graph.order(deps):
         app = wanted[app_id]
+        if is_bluegreen(app.definition):
+            changes[app_id] = plan_change(app.definition, running.values())
+            continue
         desired = app.normalized()
         current = running.get(app_id)
         if current is None:
@@ -179,10 +192,13 @@ def make_plan(apps: Iterable[App], live: Iterable[Mapping[str, Any]], owner: str
     for app_id, change in changes.items():
         after = tuple(d for d in deps[app_id] if d in changes and changes[d].kind != "unchanged")
         if after:
-            changes[app_id] = AppChange(change.kind, app_id, change.fields, change.desired, change.live, after)
+            changes[app_id] = AppChange(change.kind, change.app_id, change.fields, change.desired, change.live, after,
+                                        change.strategy)
     ordered = list(changes.values())
     if prune:
-        gone = {i: a for i, a in running.items() if i not in wanted and label_owner(a) == owner}
+        kept = {str(a["id"]) for i, w in wanted.items() if is_bluegreen(w.definition)
+                for a in group_apps(running.values(), i)}
+        gone = {i: a for i, a in running.items() if i not in wanted and i not in kept and label_owner(a) == owner}
         gone_deps = {i: [d for d in a.get("dependencies") or [] if d in gone] for i, a in gone.items()}
         for app_id in reversed(graph.order(gone_deps)):  # dependents go first
             dependents = tuple(i for i, d in gone_deps.items() if app_id in d)

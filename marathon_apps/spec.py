@@ -17,6 +17,8 @@ Every Marathon `AppDefinition` field passes through as written. These shorthands
     after: [api]                    -> dependencies (relative ids resolve against the app's folder)
     parameters: {memory-swap: 128m} -> container.docker.parameters
     swap: false                     -> memory-swap equal to mem (the container gets no swap)
+    strategy: bluegreen             -> label wharf.strategy: the app deploys blue/green
+                                       (`marathon_apps.bluegreen`; default `rolling`, Marathon's own upgrade)
 
 The id is the file's path under `apps/` (`apps/shop/web.yaml` -> `/shop/web`); an `id` in the spec
 must agree. Every app gets the label `wharf.owner`, which marks it as one wharf may prune.
@@ -49,13 +51,16 @@ from marathon_apps.shorthands import (
 )
 from wharf.configrepo import Spec, SpecError
 from wharf.contracts.marathon_app import InvalidAppId, normalize_app, parse_app_id, validate_app
-from wharf.contracts.marathon_lb import label_problem
+from wharf.contracts.marathon_lb import DEPLOYMENT_ALT_PORT, label_problem, service_ports
 
 OWNER_LABEL = "wharf.owner"
 COMMIT_LABEL = "wharf.commit"
+STRATEGY_LABEL = "wharf.strategy"
+PREVIOUS_LABEL = "wharf.previous"
+STRATEGIES = ("rolling", "bluegreen")
 DEFAULT_OWNER = "wharf"
 
-SHORTHANDS = ("image", "ports", "health", "lb", "service", "autoscale", "after", "parameters", "swap")
+SHORTHANDS = ("image", "ports", "health", "lb", "service", "autoscale", "after", "parameters", "swap", "strategy")
 _DERIVED = {"container": "image", "portDefinitions": "ports", "healthChecks": "health",
             "labels": "lb", "dependencies": "after"}
 
@@ -144,7 +149,12 @@ def expand(spec: Spec, owner: str = DEFAULT_OWNER) -> tuple[dict[str, Any], list
     if given_labels is not None and not isinstance(given_labels, dict):
         problems.add(("labels",), f"must be a mapping, not {kind_of(given_labels)}")
         given_labels = {}
-    for reserved in (OWNER_LABEL, COMMIT_LABEL):
+    strategy = data.get("strategy", "rolling")
+    if strategy not in STRATEGIES:
+        problems.add(("strategy",), f"must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    elif strategy == "bluegreen":
+        labels[STRATEGY_LABEL] = "bluegreen"
+    for reserved in (OWNER_LABEL, COMMIT_LABEL, STRATEGY_LABEL, PREVIOUS_LABEL):
         if reserved in (given_labels or {}):
             problems.add(("labels", reserved), "is written by wharf; leave it out")
     for key, value in (given_labels or {}).items():
@@ -152,12 +162,31 @@ def expand(spec: Spec, owner: str = DEFAULT_OWNER) -> tuple[dict[str, Any], list
         if problem:
             problems.add(("labels", key), f"{value!r} {problem}")
     app["labels"] = {**(given_labels or {}), **labels, OWNER_LABEL: owner}
+    if strategy == "bluegreen":
+        for field_path, reason in bluegreen_problems(app):
+            problems.add(field_path if field_path[0] in data else ("strategy",), reason)
     if problems.errors:
         return app, problems.errors
     for violation in validate_app(app):
         path = _violation_field(spec, _spec_path(violation.path))
         problems.add(path, violation.message)
     return app, problems.errors
+
+
+def bluegreen_problems(app: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """Why an app cannot deploy blue/green: (spec field, reason) pairs."""
+    shared = service_ports(app).get(0)
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if not shared:
+        problems.append((("ports",), "bluegreen needs a fixed service port for the first port (its "
+                                     "servicePort, or lb.port): both colours are routed on it"))
+    alt = str((app.get("labels") or {}).get(DEPLOYMENT_ALT_PORT) or "")
+    if not alt.isdigit():
+        problems.append((("labels",), f"bluegreen needs {DEPLOYMENT_ALT_PORT}: the service port the "
+                                      "new colour holds while the old one has the shared port"))
+    elif int(alt) == shared:
+        problems.append((("labels",), f"{DEPLOYMENT_ALT_PORT} must differ from the shared service port {shared}"))
+    return problems
 
 
 def expand_all(specs: list[Spec], owner: str = DEFAULT_OWNER) -> Iterator[tuple[App | None, list[SpecError]]]:

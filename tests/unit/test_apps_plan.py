@@ -107,7 +107,7 @@ def test_creates_wait_for_changed_dependencies_and_deletes_need_prune_and_owners
                                                                   ("/web", "create", ("/api",))]
     pruned = make_plan([repo_app(WEB), repo_app(API)], live, "wharf", prune=True)
     assert [(c.app_id, c.kind) for c in pruned.changes][-1] == ("/old", "delete")
-    assert pruned.counts() == {"create": 2, "update": 0, "scale": 0, "delete": 1, "unchanged": 0}
+    assert pruned.counts() == {"create": 2, "update": 0, "scale": 0, "bluegreen": 0, "delete": 1, "unchanged": 0}
 
 
 def test_an_unchanged_dependency_is_not_waited_for() -> None:
@@ -127,5 +127,5 @@ def test_deletes_take_dependents_first() -> None:
 def test_plan_json() -> None:
     live = as_marathon_shows(dict(API, labels={"wharf.owner": "wharf"}, instances=4))
     data = make_plan([repo_app(dict(API, instances=2))], [live], "wharf").to_json()
-    assert data["changes"] == [{"app": "/api", "action": "scale", "after": [], "version": live["version"],
-                                "fields": [{"field": "instances", "old": 4, "new": 2}]}]
+    assert data["changes"] == [{"app": "/api", "action": "scale", "after": [], "strategy": "rolling",
+                                "version": live["version"], "fields": [{"field": "instances", "old": 4, "new": 2}]}]

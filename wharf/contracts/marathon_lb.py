@@ -6,6 +6,10 @@
   (`python -m wharf.contracts.marathon_lb` prints it; a test compares them).
 - Names: an app's frontend and backend are `route_name(app_id, service_port)` (`/shop/web` on 10000 ->
   `shop_web_10000`); its Consul service is `service_name(app_id)` (`/shop/web` -> `shop-web`).
+- Blue/green deployment groups (marathon-lb's `zdd.py`): the apps whose `HAPROXY_DEPLOYMENT_GROUP`
+  names one group serve one route, named after the group (`deployment_group`), on the port their
+  `HAPROXY_{i}_PORT` labels share; each colour app takes `HAPROXY_DEPLOYMENT_ALT_PORT` or the
+  group's port as its own Marathon service port in turn, since Marathon gives a port to one app.
 - Service ports, as marathon-lb reads them: the port mappings' `servicePort` when the app has port
   mappings (container networking), else `portDefinitions[i].port` (else the legacy `ports`); a
   `HAPROXY_{i}_PORT` label overrides port i (`service_ports`).
@@ -23,13 +27,20 @@ from wharf.contracts.words import is_name, is_path, is_vhost
 
 __all__ = [
     "APP_GROUP_LABEL", "BALANCES", "DEFAULT_GROUP", "DEFAULT_RETRY_ON", "LABEL_DEFAULTS", "LABELS", "RETRY_ON",
-    "Label", "app_name", "label_problem", "label_service_ports", "label_table", "marathon_service_ports",
+    "DEPLOYMENT_ALT_PORT", "DEPLOYMENT_COLOUR", "DEPLOYMENT_GROUP", "DEPLOYMENT_STARTED_AT",
+    "DEPLOYMENT_TARGET_INSTANCES", "Label", "app_name", "deployment_group", "label_problem", "label_service_ports",
+    "label_table", "marathon_service_ports",
     "registered_service_port", "retry_on", "route_name", "service_name", "service_ports",
 ]
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 DEFAULT_GROUP = "external"  # marathon-lb's group for apps that name none
 APP_GROUP_LABEL = "HAPROXY_GROUP"
+DEPLOYMENT_GROUP = "HAPROXY_DEPLOYMENT_GROUP"
+DEPLOYMENT_ALT_PORT = "HAPROXY_DEPLOYMENT_ALT_PORT"
+DEPLOYMENT_COLOUR = "HAPROXY_DEPLOYMENT_COLOUR"
+DEPLOYMENT_STARTED_AT = "HAPROXY_DEPLOYMENT_STARTED_AT"
+DEPLOYMENT_TARGET_INSTANCES = "HAPROXY_DEPLOYMENT_TARGET_INSTANCES"
 
 
 # --- label parsers: text in, an immutable value out, ValueError with the reason ------------------
@@ -150,8 +161,8 @@ def label_problem(key: str, value: object) -> str | None:
     or None when it honours it or does not read that label. The spec expansion asks the same
     question before a push is accepted, so a label is never accepted there and dropped here."""
     match = _PORT_LABEL.fullmatch(key)
-    label = _LABEL_BY_NAME["GROUP"] if key == APP_GROUP_LABEL else \
-        _LABEL_BY_NAME.get(match.group(2)) if match else None
+    label = _LABEL_BY_NAME["GROUP"] if key == APP_GROUP_LABEL else _LABEL_BY_NAME["PORT"] \
+        if key == DEPLOYMENT_ALT_PORT else _LABEL_BY_NAME.get(match.group(2)) if match else None
     if label is None or not isinstance(value, str):
         return None
     try:
@@ -182,6 +193,13 @@ def label_table() -> str:
 def app_name(app_id: str) -> str:
     """marathon-lb's name of an app: the id without its leading `/`, `/` as `_` (`/shop/web` -> `shop_web`)."""
     return app_id.lstrip("/").replace("/", "_")
+
+
+def deployment_group(labels: Mapping[str, Any]) -> str | None:
+    """The app id of the blue/green group an app's (or a task's Meta's) `HAPROXY_DEPLOYMENT_GROUP`
+    names, with the leading `/` marathon-lb adds when it is missing; None when there is none."""
+    group = str(labels.get(DEPLOYMENT_GROUP) or "").strip()
+    return None if not group else group if group.startswith("/") else "/" + group
 
 
 def route_name(app_id: str, service_port: int) -> str:

@@ -1,0 +1,1 @@
+"""The git hooks of `wharf apps` (their commands: `marathon_apps.hooks.cli`)."""
