@@ -1,11 +1,13 @@
-"""Marathon apps of running tasks (their service ports and health checks), asked of Marathon once per
-app version."""
+"""What the registrator learns of Marathon: the apps of running tasks (their service ports and health
+checks), asked once per app version, and which tasks Marathon counts healthy or is killing (the
+items its event stream puts on the worker's queue)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -19,6 +21,25 @@ from wharf.retry import Retry
 log = logging.getLogger("wharf.registrator.marathon")
 RETRY_AFTER = 30.0  # seconds before asking again about an app version Marathon could not tell
 ONE_ROUND = Retry(max_tries=1, retry_on=(requests.ConnectionError, requests.Timeout))  # each master once
+
+
+@dataclass(frozen=True)
+class MarathonHealth:
+    """Which tasks Marathon reports healthy: every app's (`whole`, read on connecting to its events),
+    or one change (`app_id`'s `task`, a task or instance id, now `alive` or not)."""
+
+    healthy: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    whole: bool = False
+    app_id: str = ""
+    task: str = ""
+    alive: bool = False
+
+
+@dataclass(frozen=True)
+class TaskKilling:
+    """Marathon reports the task `TASK_KILLING`: drained as on Docker's `kill`, maybe sooner."""
+
+    task_id: str
 
 
 class AppVersions:
@@ -66,3 +87,13 @@ def healthy_tasks(tasks: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str
         if app_id and task_id and results and all(r.get("alive") for r in results if isinstance(r, Mapping)):
             out.setdefault(str(app_id), set()).add(str(task_id))
     return {app_id: frozenset(ids) for app_id, ids in out.items()}
+
+
+def counted_healthy(task_id: str, healthy: frozenset[str]) -> bool:
+    """Whether Marathon counts task `task_id` healthy, `healthy` holding task ids or the instance ids
+    Marathon 1.4+ names in its health events: `app.instance-<uuid>` for task `app.instance-<uuid>._app.1`,
+    and `app.marathon-<uuid>` for an older task `app.<uuid>`."""
+    if not task_id or not healthy:
+        return False
+    return task_id in healthy or any(task_id.startswith(i + ".") or task_id == i.replace(".marathon-", ".", 1)
+                                     for i in healthy)

@@ -17,19 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from registrator.consul_agent import Agent
-from registrator.marathon import healthy_tasks
+from registrator.marathon import MarathonHealth, TaskKilling, healthy_tasks
 from registrator.worker import (
     RECONNECT,
     RECONNECTS,
     ConsulCheck,
     DockerEvent,
-    MarathonHealth,
     Registrator,
     Resync,
-    TaskKilling,
 )
-from wharf.errors import TimedOut, WharfError, describe
-from wharf.log import fields
+from wharf.errors import TimedOut
 from wharf.marathon import MarathonClient
 from wharf.retry import Retry
 from wharf.wait import wait_until
@@ -137,10 +134,11 @@ class ConsulWatcher(ConsulWatch):
 class MarathonWatcher(Stream[dict[str, Any]]):
     """Marathon's view of the tasks here, so an instance is routed the moment Marathon counts it
     healthy (and may kill the instances it replaces), as marathon-lb routes: on every (re)connect
-    the health of every task (`GET /v2/tasks`); on a `health_status_changed_event` for an app with
-    a task here, that app's tasks again; on a `TASK_KILLING` status update, a drain of that task.
-    A failed read of one app is logged and skipped; losing the stream only delays: Consul's own
-    run of the checks still routes."""
+    the health of every task (`GET /v2/tasks`); then each `health_status_changed_event` for an app
+    with a task here, as it comes (its `taskId`, or Marathon 1.4+'s `instanceId`), and each
+    `TASK_KILLING` status update, a drain of that task. Events are queued in the order Marathon sent
+    them: a new instance's health before the kill of the one it replaces. Losing the stream only
+    delays: Consul's own run of the checks still routes."""
 
     EVENTS = ("health_status_changed_event", "status_update_event")
 
@@ -161,10 +159,6 @@ class MarathonWatcher(Stream[dict[str, Any]]):
         if kind == "status_update_event" and event.get("taskStatus") == "TASK_KILLING" and event.get("taskId"):
             self.registrator.queue.put(TaskKilling(str(event["taskId"])))
         elif kind == "health_status_changed_event" and self.registrator.runs(app_id := str(event.get("appId", ""))):
-            try:
-                tasks = self.client.tasks(app_id)
-            except WharfError as exc:  # the app was just removed, or Marathon is failing over
-                log.info("marathon health not read; consul's checks decide", extra=fields(app=app_id,
-                                                                                         error=describe(exc)))
-                return
-            self.registrator.queue.put(MarathonHealth({app_id: healthy_tasks(tasks).get(app_id, frozenset())}))
+            task = str(event.get("taskId") or event.get("instanceId") or "")
+            if task:
+                self.registrator.queue.put(MarathonHealth(app_id=app_id, task=task, alive=bool(event.get("alive"))))

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 
 from registrator.consul_agent import Agent
+from registrator.marathon import MarathonHealth, TaskKilling, counted_healthy
 from registrator.model import DockerContainer, Options, Registered, Registration
 from registrator.reconcile import RegistrationPlan, reconcile
 from registrator.services import desired
@@ -85,22 +86,6 @@ class ConsulCheck:
     why: str
 
 
-@dataclass(frozen=True)
-class MarathonHealth:
-    """App id -> the tasks Marathon reports healthy: for every app (`whole`, read on connecting to
-    Marathon's events) or for the apps named (one health change)."""
-
-    healthy: Mapping[str, frozenset[str]]
-    whole: bool = False
-
-
-@dataclass(frozen=True)
-class TaskKilling:
-    """Marathon reports the task `TASK_KILLING`: drained as on Docker's `kill`, maybe sooner."""
-
-    task_id: str
-
-
 Item = DockerEvent | Resync | ConsulCheck | MarathonHealth | TaskKilling
 
 
@@ -139,7 +124,7 @@ class Registrator:
     def wanted(self, container: DockerContainer) -> list[Registration]:
         """What `container` should have in Consul now, drains included."""
         app_id = container.env.get("MARATHON_APP_ID", "")
-        healthy = container.env.get("MESOS_TASK_ID") in self.healthy.get(app_id, ())
+        healthy = counted_healthy(container.env.get("MESOS_TASK_ID", ""), self.healthy.get(app_id, frozenset()))
         if container.running:
             regs = desired(container, self.options, self.lookup(container), healthy)
             return [replace(r, drained=True) for r in regs] if container.id in self.draining else regs
@@ -195,11 +180,16 @@ class Registrator:
                     self.touched.setdefault(cid, 0.0)
             return
         before = self.healthy
-        self.healthy = dict(item.healthy) if item.whole else {**before, **item.healthy}
+        if item.whole:
+            self.healthy = dict(item.healthy)
+        else:
+            ids = before.get(item.app_id, frozenset())
+            self.healthy = {**before, item.app_id: ids | {item.task} if item.alive else ids - {item.task}}
         none: frozenset[str] = frozenset()
         for cid, c in self.containers.items():
-            app_id = c.env.get("MARATHON_APP_ID", "")
-            if before.get(app_id, none) != self.healthy.get(app_id, none):
+            app_id, task_id = c.env.get("MARATHON_APP_ID", ""), c.env.get("MESOS_TASK_ID", "")
+            was, now = (counted_healthy(task_id, view.get(app_id, none)) for view in (before, self.healthy))
+            if was != now:
                 self.touched.setdefault(cid, 0.0)
 
     def runs(self, app_id: str) -> bool:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import queue
 from typing import Any
 
-from registrator.marathon import healthy_tasks
+from registrator.marathon import MarathonHealth, TaskKilling, counted_healthy, healthy_tasks
 from registrator.model import DockerContainer
 from registrator.watch import MarathonWatcher
-from registrator.worker import MarathonHealth, Registrator, TaskKilling
+from registrator.worker import Registrator
 from tests.unit.test_registrator_services import OPTS, marathon_task
-from wharf.marathon import MarathonError
 
 APP = {"id": "/shop/web", "portDefinitions": [{"port": 10010}],
        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0}]}
@@ -41,10 +40,14 @@ def statuses(reg: Registrator, cid: str) -> list[str]:
 def test_a_task_marathon_counts_healthy_is_wanted_passing_and_touched_once() -> None:
     reg, cid = registrator_with_task()
     assert statuses(reg, cid) == ["critical"]
-    reg.on_marathon(MarathonHealth({"/other": frozenset({"x"})}))
+    reg.on_marathon(MarathonHealth(app_id="/other", task="x", alive=True))
     assert not reg.touched  # another app's health touches nothing here
-    reg.on_marathon(MarathonHealth({"/shop/web": frozenset({TASK})}))
+    reg.on_marathon(MarathonHealth(app_id="/shop/web", task="shop_web.instance-1234", alive=True))  # 1.4+
     assert statuses(reg, cid) == ["passing"] and cid in reg.touched
+    reg.touched.clear()
+    reg.on_marathon(MarathonHealth(app_id="/shop/web", task="shop_web.instance-1234", alive=False))
+    assert statuses(reg, cid) == ["critical"] and cid in reg.touched
+    reg.on_marathon(MarathonHealth(app_id="/shop/web", task=TASK, alive=True))  # a task id, as before 1.4
     reg.touched.clear()
     reg.on_marathon(MarathonHealth({"/shop/web": frozenset({TASK})}, whole=True))
     assert not reg.touched  # the same view again changes nothing
@@ -66,14 +69,12 @@ def test_task_killing_drains_that_task_only_and_once() -> None:
 class FakeMarathon:
     shown = "http://marathon.test:8080"
 
-    def __init__(self, tasks: dict[str, list[dict[str, Any]]], failing: bool = False) -> None:
-        self.by_app, self.failing, self.asked = tasks, failing, []
+    def __init__(self, tasks: list[dict[str, Any]]) -> None:
+        self.all, self.asked = tasks, 0
 
     def tasks(self, app_id: str | None = None) -> list[dict[str, Any]]:
-        self.asked.append(app_id)
-        if self.failing:
-            raise MarathonError("GET /v2/apps//shop/web/tasks: Marathon answered 404: app not found", 404, None)
-        return [t for a, ts in self.by_app.items() if app_id in (None, a) for t in ts]
+        self.asked += 1
+        return self.all
 
 
 def drained(q: queue.Queue[Any]) -> list[Any]:
@@ -83,22 +84,29 @@ def drained(q: queue.Queue[Any]) -> list[Any]:
     return out
 
 
-def test_the_watcher_reads_only_apps_with_a_task_here_and_skips_a_failed_read() -> None:
+def test_the_watcher_queues_health_and_kills_in_marathons_order_for_apps_here_only() -> None:
     reg, _ = registrator_with_task()
     reg.apps = frozenset({"/shop/web"})
     alive = [{"alive": True}]
-    marathon = FakeMarathon({"/shop/web": [{"id": TASK, "appId": "/shop/web", "healthCheckResults": alive}],
-                             "/elsewhere": [{"id": "e1", "appId": "/elsewhere", "healthCheckResults": alive}]})
+    marathon = FakeMarathon([{"id": TASK, "appId": "/shop/web", "healthCheckResults": alive},
+                             {"id": "e1", "appId": "/elsewhere", "healthCheckResults": alive}])
     watcher = MarathonWatcher(reg, marathon)  # type: ignore[arg-type]
     watcher._connected(False)
-    watcher._handle({"eventType": "health_status_changed_event", "appId": "/elsewhere", "alive": True})
-    watcher._handle({"eventType": "health_status_changed_event", "appId": "/shop/web", "alive": True})
+    watcher._handle({"eventType": "health_status_changed_event", "appId": "/elsewhere", "taskId": "e1", "alive": True})
+    watcher._handle({"eventType": "health_status_changed_event", "appId": "/shop/web", "instanceId": "new.i",
+                     "alive": True})
     watcher._handle({"eventType": "status_update_event", "taskStatus": "TASK_KILLING", "taskId": TASK})
     watcher._handle({"eventType": "status_update_event", "taskStatus": "TASK_RUNNING", "taskId": TASK})
-    assert marathon.asked == [None, "/shop/web"]
+    watcher._handle({"eventType": "health_status_changed_event", "appId": "/shop/web", "alive": True})  # no id
+    assert marathon.asked == 1  # once on connecting; events carry what they say
     assert drained(reg.queue) == [
         MarathonHealth({"/shop/web": frozenset({TASK}), "/elsewhere": frozenset({"e1"})}, whole=True),
-        MarathonHealth({"/shop/web": frozenset({TASK})}), TaskKilling(TASK)]
-    marathon.failing = True  # the app removed between the event and the read: logged, skipped, no raise
-    watcher._handle({"eventType": "health_status_changed_event", "appId": "/shop/web", "alive": False})
-    assert drained(reg.queue) == []
+        MarathonHealth(app_id="/shop/web", task="new.i", alive=True), TaskKilling(TASK)]
+
+
+def test_a_task_counts_healthy_by_its_id_or_its_instances() -> None:
+    assert counted_healthy("web.instance-1._app.2", frozenset({"web.instance-1"}))
+    assert counted_healthy("web.5e1f", frozenset({"web.marathon-5e1f"}))  # 1.4's instance of an older task
+    assert counted_healthy("web.5e1f", frozenset({"web.5e1f"}))
+    assert not counted_healthy("web.instance-10._app.1", frozenset({"web.instance-1"}))
+    assert not counted_healthy("", frozenset({"web.instance-1"})) and not counted_healthy("web.1", frozenset())
