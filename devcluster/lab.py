@@ -65,6 +65,20 @@ def web_app(app_id: str, vhost: str, instances: int, exits_at_once: bool = False
     return app
 
 
+def bluegreen_spec(version: str, vhost: str, port: int, instances: int = 3, exits_at_once: bool = True,
+                   listens: bool = True, **labels: str) -> dict[str, Any]:
+    """The config-repository spec (`apps/<name>.yaml`) of a `strategy: bluegreen` busybox httpd that
+    serves `version` (or never listens), routed by `vhost` on service port `port`, the colours
+    alternating with `port + 1`; `labels` are more of its `HAPROXY_0_*` labels."""
+    command = (EXITS_AT_ONCE if exits_at_once else KEEPS_SERVING).replace("echo ok", f"echo {version}")
+    return {"image": IMAGE, "cmd": command if listens else "sleep 3600", "instances": instances, "cpus": 0.01,
+            "mem": 16, "strategy": "bluegreen", "ports": [{"name": "http"}], "taskKillGracePeriodSeconds": 3,
+            "health": {"http": "/index.html", "interval": 1, "timeout": 1, "grace": 60},
+            "lb": {"vhost": vhost, "mode": "http", "port": port},
+            "labels": {"HAPROXY_DEPLOYMENT_ALT_PORT": str(port + 1),
+                       **{f"HAPROXY_0_{k}": v for k, v in labels.items()}}}
+
+
 @dataclass
 class Lab:
     """Own HAProxy + registrator + renderer on `systems`, files and logs under `directory`."""

@@ -16,23 +16,13 @@ import pytest
 import requests
 import yaml
 
-from devcluster.lab import EXITS_AT_ONCE, IMAGE, Lab, Systems, run
+from devcluster.lab import Lab, Systems, bluegreen_spec, run
 from devcluster.load import Load
 from tests.conftest import Endpoint, stand_in_only
 from tests.polling import wait_for
 from wharf.contracts.marathon_lb import app_name
 
 pytestmark = pytest.mark.integration
-
-
-def spec(version: str, vhost: str, port: int, listens: bool = True) -> dict[str, Any]:
-    """The app, serving `version` (or never listening), blue/green on `port` and `port + 1`."""
-    command = EXITS_AT_ONCE.replace("echo ok", f"echo {version}") if listens else "sleep 3600"
-    return {"image": IMAGE, "cmd": command, "instances": 3, "cpus": 0.01, "mem": 16, "strategy": "bluegreen",
-            "ports": [{"name": "http"}], "taskKillGracePeriodSeconds": 3,
-            "health": {"http": "/index.html", "interval": 1, "timeout": 1, "grace": 60},
-            "lb": {"vhost": vhost, "mode": "http", "port": port},
-            "labels": {"HAPROXY_DEPLOYMENT_ALT_PORT": str(port + 1), "HAPROXY_0_RETRY_ON": "none"}}
 
 
 def served(lab: Lab, vhost: str) -> str:
@@ -58,7 +48,8 @@ def test_bluegreen_deploys_fails_safe_and_rolls_back_with_no_failed_request(
     (repo / "apps" / folder).mkdir(parents=True)
 
     def deploy(version: str, *flags: str, listens: bool = True) -> Any:
-        (repo / "apps" / folder / "web.yaml").write_text(yaml.safe_dump(spec(version, vhost, port, listens)))
+        (repo / "apps" / folder / "web.yaml").write_text(yaml.safe_dump(
+            bluegreen_spec(version, vhost, port, listens=listens, RETRY_ON="none")))
         return run(["apps", "deploy", str(repo), "--json", *flags], env)
 
     lab = Lab(tmp_path / "lab", Systems(consul.addr, marathon.url, docker_engine.host, consul.token))
