@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +15,7 @@ from autoscale.marathon import MarathonApps, Scaled, select
 from autoscale.policy import Policy
 from autoscale.startup import Startup
 from autoscale.stats import StatsSource, backend_readings, parse_stat_csv
+from wharf.contracts import autoscale as autoscale_kv
 from wharf.daemon import Daemon
 from wharf.drain import Drain
 from wharf.errors import Failure, describe
@@ -41,10 +43,12 @@ class Autoscaler(Daemon):
                  policy: Policy | Mapping[str, Any] | None = None, interval: float = 60.0,
                  metrics_port: int | None = None, dry_run: bool = False,
                  clock: Callable[[], float] = time.monotonic,
-                 on_decision: Callable[[Scaled, Decision], None] | None = None, drain: Drain | None = None) -> None:
+                 on_decision: Callable[[Scaled, Decision], None] | None = None, drain: Drain | None = None,
+                 publish: Callable[[str, str], None] | None = None) -> None:
         """`policy` is the command line's, whole or only the fields it sets; apps' labels override it.
         With `drain`, a scale-down drains the tasks it removes before they are killed (in the
-        background: the app counts as deploying until it is done); without, it lowers the count."""
+        background: the app counts as deploying until it is done); without, it lowers the count.
+        `publish(key, json)` stores each decision (`wharf.contracts.autoscale_kv`, in Consul KV)."""
         if not interval > 0:
             raise ValueError(f"interval must be > 0, got {interval:g}")
         super().__init__("autoscale", metrics_port)
@@ -56,6 +60,8 @@ class Autoscaler(Daemon):
         self._missing_reported: set[str] = set()
         self.drain = drain
         self.draining: dict[str, threading.Thread] = {}  # app id -> its drain before kill
+        self.publish = publish
+        self._publish_failed = False
 
     def read_all(self) -> None:
         """Read every HAProxy; keep each backend's last two readings. Fails only if none answers."""
@@ -138,5 +144,24 @@ class Autoscaler(Daemon):
                 self.log.info("decided", extra=what)
             self.history[app.id] = decision.history
             self.startup[app.id] = startup
+            self._publish(item, decision, action)
             if self.on_decision is not None:
                 self.on_decision(item, decision)
+
+    def _publish(self, item: Scaled, decision: Decision, action: str) -> None:
+        """Store the decision for `wharf trace`; a store that fails is logged once, never fatal."""
+        if self.publish is None:
+            return
+        policy = item.policy
+        data = autoscale_kv.record(
+            app=item.app.id, at=time.time(), action=action, current=decision.current, target=decision.target,
+            recommendation=decision.recommendation, min=policy.min_instances, max=policy.max_instances,
+            rps=None if decision.rps is None else round(decision.rps, 2), target_rps=policy.target_rps,
+            reason=decision.reason)
+        try:
+            self.publish(autoscale_kv.key(item.app.id), json.dumps(data))
+            self._publish_failed = False
+        except Exception as exc:  # noqa: BLE001 - the decision stands; only its record is missing
+            if not self._publish_failed:
+                self.log.warning("decision not stored", extra=fields(app=item.app.id, error=describe(exc)))
+            self._publish_failed = True

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from wharf.contracts.autoscale import LABEL_PREFIX, autoscaled
 from wharf.errors import BadInput
 
-LABEL_PREFIX = "wharf.autoscale."
 #: label suffix -> (Policy field, type)
 LABELS: dict[str, tuple[str, type]] = {
     "target_rps": ("target_rps", float),
@@ -99,7 +99,7 @@ def _convert(where: str, name: str, kind: type, raw: Any) -> Any:
 
 def has_policy_labels(labels: Mapping[str, str]) -> bool:
     """True if the app asks to be autoscaled (it carries `wharf.autoscale.target_rps`)."""
-    return f"{LABEL_PREFIX}target_rps" in labels
+    return autoscaled(labels)
 
 
 def from_labels(labels: Mapping[str, str], base: Policy | Mapping[str, Any] | None = None,

@@ -25,7 +25,7 @@ from consul_templates import apply, render, safe, slots, writer
 from consul_templates.incremental import Incremental
 from consul_templates.render import Rendered, RenderError, Template
 from consul_templates.snapshot import Service, Snapshot
-from wharf.haproxy import send, servers_state
+from wharf.haproxy import mark_applied, send, servers_state
 from wharf.log import fields
 
 log = logging.getLogger("wharf.render")
@@ -270,6 +270,8 @@ class Renderer:
         if self.reload:
             try:
                 action = self._apply(target, previous, rendered, result.changed) or action
+                if target.stale or result.changed or previous is None:
+                    mark_applied(target.dest, action)  # what `wharf trace` compares the file with
                 target.stale = False
             except (apply.ApplyFailed, OSError) as exc:
                 APPLY_FAILURES.labels(target.template.kind).inc()

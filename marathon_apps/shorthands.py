@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from wharf.configrepo import Spec, SpecError
+from wharf.contracts.autoscale import LABEL_PREFIX as AUTOSCALE_PREFIX
 from wharf.contracts.marathon_app import InvalidAppId, parse_app_id
 from wharf.contracts.marathon_lb import APP_GROUP_LABEL, label_problem
 
-AUTOSCALE_PREFIX = "wharf.autoscale."
 LB_KEYS = {"group": "GROUP", "vhost": "VHOST", "path": "PATH", "mode": "MODE", "balance": "BALANCE",
            "sticky": "STICKY", "redirect_to_https": "REDIRECT_TO_HTTPS", "backend_weight": "BACKEND_WEIGHT",
            "port": "PORT"}

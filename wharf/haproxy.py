@@ -1,11 +1,14 @@
-"""One client for HAProxy's Runtime API and master CLI (one command, the whole answer), and one
-reader of its statistics (`show stat` CSV over the admin socket or its stats page)."""
+"""One client for HAProxy's Runtime API and master CLI (one command, the whole answer), one
+reader of its statistics (`show stat` CSV over the admin socket or its stats page), and the record
+of which config file the running HAProxy was made to apply (`mark_applied`, `applied`)."""
 
 from __future__ import annotations
 
 import csv
 import ipaddress
+import json
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from wharf.atomic import write_atomic
 from wharf.errors import BadInput, Failure, reaching
 from wharf.http import split_credentials
 
@@ -195,3 +199,41 @@ class StatsSource:
         if response.status_code != 200:
             raise Failure(f"HAProxy at {self.where} answered HTTP {response.status_code} for its stats")
         return response.text
+
+
+# --- which config the running HAProxy applied (written by the renderer, read by `wharf trace`) ----
+
+APPLIED_SUFFIX = ".applied"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The config file as it was when the renderer last had HAProxy run it (a reload or Runtime API
+    commands): its size and modification time, and when and how it was applied."""
+
+    size: int
+    mtime_ns: int
+    at: float
+    how: str
+
+    def matches(self, config: Path) -> bool:
+        """Whether `config` is still the file HAProxy was made to run."""
+        info = config.stat()
+        return (info.st_size, info.st_mtime_ns) == (self.size, self.mtime_ns)
+
+
+def mark_applied(config: Path, how: str) -> None:
+    """Record that HAProxy now runs `config` as it is (beside it, `<config>.applied`): its size and
+    modification time, no digest (a pass at 5,000 services must stay cheap)."""
+    info = config.stat()
+    record = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "at": time.time(), "how": how}
+    write_atomic(config.with_name(config.name + APPLIED_SUFFIX), json.dumps(record))
+
+
+def applied(config: Path) -> Applied | None:
+    """What the renderer last recorded for `config`, or None when it never did (or the record is unreadable)."""
+    try:
+        data = json.loads(config.with_name(config.name + APPLIED_SUFFIX).read_text())
+        return Applied(int(data["size"]), int(data["mtime_ns"]), float(data["at"]), str(data["how"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

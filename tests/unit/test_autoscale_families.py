@@ -172,6 +172,33 @@ def test_a_dry_run_shows_the_projected_load(monkeypatch: pytest.MonkeyPatch,
     assert apps.scaled == [] and daemon.startup["/web"].pending is None, "nothing asked, nothing measured"
 
 
+def test_each_decision_is_stored_and_a_failing_store_is_logged_once_never_stopping_a_decision(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="wharf.autoscale")
+    monkeypatch.setattr(StatsSource, "read", lambda self: _stats(0, 1000))
+    stored: dict[str, str] = {}
+    down = {"now": False}
+
+    def publish(key: str, value: str) -> None:
+        if down["now"]:
+            raise ConnectionError("Consul refused the connection")
+        stored[key] = value
+
+    daemon = Autoscaler(MarathonApps(["http://127.0.0.1:9"]), [StatsSource("/run/wharf-test/admin.sock")],
+                        publish=publish)
+    apps = Apps()
+    daemon.marathon = apps  # type: ignore[assignment]
+    daemon.run_cycle()
+    record = json.loads(stored["wharf/autoscale/decisions/web"])
+    assert (record["app"], record["action"], record["current"], record["target"]) == ("/web", "up", 2, 10)
+    assert record["rps"] == 1000.0 and record["target_rps"] == 100.0 and record["max"] is None
+    down["now"] = True
+    daemon.run_cycle()
+    daemon.run_cycle()
+    assert apps.scaled == [10, 10, 10], "the decisions stand while their store fails"
+    assert [r.getMessage() for r in caplog.records].count("decision not stored") == 1
+
+
 def simulate(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["autoscale", "simulate", *args])
     return result.exit_code, result.stdout if result.exit_code == 0 else result.output

@@ -1,0 +1,1 @@
+"""See the whole pipeline: `wharf trace` (one app through every link, or all apps)."""
