@@ -38,6 +38,19 @@ class Agent:
             if check_id not in wanted and not check_id.startswith(MAINTENANCE_PREFIX):
                 self.c.agent.check.deregister(check_id)
 
+    def in_catalog(self, reg: Registration) -> bool:
+        """Whether Consul's catalog (the servers, not only this agent) holds `reg` with exactly its
+        checks: the agent syncs each change on its own, in no set order."""
+        wanted = {c.get("CheckID") for c in ([reg.body()["Check"]] if "Check" in reg.body() else
+                                             reg.body().get("Checks", []))}
+        _, entries = self.c.health.service(reg.name)
+        for entry in entries:
+            if (entry.get("Service") or {}).get("ID") == reg.id:
+                held = {c.get("CheckID") for c in entry.get("Checks") or () if c.get("ServiceID") == reg.id
+                        and not str(c.get("CheckID", "")).startswith(MAINTENANCE_PREFIX)}
+                return held == wanted
+        return False
+
     def deregister(self, service_id: str) -> None:
         self.c.agent.service.deregister(service_id)
 

@@ -42,6 +42,7 @@ META_MAX_PAIRS = 64  # Consul's limits on service Meta
 META_MAX_VALUE = 512
 CHECK_KINDS = ("check_http", "check_https", "check_cmd", "check_script", "check_ttl", "check_tcp")
 DEFAULT_INTERVAL = "10s"
+HEALTHY_PHASE = ":healthy"  # the check IDs of a task registered again once Marathon counts it healthy
 _NOT_META = {"id", "name", "tags"}
 
 
@@ -260,7 +261,8 @@ def desired(container: DockerContainer, options: Options, app: Mapping[str, Any]
             contract.update(haproxy)
         user = {k: v for k, v in merged.items() if k not in _NOT_META}
         own = build_check(merged, port.address, port.port, container.id)
-        checks = check_ids(service_id, [own]) if own else check_ids(service_id, health, ":healthy" if healthy else "")
+        phase = HEALTHY_PHASE if healthy else ""
+        checks = check_ids(service_id, [own]) if own else check_ids(service_id, health, phase)
         out.append(Registration(
             id=service_id, name=name, address=port.address, port=port.port, container_id=container.id,
             tags=tuple(dict.fromkeys(tags)), meta=_meta(user, contract),

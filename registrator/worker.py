@@ -26,7 +26,7 @@ from registrator.consul_agent import Agent
 from registrator.marathon import MarathonHealth, TaskKilling, counted_healthy
 from registrator.model import DockerContainer, Options, Registered, Registration
 from registrator.reconcile import RegistrationPlan, reconcile
-from registrator.services import desired
+from registrator.services import HEALTHY_PHASE, desired
 from wharf.log import fields
 from wharf.retry import Retry
 
@@ -330,6 +330,8 @@ class Registrator:
         for sid in plan.conflicts:
             log.warning("service id held by another owner; left alone", extra=fields(service_id=sid))
         _each(self._register, plan.register)
+        self._confirm([r for r in plan.register if any(str(dict(c).get("CheckID")).endswith(HEALTHY_PHASE)
+                                                       for c in r.checks)])
         _each(lambda sid: self._maintain(sid, True), plan.drain)
         _each(lambda sid: self._maintain(sid, False), plan.undrain)
         _each(self._deregister, plan.deregister)
@@ -342,6 +344,19 @@ class Registrator:
             self._writes += 1
             self.stamps[reg.id] = self._writes
         log.info("registered", extra=fields(service_id=reg.id, service=reg.name, address=f"{reg.address}:{reg.port}"))
+
+    def _confirm(self, ready: list[Registration], limit: float = 0.25) -> None:
+        """Wait (up to `limit` seconds) until Consul's catalog holds the instances Marathon just found
+        healthy: Marathon kills the ones they replace at once, and a drain that reached the catalog
+        first would leave the route with no server for a moment."""
+        deadline = time.monotonic() + limit
+        pending = list(ready)
+        while pending and time.monotonic() < deadline:
+            pending = [r for r in pending if not self.agent.in_catalog(r)]
+            if pending:
+                time.sleep(0.005)
+        if pending:
+            log.info("not yet in the catalog; going on", extra=fields(services=len(pending)))
 
     def _maintain(self, sid: str, drained: bool) -> None:
         self.agent.maintenance(sid, drained)

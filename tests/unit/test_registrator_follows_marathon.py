@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from typing import Any
 
 from registrator.marathon import MarathonHealth, TaskKilling, counted_healthy, healthy_tasks
@@ -110,3 +111,27 @@ def test_a_task_counts_healthy_by_its_id_or_its_instances() -> None:
     assert counted_healthy("web.5e1f", frozenset({"web.5e1f"}))
     assert not counted_healthy("web.instance-10._app.1", frozenset({"web.instance-1"}))
     assert not counted_healthy("", frozenset({"web.instance-1"})) and not counted_healthy("web.1", frozenset())
+
+
+class SlowCatalog:
+    """An agent whose catalog holds a registration only after `after` asks."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.asked = after, 0
+
+    def in_catalog(self, reg: Any) -> bool:
+        self.asked += 1
+        return self.asked > self.after
+
+
+def test_instances_found_healthy_reach_the_catalog_before_the_worker_goes_on_and_the_wait_is_bounded() -> None:
+    reg, cid = registrator_with_task()
+    reg.on_marathon(MarathonHealth(app_id="/shop/web", task=TASK, alive=True))
+    ready = reg.wanted(reg.containers[cid])
+    reg.agent = SlowCatalog(after=3)  # type: ignore[assignment]
+    reg._confirm(ready)
+    assert reg.agent.asked == 4  # type: ignore[attr-defined]
+    reg.agent = SlowCatalog(after=10**9)  # type: ignore[assignment]
+    started = time.monotonic()
+    reg._confirm(ready, limit=0.05)
+    assert time.monotonic() - started < 1.0  # never in the catalog: gives up, the drain still comes
