@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # One pipeline: the /web that demo-apps deploys is registered in Consul by the registrator
 # (demo-registrator leaves it running), routed by `wharf render run` (demo-render leaves it running),
 # scaled by load through HAProxy (demo-autoscale). demo-stop ends both daemons, at the end and on failure.
-DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-drain demo-framework
+DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-drain demo-trace demo-framework
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop bench lint clean
 
@@ -80,6 +80,11 @@ demo-autoscale:
 # before they are killed, and every request's outcome is counted.
 demo-drain:
 	$(BIN)/python -m devcluster.demos.drain
+
+# `wharf trace /web` through every link; then the registrator stops and /web gets one more instance,
+# and the trace names the Consul link, until the registrator runs again.
+demo-trace:
+	$(BIN)/python -m devcluster.demos.trace
 
 # A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
 # Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
