@@ -51,21 +51,23 @@ def _waiting_for(env: dict[str, str]) -> list[str]:
     return missing
 
 
-def run_daemon(state_dir: Path) -> subprocess.Popen[bytes]:
-    """`wharf registrator run` in the background until the demo ends (`stop`), its pid in the state dir."""
+def run_daemon(state_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`wharf registrator run` on the cluster of `env` (its DOCKER_HOST, CONSUL_HTTP_ADDR, MARATHON_URL),
+    in the background until the demo ends (`stop`), its pid in the state dir."""
     log_path = state_dir / "registrator.log"
     print(f"$ wharf registrator run --resync 30  (in the background until the demo ends; log {log_path})",
           flush=True)
     with open(log_path, "a") as log:
         daemon = subprocess.Popen([sys.executable, "-m", "wharf", "registrator", "run", "--resync", "30"],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, **env})
     (state_dir / "registrator.pid").write_text(str(daemon.pid))
     return daemon
 
 
 def start(state_dir: Path, env: dict[str, str]) -> int:
     log_path = state_dir / "registrator.log"
-    daemon = run_daemon(state_dir)
+    daemon = run_daemon(state_dir, env)
     import docker
 
     client = docker.DockerClient(base_url=env["DOCKER_HOST"])

@@ -63,7 +63,7 @@ def main() -> int:
     requests.patch(f"{marathon}/v2/apps{APP_ID}", json={"instances": instances + 1}, timeout=10).raise_for_status()
     _until(env, "consul", "wharf trace to name the consul link")
     print("# the registrator again", flush=True)
-    run_daemon(state_dir)
+    run_daemon(state_dir, env)
     _until(env, None, "every link of /web to hold again")
     return 0
 
