@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from wharf.contracts import autoscale
@@ -85,6 +86,25 @@ class View:
     config: ConfigFile | None = None
     decisions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     unreachable: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def by_app(self) -> dict[str, list[Registration]]:
+        """The registrations of each Marathon app id."""
+        out: dict[str, list[Registration]] = {}
+        for reg in self.registrations:
+            out.setdefault(reg.meta.get(MARATHON_APP_ID, ""), []).append(reg)
+        return out
+
+    @cached_property
+    def backends(self) -> dict[str, dict[str, list[StatRow]]]:
+        """Each HAProxy's server rows, by backend."""
+        out: dict[str, dict[str, list[StatRow]]] = {}
+        for source, rows in self.haproxies.items():
+            mine = out.setdefault(source, {})
+            for row in rows:
+                if row.svname not in ("FRONTEND", "BACKEND"):
+                    mine.setdefault(row.pxname, []).append(row)
+        return out
 
 
 @dataclass(frozen=True)
@@ -206,8 +226,7 @@ def tasks_link(apps: Sequence[Mapping[str, Any]]) -> Link:
 
 def consul_link(view: View, apps: Sequence[Mapping[str, Any]]) -> Link:
     """Is every running task registered in Consul, passing, and not in maintenance."""
-    ids = {str(a["id"]) for a in apps}
-    regs = [r for r in view.registrations if r.meta.get(MARATHON_APP_ID) in ids]
+    regs = [r for a in apps for r in view.by_app.get(str(a["id"]), [])]
     rows = [{"id": r.id, "task": r.meta.get(MESOS_TASK_ID), "node": r.node, "address": f"{r.address}:{r.port}",
              "status": r.status} for r in regs]
     evidence = {"registrations": rows}
@@ -251,16 +270,12 @@ def haproxy_link(view: View, app_id: str, apps: Sequence[Mapping[str, Any]]) -> 
                     "is HAProxy running, and its admin socket or stats page where --haproxy says?")
     group = deployment_group((apps[0].get("labels") or {}) if apps else {}) or app_id
     names = sorted({route_name(group, port) for a in apps for port in service_ports(a).values()})
-    ids = {str(a["id"]) for a in apps}
-    wanted = {f"{r.address}:{r.port}" for r in view.registrations
-              if r.meta.get(MARATHON_APP_ID) in ids and r.status == "passing"}
-    servers = []
-    for source, rows in sorted(view.haproxies.items()):
-        for row in rows:
-            if row.pxname in names and row.svname not in ("FRONTEND", "BACKEND") and row.fields.get("addr"):
-                servers.append({"haproxy": source, "backend": row.pxname, "server": row.svname,
-                                "addr": row.fields.get("addr"), "status": row.fields.get("status"),
-                                "scur": row.number("scur"), "rate": row.number("rate")})
+    wanted = {f"{r.address}:{r.port}" for a in apps for r in view.by_app.get(str(a["id"]), [])
+              if r.status == "passing"}
+    servers = [{"haproxy": source, "backend": row.pxname, "server": row.svname, "addr": row.fields.get("addr"),
+                "status": row.fields.get("status"), "scur": row.number("scur"), "rate": row.number("rate")}
+               for source, backends in sorted(view.backends.items()) for name in names
+               for row in backends.get(name, []) if row.fields.get("addr")]
     evidence = {"backends": names, "servers": servers}
     config = view.config
     if config is not None and config.matches is False and config.applied is not None:
