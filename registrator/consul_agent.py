@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import consul
@@ -38,18 +39,16 @@ class Agent:
             if check_id not in wanted and not check_id.startswith(MAINTENANCE_PREFIX):
                 self.c.agent.check.deregister(check_id)
 
-    def in_catalog(self, reg: Registration) -> bool:
-        """Whether Consul's catalog (the servers, not only this agent) holds `reg` with exactly its
-        checks: the agent syncs each change on its own, in no set order."""
-        wanted = {c.get("CheckID") for c in ([reg.body()["Check"]] if "Check" in reg.body() else
-                                             reg.body().get("Checks", []))}
-        _, entries = self.c.health.service(reg.name)
-        for entry in entries:
-            if (entry.get("Service") or {}).get("ID") == reg.id:
-                held = {c.get("CheckID") for c in entry.get("Checks") or () if c.get("ServiceID") == reg.id
-                        and not str(c.get("CheckID", "")).startswith(MAINTENANCE_PREFIX)}
-                return held == wanted
-        return False
+    def in_catalog(self, regs: Sequence[Registration]) -> set[str]:
+        """The ids of `regs` that Consul's catalog (the servers, not only this agent) holds with
+        exactly their checks: the agent syncs each change on its own, in no set order. One read a
+        service name."""
+        confirmed = set()
+        for name in sorted({r.name for r in regs}):
+            _, entries = self.c.health.service(name)
+            held = dict(_held_checks(e) for e in entries)
+            confirmed |= {r.id for r in regs if r.name == name and held.get(r.id) == _check_ids(r)}
+        return confirmed
 
     def deregister(self, service_id: str) -> None:
         self.c.agent.service.deregister(service_id)
@@ -77,3 +76,14 @@ class Agent:
 def _quoted(text: str) -> str:
     """`text` for a double-quoted string of Consul's filter language."""
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _check_ids(reg: Registration) -> set[str | None]:
+    return {dict(c).get("CheckID") for c in reg.checks}
+
+
+def _held_checks(entry: Mapping[str, Any]) -> tuple[str | None, set[str | None]]:
+    """A `/v1/health/service` entry's service id and the ids of its own checks, maintenance aside."""
+    sid = (entry.get("Service") or {}).get("ID")
+    return sid, {c.get("CheckID") for c in entry.get("Checks") or ()
+                 if c.get("ServiceID") == sid and not str(c.get("CheckID", "")).startswith(MAINTENANCE_PREFIX)}

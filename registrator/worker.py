@@ -346,13 +346,13 @@ class Registrator:
         log.info("registered", extra=fields(service_id=reg.id, service=reg.name, address=f"{reg.address}:{reg.port}"))
 
     def _confirm(self, ready: list[Registration], limit: float = 0.25) -> None:
-        """Wait (up to `limit` seconds) until Consul's catalog holds the instances Marathon just found
-        healthy: Marathon kills the ones they replace at once, and a drain that reached the catalog
-        first would leave the route with no server for a moment."""
+        """Wait (up to `limit` s) until Consul's catalog holds the instances Marathon just found healthy:
+        it kills the ones they replace at once; a drain first in the catalog would empty the route."""
         deadline = time.monotonic() + limit
         pending = list(ready)
         while pending and time.monotonic() < deadline:
-            pending = [r for r in pending if not self.agent.in_catalog(r)]
+            confirmed = self.agent.in_catalog(pending)
+            pending = [r for r in pending if r.id not in confirmed]
             if pending:
                 time.sleep(0.005)
         if pending:

@@ -119,9 +119,9 @@ class SlowCatalog:
     def __init__(self, after: int) -> None:
         self.after, self.asked = after, 0
 
-    def in_catalog(self, reg: Any) -> bool:
+    def in_catalog(self, regs: Any) -> set[str]:
         self.asked += 1
-        return self.asked > self.after
+        return {r.id for r in regs} if self.asked > self.after else set()
 
 
 def test_instances_found_healthy_reach_the_catalog_before_the_worker_goes_on_and_the_wait_is_bounded() -> None:
