@@ -18,17 +18,12 @@ from wharf.consul_http import address_of
 from wharf.contracts.marathon_lb import route_name, service_name, service_ports
 from wharf.drain import Drain
 from wharf.errors import Failure, TimedOut, WharfError, describe, reaching
-from wharf.haproxy import parse_stat_csv
+from wharf.haproxy import parse_stat_csv, takes_requests
 from wharf.wait import wait_until
 
 
 class NotHealthy(RolledBack):
     """The new colour never got healthy and in rotation: it was removed; the old one serves as before."""
-
-
-def up(status: str) -> bool:
-    """Whether an HAProxy server with this stats `status` takes requests."""
-    return status.startswith("UP") or status == "no check"
 
 
 def routed(rows: list[Any], backend: str, addresses: set[str]) -> bool | None:
@@ -37,7 +32,7 @@ def routed(rows: list[Any], backend: str, addresses: set[str]) -> bool | None:
     servers = [r for r in rows if r.pxname == backend and r.svname not in ("FRONTEND", "BACKEND")]
     if not servers:
         return None
-    live = {r.fields.get("addr") for r in servers if up(r.fields.get("status", ""))}
+    live = {r.fields.get("addr") for r in servers if takes_requests(r.fields.get("status", ""))}
     return addresses <= live
 
 

@@ -27,6 +27,7 @@ from marathon_apps.plan import AppChange, DeployPlan
 from marathon_apps.spec import COMMIT_LABEL
 from wharf.errors import Failure, TimedOut, describe
 from wharf.log import fields
+from wharf.marathon import healthy_counts as healthy_counts  # re-exported for the room
 from wharf.retry import Retry
 from wharf.wait import wait_until
 from wharf.watch import Stream
@@ -63,14 +64,6 @@ class Outcome:
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "deployed": self.deployed, "rolled_back": self.rolled_back, "failed": self.failed,
                 "not_attempted": self.not_attempted, "unchanged": self.unchanged}
-
-
-def healthy_counts(app: dict[str, Any]) -> tuple[int, int]:
-    """(instances healthy, instances wanted): healthy means passing every health check, or
-    running when the app has none."""
-    wanted = int(app.get("instances", 1))
-    healthy = app.get("tasksHealthy", 0) if app.get("healthChecks") else app.get("tasksRunning", 0)
-    return int(healthy or 0), wanted
 
 
 def ready(app: dict[str, Any] | None) -> bool:

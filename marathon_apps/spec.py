@@ -50,11 +50,11 @@ from marathon_apps.shorthands import (
     kind_of,
 )
 from wharf.configrepo import Spec, SpecError
+from wharf.contracts.marathon_app import COMMIT_LABEL as COMMIT_LABEL  # re-exported for the room
 from wharf.contracts.marathon_app import InvalidAppId, normalize_app, parse_app_id, validate_app
 from wharf.contracts.marathon_lb import DEPLOYMENT_ALT_PORT, label_problem, service_ports
 
 OWNER_LABEL = "wharf.owner"
-COMMIT_LABEL = "wharf.commit"
 STRATEGY_LABEL = "wharf.strategy"
 PREVIOUS_LABEL = "wharf.previous"
 STRATEGIES = ("rolling", "bluegreen")

@@ -90,8 +90,7 @@ def config_file(path: Path | None) -> ConfigFile | None:
         info = path.stat()
     except OSError:
         return ConfigFile(str(path), None, record, None)
-    same = None if record is None else (info.st_size, info.st_mtime_ns) == (record.size, record.mtime_ns)
-    return ConfigFile(str(path), info.st_mtime, record, same)
+    return ConfigFile(str(path), info.st_mtime, record, None if record is None else record.matches(info))
 
 
 def read_view(marathon: MarathonClient, consul: Any, haproxies: Sequence[StatsSource] = (),

@@ -17,15 +17,15 @@ from functools import cached_property
 from typing import Any
 
 from wharf.contracts import autoscale
-from wharf.contracts.consul_meta import MARATHON_APP_ID, MESOS_TASK_ID
+from wharf.contracts.consul_meta import MAINTENANCE_PREFIX, MARATHON_APP_ID, MESOS_TASK_ID
+from wharf.contracts.marathon_app import COMMIT_LABEL
 from wharf.contracts.marathon_lb import deployment_group, route_name, service_ports
-from wharf.haproxy import Applied, StatRow
+from wharf.drain import REASON as DRAIN_REASON
+from wharf.haproxy import Applied, StatRow, takes_requests
+from wharf.marathon import healthy_counts
 
 OK, WARN, BROKEN, NONE = "ok", "warn", "broken", "none"  # NONE: the link does not apply, or was not given
-MAINTENANCE = "_service_maintenance:"
-DRAIN_REASON = "wharf: draining before kill"
 STALE_DECISION = 300.0  # seconds: an autoscaler deciding every minute has stopped by then
-COMMIT_LABEL = "wharf.commit"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Registration:
 
     @property
     def maintenance(self) -> Check | None:
-        return next((c for c in self.checks if c.id.startswith(MAINTENANCE)), None)
+        return next((c for c in self.checks if c.id.startswith(MAINTENANCE_PREFIX)), None)
 
     @property
     def status(self) -> str:
@@ -171,7 +171,7 @@ def marathon_link(view: View, app_id: str, apps: Sequence[Mapping[str, Any]]) ->
                     "`wharf apps status` lists what runs; was the app deployed (`wharf apps deploy`)?")
     wanted = sum(int(a.get("instances", 0)) for a in apps)
     running = sum(int(a.get("tasksRunning", 0) or 0) for a in apps)
-    healthy = sum(_healthy(a) for a in apps)
+    healthy = sum(healthy_counts(a)[0] for a in apps)
     ids = {str(a["id"]) for a in apps}
     deploying = [d for d in view.deployments if ids & set(d.get("affectedApps") or [])]
     failure = next((a["lastTaskFailure"] for a in apps if a.get("lastTaskFailure")), None)
@@ -193,10 +193,6 @@ def marathon_link(view: View, app_id: str, apps: Sequence[Mapping[str, Any]]) ->
     state = WARN if deploying else OK
     return Link("marathon", state, f"{', '.join(sorted(ids))}: {counts}" + (", deploying" if deploying else ""),
                 evidence=evidence)
-
-
-def _healthy(app: Mapping[str, Any]) -> int:
-    return int((app.get("tasksHealthy") if app.get("healthChecks") else app.get("tasksRunning")) or 0)
 
 
 def _tasks(apps: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -284,17 +280,13 @@ def haproxy_link(view: View, app_id: str, apps: Sequence[Mapping[str, Any]]) -> 
                     f"{view.now - config.applied.at:.0f}s ago by {config.applied.how})",
                     "the renderer's reload failed or the file was edited: see `wharf render run`'s log", evidence)
     for source in sorted(view.haproxies):
-        routed = {s["addr"] for s in servers if s["haproxy"] == source and _up(str(s["status"]))}
+        routed = {s["addr"] for s in servers if s["haproxy"] == source and takes_requests(str(s["status"]))}
         if wanted - routed:
             lost = sorted(wanted - routed)
             return Link("haproxy", BROKEN, f"{len(lost)} passing registrations not in rotation in {source}: "
                         f"{', '.join(lost[:3])}", "is `wharf render run` running for this HAProxy?", evidence)
-    up = sum(1 for s in servers if _up(str(s["status"])))
+    up = sum(1 for s in servers if takes_requests(str(s["status"])))
     return Link("haproxy", OK, f"{', '.join(names) or 'no backend'}: {up} servers up", evidence=evidence)
-
-
-def _up(status: str) -> bool:
-    return status.startswith("UP") or status == "no check"
 
 
 def autoscale_link(view: View, apps: Sequence[Mapping[str, Any]]) -> Link:

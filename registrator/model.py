@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wharf.contracts import consul_meta
+from wharf.contracts.consul_meta import MAINTENANCE_PREFIX as MAINTENANCE_PREFIX  # re-exported for the room
 
 #: Meta keys of the contract between rooms (`wharf.contracts.consul_meta`); `wharf_digest` is this
 #: room's own addition
 OWNER_KEY = consul_meta.OWNER
 CONTAINER_KEY = consul_meta.CONTAINER_ID
 DIGEST_KEY = "wharf_digest"
-MAINTENANCE_PREFIX = "_service_maintenance:"
 #: the reason this registrator gives its drains: maintenance with any other reason (an operator's
 #: `consul maint`, `wharf apps scale` draining before a kill) is someone else's, left as it is
 DRAIN_REASON = "container stopping"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -201,6 +202,12 @@ class StatsSource:
         return response.text
 
 
+def takes_requests(status: str) -> bool:
+    """Whether an HAProxy server with this `show stat` status is in rotation (`UP`, `UP 1/3`, or
+    `no check` for a server HAProxy does not check)."""
+    return status.startswith("UP") or status == "no check"
+
+
 # --- which config the running HAProxy applied (written by the renderer, read by `wharf trace`) ----
 
 APPLIED_SUFFIX = ".applied"
@@ -216,9 +223,8 @@ class Applied:
     at: float
     how: str
 
-    def matches(self, config: Path) -> bool:
-        """Whether `config` is still the file HAProxy was made to run."""
-        info = config.stat()
+    def matches(self, info: os.stat_result) -> bool:
+        """Whether the config file, as `info` (its stat) shows it, is still the file HAProxy was made to run."""
         return (info.st_size, info.st_mtime_ns) == (self.size, self.mtime_ns)
 
 

@@ -44,6 +44,14 @@ def refusal(body: Any) -> str:
     return " ".join(p for p in parts if p)
 
 
+def healthy_counts(app: Mapping[str, Any]) -> tuple[int, int]:
+    """(instances healthy, instances wanted) of a Marathon app: healthy means passing every health
+    check, or running when the app has none."""
+    wanted = int(app.get("instances", 1))
+    healthy = app.get("tasksHealthy", 0) if app.get("healthChecks") else app.get("tasksRunning", 0)
+    return int(healthy or 0), wanted
+
+
 class MarathonClient(HttpClient):
     """The Marathon masters named by `urls` (credentials in their user-info, or `auth` for all)."""
 

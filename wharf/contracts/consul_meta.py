@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
-    "CONTAINER_ID", "HAPROXY_PREFIX", "MARATHON_APP_ID", "MESOS_TASK_ID", "OWNER", "PORT_INDEX", "SERVICE_PORT",
-    "haproxy_labels",
+    "CONTAINER_ID", "HAPROXY_PREFIX", "MAINTENANCE_PREFIX", "MARATHON_APP_ID", "MESOS_TASK_ID", "OWNER", "PORT_INDEX",
+    "SERVICE_PORT", "haproxy_labels",
 ]
 
 OWNER = "wharf_owner"  # the registrator that wrote the registration
@@ -21,6 +21,7 @@ MESOS_TASK_ID = "mesos_task_id"
 PORT_INDEX = "port_index"  # the task's port index, `0` for PORT0
 SERVICE_PORT = "service_port"  # the app's service port at that index
 HAPROXY_PREFIX = "HAPROXY_"  # marathon-lb's labels, carried as they are
+MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's own id of a service's maintenance check, then the service id
 
 
 def haproxy_labels(labels: Mapping[str, str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Marathon's app-definition contract: validation, 422 error bodies and the defaults GET returns.
+"""Marathon's app-definition contract: validation, 422 error bodies and the defaults GET returns;
+the label wharf stamps on an app it deploys (`COMMIT_LABEL`).
 
 The field rules follow Marathon 1.10's RAML types (`types/app.raml` and the types it uses). They
 supersede the 1.7 JSON schema where the two differ: the RAML-only fields (`check`, `tty`, `role`,
@@ -40,9 +41,11 @@ from wharf.contracts.marathon_rules import CONSTRAINT_OPERATORS, error_body, val
 from wharf.contracts.marathon_schema import APP_FIELDS, HEALTH_CHECK_PROTOCOLS, Violation
 
 __all__ = [
-    "APP_FIELDS", "CONSTRAINT_OPERATORS", "HEALTH_CHECK_PROTOCOLS", "InvalidAppId", "Violation",
+    "APP_FIELDS", "COMMIT_LABEL", "CONSTRAINT_OPERATORS", "HEALTH_CHECK_PROTOCOLS", "InvalidAppId", "Violation",
     "error_body", "normalize_app", "parse_app_id", "validate_app",
 ]
+
+COMMIT_LABEL = "wharf.commit"  # the config repository's commit that last deployed the app
 
 
 # --- defaults, as GET /v2/apps/{id} shows them ---------------------------------------------------
