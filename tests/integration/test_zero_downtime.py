@@ -64,3 +64,32 @@ def test_scale_down_drains_before_it_kills_an_app_that_exits_at_once(
             assert {k["taskId"] for k in kills} == set(report["killed"])  # no other task touched
         finally:
             requests.delete(f"{marathon.url}/v2/apps{app_id}", params={"force": "true"}, timeout=10)
+
+
+@stand_in_only("MARATHON_URL", "MESOS_MASTER", why="the registrator watches this machine's Docker engine")
+def test_a_rolling_restart_by_marathon_of_an_app_that_exits_at_once_fails_no_request(
+        marathon: Endpoint, consul: Any, docker_engine: Any, tmp_path: Path) -> None:
+    """Marathon kills each old task the moment its own probe finds a new one healthy: the new one
+    must be in rotation by then (the registrator follows Marathon's health events), with the
+    built-in template's default retries."""
+    app_id = f"/zd-{uuid.uuid4().hex[:6]}/web"
+    vhost = f"{app_id.split('/')[1]}.test"
+    with lab_for(tmp_path, marathon, consul, docker_engine) as lab:
+        try:
+            prefix = deployed(lab, marathon.url, web_app(app_id, vhost, 3, exits_at_once=True, start_delay=1))
+            old = {t["id"] for t in requests.get(f"{marathon.url}/v2/apps{app_id}/tasks", timeout=10).json()["tasks"]}
+            with Load(lab.http_port, vhost, rate=100, connections=4) as load:
+                steady(load, 100)
+                requests.post(f"{marathon.url}/v2/apps{app_id}/restart", timeout=10).raise_for_status()
+
+                def restarted() -> bool:
+                    app = requests.get(f"{marathon.url}/v2/apps{app_id}", timeout=10).json()["app"]
+                    ids = {t["id"] for t in app.get("tasks") or []}
+                    return (not app["deployments"] and app["tasksHealthy"] == 3 and not ids & old
+                            and lab.serving(prefix) == 3)
+
+                wait_for(restarted, 60, "every task replaced, healthy and in HAProxy")
+                steady(load, load.total + 100)
+            assert load.failed() == 0, f"{load.summary()}; failures at {load.failures[:5]}"
+        finally:
+            requests.delete(f"{marathon.url}/v2/apps{app_id}", params={"force": "true"}, timeout=10)

@@ -135,3 +135,27 @@ def test_the_catalog_reads_into_registrations_and_decisions() -> None:
                {"Key": "wharf/autoscale/decisions/bad", "Value": b"not json"}]
     assert decisions(entries) == {"/web": {"app": "/web", "action": "hold"}}
     assert copy.deepcopy(decisions(None)) == {}
+
+
+@pytest.mark.parametrize("argv, says", [
+    ([], "APP: give one app, or --all"),
+    (["/web", "--all"], "APP: give one app, or --all"),
+    (["/Bad App"], "APP: "),
+])
+def test_trace_refuses_bad_input_in_one_line_with_exit_2(argv: list[str], says: str) -> None:
+    from click.testing import CliRunner
+
+    from wharf.cli import cli
+
+    result = CliRunner().invoke(cli, ["--marathon-url", "http://127.0.0.1:9", "trace", *argv])
+    assert result.exit_code == 2 and says in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_trace_without_marathon_names_the_setting() -> None:
+    from click.testing import CliRunner
+
+    from wharf.cli import cli
+
+    result = CliRunner(env={"MARATHON_URL": ""}).invoke(cli, ["trace", "/web"])
+    assert result.exit_code == 2 and "MARATHON_URL: not set" in result.output
