@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk
+APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk prometheus chromium chromium-driver
 # pymesos needs http-parser, whose shipped parser.c does not compile on Python 3.11: rebuild it
 # from its own sdist with a current Cython.
 HTTP_PARSER := 0.9.0
@@ -12,10 +12,11 @@ PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
 # One pipeline: the /web that demo-apps deploys is registered in Consul by the registrator
 # (demo-registrator leaves it running), routed by `wharf render run` (demo-render leaves it running),
-# scaled by load through HAProxy (demo-autoscale). demo-stop ends both daemons, at the end and on failure.
-DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-drain demo-trace demo-framework
+# scaled by load through HAProxy (demo-autoscale), seen in `wharf ui` (demo-trace leaves it running).
+# demo-stop ends the three, at the end and on failure.
+DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-drain demo-framework demo-trace
 
-.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop bench lint clean
+.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop demo-trace-stop bench lint clean
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -82,9 +83,13 @@ demo-drain:
 	$(BIN)/python -m devcluster.demos.drain
 
 # `wharf trace /web` through every link; then the registrator stops and /web gets one more instance,
-# and the trace names the Consul link, until the registrator runs again.
+# and the trace names the Consul link, until the registrator runs again. `wharf ui` shows it live
+# until demo-trace-stop; its address is the demo's last line before the cluster's status.
 demo-trace:
 	$(BIN)/python -m devcluster.demos.trace
+
+demo-trace-stop:
+	$(BIN)/python -m devcluster.demos.trace --stop
 
 # A git push deploys examples/ (the hooks on a local bare repository), /api before /web.
 # Expects a running dev cluster and WHARF_STATE_DIR (the `demo` target sets both).
@@ -130,6 +135,7 @@ demo-registrator-stop:
 
 # Ends the demo's background daemons (each stop runs even if the other fails).
 demo-stop:
+	-@$(MAKE) --no-print-directory demo-trace-stop
 	-@$(MAKE) --no-print-directory demo-render-stop
 	-@$(MAKE) --no-print-directory demo-registrator-stop
 

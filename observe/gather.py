@@ -19,10 +19,13 @@ from typing import Any
 from observe.links import Check, ConfigFile, Registration, View
 from wharf.consul_http import address_of
 from wharf.contracts import autoscale
+from wharf.contracts.marathon_app import COMMIT_LABEL
 from wharf.errors import describe, reaching
 from wharf.haproxy import StatRow, StatsSource, applied, parse_stat_csv
 from wharf.marathon import MarathonClient
 
+#: what Marathon changes on its own between two versions of one definition
+VOLATILE = frozenset({"version", "versionInfo", "instances"})
 EMBED = ["apps.tasks", "apps.counts", "apps.lastTaskFailure", "apps.deployments"]
 
 
@@ -111,3 +114,39 @@ def read_view(marathon: MarathonClient, consul: Any, haproxies: Sequence[StatsSo
         unreachable["haproxy"] = why
     return View(clock(), {str(a["id"]): a for a in apps}, deployments, regs, rows, config_file(config), decided,
                 unreachable)
+
+
+def deploy_kinds(definitions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """An app's versions, newest first, each named by what changed from the one before it: `deploy`
+    (a new commit), `rollback` (a commit an older version had), `scale` (instances only) or `change`."""
+    out = []
+    for i, app in enumerate(definitions):
+        labels = app.get("labels") or {}
+        commit = labels.get(COMMIT_LABEL)
+        older = definitions[i + 1:]
+        before = older[0] if older else None
+        kind = "deploy"
+        if before is not None:
+            before_commit = (before.get("labels") or {}).get(COMMIT_LABEL)
+            if commit != before_commit:
+                kind = "rollback" if any((o.get("labels") or {}).get(COMMIT_LABEL) == commit for o in older[1:]) \
+                    else "deploy"
+            elif {k: v for k, v in app.items() if k not in VOLATILE} == \
+                    {k: v for k, v in before.items() if k not in VOLATILE}:
+                kind = "scale" if app.get("instances") != before.get("instances") else "restart"
+            else:
+                kind = "change"
+        image = ((app.get("container") or {}).get("docker") or {}).get("image")
+        out.append({"version": app.get("version"), "kind": kind, "commit": commit, "instances": app.get("instances"),
+                    "image": image})
+    return out
+
+
+def deploys(marathon: MarathonClient, ids: Sequence[str], limit: int = 20) -> list[dict[str, Any]]:
+    """The last `limit` versions of the apps `ids` (one app, or a blue/green group's colours), newest first."""
+    out = []
+    with reaching("Marathon", marathon.shown):
+        for one in ids:
+            versions = marathon.versions(one)[:limit]
+            out += [{"app": one, **entry} for entry in deploy_kinds([marathon.version(one, v) for v in versions])]
+    return sorted(out, key=lambda e: str(e["version"]), reverse=True)[:limit]

@@ -4,15 +4,18 @@
 tasks, Consul, HAProxy, the autoscaler) and finds each holding. Then one link is broken on purpose:
 the registrator is stopped and /web gets one more instance, which runs but is never registered in
 Consul, and `wharf trace` names that link and what to check. The registrator is started again, the
-instance is registered and routed, and the trace holds again.
+instance is registered and routed, and the trace holds again. `wharf ui` serves the same chain as a
+live page from the start of the step until the demo ends (`--stop`); its address is printed last.
 
-    python -m devcluster.demos.trace
+    python -m devcluster.demos.trace [--stop]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,13 +52,41 @@ def _until(env: dict[str, str], broken: str | None, what: str) -> None:
     _trace(env, show=True)
 
 
-def main() -> int:
+def start_view(state_dir: Path, env: dict[str, str]) -> str:
+    """`wharf ui` in the background until `--stop`, its pid in the state dir; its address, once /web is on it."""
+    log_path = state_dir / "ui.log"
+    print(f"$ wharf ui --listen 127.0.0.1:0  (in the background until the demo ends; log {log_path})", flush=True)
+    with open(log_path, "w") as log:
+        view = subprocess.Popen([sys.executable, "-m", "wharf", "ui", "--listen", "127.0.0.1:0"], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    (state_dir / "ui.pid").write_text(str(view.pid))
+
+    def listed() -> list[str]:
+        return [a["app"] for a in requests.get(f"{address}api/view", timeout=5).json()["apps"]]
+
+    try:
+        found = wait_until(lambda: re.search(r"wharf ui: (http://\S+)", log_path.read_text()), 30, 0.1, "its address")
+        address = found.group(1)
+        wait_until(lambda: APP_ID in listed(), 30, 0.2, "/web on the page")
+    except TimedOut as exc:
+        raise SystemExit(f"demo-trace: wharf ui: {exc.message}; see {log_path}") from None
+    return address
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the trace step of make demo")
+    parser.add_argument("--stop", action="store_true", help="stop the background web view")
+    args = parser.parse_args(argv)
     state_dir = Path(os.environ.get("WHARF_STATE_DIR") or ".wharf/dev")
+    if args.stop:
+        stop_pid_file(state_dir / "ui.pid", timeout=10)
+        return 0
     cluster = Cluster(state_dir)
     if not cluster.running():
         raise SystemExit("demo-trace: no dev cluster running (run make demo)")
     env = {**os.environ, **cluster.env()}
     marathon = env["MARATHON_URL"].split(",")[0]
+    address = start_view(state_dir, env)
     _until(env, None, "every link of /web to hold")
     print("# breaking one link on purpose: the registrator stops, and /web gets one more instance", flush=True)
     stop_pid_file(state_dir / "registrator.pid", timeout=10)
@@ -65,6 +96,7 @@ def main() -> int:
     print("# the registrator again", flush=True)
     run_daemon(state_dir, env)
     _until(env, None, "every link of /web to hold again")
+    print(f"# the web view of every app, live until the demo ends: {address}", flush=True)
     return 0
 
 
