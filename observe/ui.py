@@ -178,7 +178,11 @@ def consul_watches(reader: Any, poke: Callable[[str, str], None]) -> list[Consul
     from wharf.consul_http import decoded
 
     def fetch(path: str) -> Callable[[Any], tuple[Any, Any]]:
-        return lambda index: decoded(*reader.raw(path, [("index", str(index or 0)), ("wait", "30s")]))
+        def once(index: Any) -> tuple[Any, Any]:
+            status, headers, body = reader.raw(path, [("index", str(index or 0)), ("wait", "30s")])
+            returned = next((v for k, v in headers.items() if k.lower() == "x-consul-index"), None)
+            return returned, decoded(status, headers, body)
+        return once
 
     return [ConsulWatch(f"ui:{path}", fetch(path), poke, address=reader.base_uri, logger=log)
             for path in ("/v1/health/state/any", "/v1/catalog/services")]

@@ -179,3 +179,25 @@ def test_an_apps_environment_never_reaches_the_page() -> None:
     feed = Feed()
     feed.update(found)
     assert secret not in json.dumps(feed.rows()) + json.dumps(feed.detail("/web"))
+
+
+def test_consuls_changes_poke_the_feed_and_a_timeout_does_not() -> None:
+    from observe.ui import consul_watches
+
+    class Reader:
+        base_uri = "http://127.0.0.1:8500"
+
+        def __init__(self) -> None:
+            self.indexes = ["7", "7", "9"]
+            self.asked: list[list[tuple[str, str]]] = []
+
+        def raw(self, path: str, params: list[tuple[str, str]]) -> tuple[int, dict[str, str], bytes]:
+            self.asked.append(params)
+            return 200, {"X-Consul-Index": self.indexes.pop(0)}, b"[]"
+
+    reader, pokes = Reader(), []
+    watch = consul_watches(reader, lambda name, kind: pokes.append(kind))[0]
+    for _ in range(3):
+        watch.step()
+    assert pokes == ["change", "change"]  # 0 -> 7, then 7 again is a timeout, then 9
+    assert [dict(p)["index"] for p in reader.asked] == ["0", "7", "7"] and dict(reader.asked[0])["wait"] == "30s"
