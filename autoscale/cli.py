@@ -215,7 +215,7 @@ def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool,
         except Exception as exc:  # one cycle, as the daemon would log it, but as the exit code
             raise Failure(f"autoscale: {type(exc).__name__}: {exc}") from None
         return
-    ctx.exit(daemon.run())
+    ctx.exit(daemon.run(settings))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -25,6 +26,25 @@ OBSERVED = Gauge("wharf_autoscale_observed_rps", "Requests per second seen on th
 PER_INSTANCE = Gauge("wharf_autoscale_rps_per_instance", "Observed rps per current instance", ["app"])
 TARGET = Gauge("wharf_autoscale_target_instances", "Instance count the last decision chose", ["app"])
 DECISIONS = Counter("wharf_autoscale_decisions_total", "Decisions, by action", ["app", "action"])
+# per app, for the alert rules (observe/rules): below its healthy minimum, held at its maximum
+INSTANCES = Gauge("wharf_autoscale_app_instances", "Instances the app asks Marathon for", ["app"])
+HEALTHY = Gauge("wharf_autoscale_app_healthy_instances",
+                "Instances Marathon counts healthy (running, for an app without health checks)", ["app"])
+MIN = Gauge("wharf_autoscale_app_min_instances", "The fewest instances the app's policy allows", ["app"])
+MAX = Gauge("wharf_autoscale_app_max_instances", "The most instances the app's policy allows (+Inf: no bound)",
+            ["app"])
+PINNED = Gauge("wharf_autoscale_app_pinned", "1 while the app is held at its maximum but would grow", ["app"])
+APP_GAUGES = (INSTANCES, HEALTHY, MIN, MAX, PINNED)
+
+
+def record_of(item: Scaled, decision: Decision, action: str) -> dict[str, Any]:
+    """The decision as stored in Consul KV (`wharf.contracts.autoscale.record`)."""
+    policy = item.policy
+    return autoscale_kv.record(
+        app=item.app.id, at=time.time(), action=action, current=decision.current, target=decision.target,
+        recommendation=decision.recommendation, min=policy.min_instances, max=policy.max_instances,
+        rps=None if decision.rps is None else round(decision.rps, 2), target_rps=policy.target_rps,
+        reason=decision.reason)
 
 
 def action_of(decision: Decision) -> str:
@@ -62,6 +82,7 @@ class Autoscaler(Daemon):
         self.draining: dict[str, threading.Thread] = {}  # app id -> its drain before kill
         self.publish = publish
         self._publish_failed = False
+        self._gauged: set[str] = set()  # the apps whose gauges are set
 
     def read_all(self) -> None:
         """Read every HAProxy; keep each backend's last two readings. Fails only if none answers."""
@@ -144,20 +165,40 @@ class Autoscaler(Daemon):
                 self.log.info("decided", extra=what)
             self.history[app.id] = decision.history
             self.startup[app.id] = startup
-            self._publish(item, decision, action)
+            data = record_of(item, decision, action)
+            self._gauges(item, data)
+            self._publish(item, data)
             if self.on_decision is not None:
                 self.on_decision(item, decision)
+        self._forget_gauges({item.app.id for item in selection.scaled})
 
-    def _publish(self, item: Scaled, decision: Decision, action: str) -> None:
+    def _gauges(self, item: Scaled, data: Mapping[str, Any]) -> None:
+        """The app's counts, bounds and whether it is pinned at its maximum, as gauges."""
+        app_id, healthy = item.app.id, item.app.healthy
+        INSTANCES.labels(app_id).set(item.app.instances)
+        if healthy is None:  # Marathon did not say: no figure rather than a wrong one
+            with suppress(KeyError):
+                HEALTHY.remove(app_id)
+        else:
+            HEALTHY.labels(app_id).set(healthy)
+        MIN.labels(app_id).set(item.policy.min_instances)
+        top = item.policy.max_instances
+        MAX.labels(app_id).set(float("inf") if top is None else top)
+        PINNED.labels(app_id).set(1 if autoscale_kv.pinned(data) else 0)
+        self._gauged.add(app_id)
+
+    def _forget_gauges(self, scaled: set[str]) -> None:
+        """Drop the gauges of apps no longer scaled (deleted, or their labels gone): no alert on a ghost."""
+        for app_id in self._gauged - scaled:
+            for gauge in APP_GAUGES:
+                with suppress(KeyError):
+                    gauge.remove(app_id)
+        self._gauged &= scaled
+
+    def _publish(self, item: Scaled, data: Mapping[str, Any]) -> None:
         """Store the decision for `wharf trace`; a store that fails is logged once, never fatal."""
         if self.publish is None:
             return
-        policy = item.policy
-        data = autoscale_kv.record(
-            app=item.app.id, at=time.time(), action=action, current=decision.current, target=decision.target,
-            recommendation=decision.recommendation, min=policy.min_instances, max=policy.max_instances,
-            rps=None if decision.rps is None else round(decision.rps, 2), target_rps=policy.target_rps,
-            reason=decision.reason)
         try:
             self.publish(autoscale_kv.key(item.app.id), json.dumps(data))
             self._publish_failed = False

@@ -123,7 +123,7 @@ def run_cmd(loaded: Any, wait_text: str, recover_grace: float, metrics_port: int
         raise BadInput(f"--wait: {exc}") from None
     renderer = _build(loaded, True, **o)
     daemon = RenderDaemon(renderer, _reader(loaded), o["kv_prefixes"], wait, recover_grace, metrics_port)
-    raise SystemExit(daemon.run())
+    raise SystemExit(daemon.run(loaded))
 
 
 def _read(loaded: Any, kv_prefixes: tuple[str, ...]) -> Any:

@@ -5,8 +5,9 @@ plus `marathon_app_id`, `service_port` and `port_index`. Instances sharing an ap
 form one route named as marathon-lb names it (`/shop/web` on 10000 -> `shop_web_10000`); the colour
 apps of a blue/green group (`HAPROXY_DEPLOYMENT_GROUP`) count as the group's app on the port their
 `HAPROXY_{i}_PORT` labels share, as marathon-lb merges them; other services form a route named after
-the service. Labels, their parsers and defaults, and the names are
-marathon-lb's contract (`wharf.contracts.marathon_lb`); the Meta keys are `wharf.contracts.consul_meta`.
+the service, but for a wharf daemon's own metrics endpoint (tagged `wharf-metrics`). Labels, their
+parsers and defaults, and the names are marathon-lb's contract (`wharf.contracts.marathon_lb`); the
+Meta keys are `wharf.contracts.consul_meta`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, NamedTuple
 
 from consul_templates import safe
 from consul_templates.snapshot import ServiceInstance, Snapshot
-from wharf.contracts.consul_meta import MARATHON_APP_ID, PORT_INDEX, SERVICE_PORT
+from wharf.contracts.consul_meta import MARATHON_APP_ID, METRICS_TAG, PORT_INDEX, SERVICE_PORT
 from wharf.contracts.marathon_lb import (
     APP_GROUP_LABEL,
     DEPLOYMENT_STARTED_AT,
@@ -128,8 +129,10 @@ class Candidate:
 def make_route(key: RouteKey, instances: Sequence[ServiceInstance], groups: Iterable[str] = ()) -> Candidate:
     """The route of one key from its instances (labels from the first, in node and id order, of the
     oldest colour of a blue/green group, as marathon-lb's; servers the passing ones, one per address
-    and port)."""
+    and port). A wharf daemon's own metrics endpoint is for Prometheus, never routed."""
     kind, ident, service_port = key
+    if kind == "service" and any(METRICS_TAG in i.tags for i in instances):
+        return Candidate(None)
     insts = sorted(instances, key=lambda i: (i.meta.get(DEPLOYMENT_STARTED_AT, ""), i.node, i.id, i.service))
     labels, label_problems = parse_labels(insts[0].meta)
     provisional = route_name(ident, service_port) if service_port else sanitise(ident)

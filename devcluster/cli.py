@@ -25,7 +25,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     hidden = {"pid", "running", "healthy", "error", "log"}
     for name, row in status["services"].items():
         state = "healthy" if row["healthy"] else click.style(f"unhealthy: {row['error']}", fg="red")
-        click.echo(f"{name:<10} {state}  pid {row['pid'] or '-'}")
+        click.echo(f"{name:<13} {state}  pid {row['pid'] or '-'}")
         for key, value in row.items():
             if key not in hidden:
                 click.echo(f"    {key:<14} {value}")
@@ -33,8 +33,8 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
 
 @click.group()
 def dev() -> None:
-    """The embedded single-machine dev cluster: real ZooKeeper, HAProxy, nginx, Docker and Consul;
-    stand-ins for Mesos, Marathon and Chronos."""
+    """The embedded single-machine dev cluster: real ZooKeeper, HAProxy, nginx, Docker, Consul and
+    Prometheus; stand-ins for Mesos, Marathon and Chronos."""
 
 
 @dev.command()
@@ -47,6 +47,7 @@ def dev() -> None:
 @click.option("--mesos-port", type=int, help="Mesos master stand-in HTTP port [default: a free one]")
 @click.option("--marathon-port", type=int, help="Marathon stand-in HTTP port [default: a free one]")
 @click.option("--chronos-port", type=int, help="Chronos stand-in HTTP port [default: a free one]")
+@click.option("--prometheus-port", type=int, help="Prometheus HTTP port [default: a free one]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
 @click.pass_context
 def up(ctx: click.Context, as_json: bool, consul_acl: bool, **ports: int | None) -> None:

@@ -16,6 +16,7 @@ from devcluster.docker_engine import DockerEngine
 from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
+from devcluster.prometheus import Prometheus, PrometheusTargets
 from devcluster.service import DevService
 from devcluster.standins import ChronosStandIn, MarathonStandIn, MesosStandIn
 from devcluster.zookeeper import ZooKeeper
@@ -26,6 +27,7 @@ from wharf.wait import wait_until
 #: in start order (a service starts once the ones it `needs` are healthy); stopped in reverse
 SERVICE_TYPES: tuple[type[DevService], ...] = (
     ZooKeeper, HAProxy, Nginx, DockerEngine, Consul, MesosStandIn, MarathonStandIn, ChronosStandIn,
+    PrometheusTargets, Prometheus,
 )
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
 
@@ -64,7 +66,7 @@ def running(service: DevService, timeout: float = 60.0) -> Iterator[DevService]:
     """Run one service on its own (for tests and tools): start, wait healthy, yield, stop, unmount."""
     service.check_installed()
     service.prepare()
-    proc = spawn(service.argv(), service.log_path, cwd=service.dir)
+    proc = spawn(service.argv(), service.log_path, cwd=service.dir, env=service.child_env())
     try:
         wait_healthy(service, proc, time.monotonic() + timeout)
         service.after_start()
@@ -146,7 +148,7 @@ class Cluster:
                     for need in service.needs:
                         ensure_healthy(need)
                     service.prepare()
-                    proc = spawn(service.argv(), service.log_path, cwd=service.dir)
+                    proc = spawn(service.argv(), service.log_path, cwd=service.dir, env=service.child_env())
                     state["procs"][service.name] = proc.to_json()
                     self._write_state(state)
                 for service in services:
@@ -170,7 +172,7 @@ class Cluster:
             if old:
                 stop(old)
             service.clean_up()
-            proc = spawn(service.argv(), service.log_path, cwd=service.dir)
+            proc = spawn(service.argv(), service.log_path, cwd=service.dir, env=service.child_env())
             state["procs"][name] = proc.to_json()
             self._write_state(state)
             wait_healthy(service, proc, time.monotonic() + timeout)

@@ -61,6 +61,7 @@ class HAProxy(DevService):
             "\n"
             "listen stats\n"
             f"    bind 127.0.0.1:{self.ports['--haproxy-stats-port']}\n"
+            "    http-request use-service prometheus-exporter if { path /metrics }\n"
             "    stats enable\n"
             "    stats uri /haproxy?stats\n"
         )
@@ -78,6 +79,7 @@ class HAProxy(DevService):
         return {
             "http": f"127.0.0.1:{self.ports['--haproxy-port']}",
             "stats": f"http://127.0.0.1:{self.ports['--haproxy-stats-port']}/haproxy?stats",
+            "metrics": f"http://127.0.0.1:{self.ports['--haproxy-stats-port']}/metrics",
             "admin_socket": str(self.admin_socket),
             "master_socket": str(self.master_socket),
             "config": str(self.config),

@@ -138,15 +138,21 @@ class Lab:
 
     def serving(self, backend_prefix: str) -> int:
         """How many servers of the backends named `backend_prefix*` HAProxy has up in rotation."""
-        try:
-            state = servers_state(send(self.haproxy.admin_socket, "show servers state"))
-        except OSError:
-            return 0
-        return sum(1 for (backend, _), server in state.items() if backend.startswith(backend_prefix) and server.up)
+        return serving(self.haproxy.admin_socket, backend_prefix)
 
     def log(self, name: str) -> str:
         path = self.directory / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def serving(admin_socket: Path | str, backend_prefix: str) -> int:
+    """How many servers of the backends named `backend_prefix*` the HAProxy of `admin_socket` has up in
+    rotation (0 while it does not answer)."""
+    try:
+        state = servers_state(send(admin_socket, "show servers state"))
+    except OSError:
+        return 0
+    return sum(1 for (backend, _), server in state.items() if backend.startswith(backend_prefix) and server.up)
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 300.0) -> subprocess.CompletedProcess[str]:

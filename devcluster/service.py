@@ -56,6 +56,10 @@ class DevService(ABC):
     def env(self) -> dict[str, str]:
         """Environment variables that point clients at this service (printed by `wharf dev env`)."""
 
+    def child_env(self) -> dict[str, str] | None:
+        """The environment the process starts with; None: the caller's."""
+        return None
+
     def after_start(self) -> None:
         """Work to do once the service is healthy (the Docker engine builds its base image)."""
 

@@ -86,7 +86,7 @@ def run(settings: Any, api_port: int, metrics_port: int | None, root: str, name:
     daemon = FrameworkDaemon(settings["wharf_zk"], settings["mesos_master"], root=root, api_port=api_port,
                              metrics_port=metrics_port, name=name, user=user, zk_timeout=zk_timeout,
                              failover_timeout=failover_timeout, task_retention=task_retention)
-    sys.exit(daemon.run())
+    sys.exit(daemon.run(settings))
 
 
 @framework.command("submit")

@@ -385,4 +385,4 @@ def watch_kv(ctx: click.Context, prefix: str, prune: bool, timeout: float, wait:
 
     watcher = kv.KvWatcher(_consul(ctx), _client(ctx), kv.prefix_of(prefix), owner, prune=prune,
                            timeout=timeout, wait=wait, metrics_port=metrics_port)
-    ctx.exit(watcher.run())
+    ctx.exit(watcher.run(ctx.find_root().obj))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ def ui(ctx: click.Context, address: str, interval: float, haproxies: tuple[str, 
     except ImportError as exc:
         raise BadInput(f"wharf ui needs its extra: pip install 'wharf[ui]' ({exc})") from None
     from observe.gather import deploys
+    from wharf.announce import announce
     from wharf.consul_http import is_loopback
     from wharf.errors import Failure
 
@@ -133,4 +135,10 @@ def ui(ctx: click.Context, address: str, interval: float, haproxies: tuple[str, 
     if not is_loopback(host):
         click.echo(f"wharf ui: listening on {host}, beyond loopback: the page has no login", err=True)
     live = Live(read, interval, lambda ids: deploys(marathon, ids))
-    serve(live, sock, consul_watches(consul, live.poke))
+    # its /metrics registered in Consul as every daemon's are, for Prometheus to find
+    announcer = announce("ui", "127.0.0.1" if host in ("0.0.0.0", "::") else host, sock.getsockname()[1],
+                         ctx.find_root().obj, logging.getLogger("wharf.ui"))
+    try:
+        serve(live, sock, consul_watches(consul, live.poke))
+    finally:
+        announcer.stop()

@@ -114,7 +114,7 @@ def run(settings: Any, resync: float, drain_timeout: float, metrics_port: int | 
     urls = settings["marathon_url"]
     marathon_watcher = MarathonWatcher(reg, MarathonClient(urls, timeout=5)) if urls else None
     daemon = RegistratorDaemon(reg, docker_watcher, consul_watcher, metrics_port, marathon_watcher)
-    raise SystemExit(daemon.run())
+    raise SystemExit(daemon.run(settings))
 
 
 @registrator.command("sync")

@@ -7,6 +7,9 @@ resources, `close()`. Signal handlers only set a flag and wake the loop; the loo
         run_cycle()          # an exception is logged and counted, then retried with backoff
         wait(interval)       # returns at once when SIGTERM/SIGINT arrives
     close()
+
+Given the settings (`run(settings)`), a daemon serving metrics registers that endpoint with the Consul
+agent they name, and deregisters it on a clean stop (`wharf.announce`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from wharf.announce import Announcer, announce
 from wharf.errors import describe
 from wharf.log import fields
 from wharf.retry import Retry
+from wharf.settings import Settings
 
 CYCLES = Counter("wharf_daemon_cycles_total", "Cycles run, by outcome", ["daemon", "outcome"])
 CYCLE_SECONDS = Histogram("wharf_daemon_cycle_seconds", "Time one cycle took", ["daemon"])
@@ -49,6 +54,7 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._metrics_server: Any = None
+        self._announcer: Announcer | None = None
 
     def run_cycle(self) -> None:
         """Do one pass of the daemon's work. Raise to report a failed cycle."""
@@ -70,13 +76,17 @@ class Daemon:
         if not self.stopping:
             select.select([self._wake_r], [], [], max(0.0, seconds))
 
-    def run(self) -> int:
-        """Run until stopped; returns the process exit code (0 after a clean stop)."""
+    def run(self, settings: Settings | None = None) -> int:
+        """Run until stopped; returns the process exit code (0 after a clean stop). With `settings`,
+        the metrics endpoint is registered with their Consul agent while the daemon runs."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         if self.metrics_port is not None:
             self._metrics_server, _ = start_http_server(self.metrics_port, addr=self.metrics_host)
             self.log.info("metrics", extra=fields(address=f"{self.metrics_host}:{self.metrics_port}"))
+            if settings is not None:  # the port the server has (0 asks for any free one)
+                port = int(self._metrics_server.server_port)
+                self._announcer = announce(self.name, self.metrics_host, port, settings, self.log)
         UP.labels(self.name).set(1)
         self.log.info("started")
         backoff: Iterator[float] | None = None
@@ -103,6 +113,8 @@ class Daemon:
         return 0
 
     def _shutdown(self) -> None:
+        if self._announcer is not None:
+            self._announcer.stop()
         try:
             self.close()
         except Exception as exc:

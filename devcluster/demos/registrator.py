@@ -51,14 +51,18 @@ def _waiting_for(env: dict[str, str]) -> list[str]:
     return missing
 
 
-def run_daemon(state_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def run_daemon(state_dir: Path, env: dict[str, str], *flags: str) -> subprocess.Popen[bytes]:
     """`wharf registrator run` on the cluster of `env` (its DOCKER_HOST, CONSUL_HTTP_ADDR, MARATHON_URL),
-    in the background until the demo ends (`stop`), its pid in the state dir."""
+    in the background until the demo ends (`stop`), its pid in the state dir, its metrics on a free port
+    (registered in Consul, so the dev cluster's Prometheus scrapes it) unless `flags` (more of its
+    options) name one."""
     log_path = state_dir / "registrator.log"
-    print(f"$ wharf registrator run --resync 30  (in the background until the demo ends; log {log_path})",
-          flush=True)
+    if "--metrics-port" not in flags:
+        flags = (*flags, "--metrics-port", str(free_port()))
+    argv = ["registrator", "run", "--resync", "30", *flags]
+    print(f"$ wharf {' '.join(argv)}  (in the background until the demo ends; log {log_path})", flush=True)
     with open(log_path, "a") as log:
-        daemon = subprocess.Popen([sys.executable, "-m", "wharf", "registrator", "run", "--resync", "30"],
+        daemon = subprocess.Popen([sys.executable, "-m", "wharf", *argv],
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                   env={**os.environ, **env})
     (state_dir / "registrator.pid").write_text(str(daemon.pid))

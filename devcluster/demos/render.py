@@ -79,13 +79,32 @@ def _cycled(metrics_port: int) -> bool:
                for line in text.splitlines())
 
 
+def _pairs(env: dict[str, str], stats_port: int) -> list[str]:
+    """The built-in templates onto the dev cluster's HAProxy and nginx, its stats page on `stats_port`."""
+    return ["--template", "haproxy", "--dest", env["WHARF_HAPROXY_CONFIG"], "--template", "nginx",
+            "--dest", env["WHARF_NGINX_CONF"], "--stats-port", str(stats_port)]
+
+
+def run_daemon(state_dir: Path, env: dict[str, str], stats_port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+    """`wharf render run` onto the dev cluster of `env` (its Consul, HAProxy and nginx), in the background
+    until the demo ends (`stop`), its pid in the state dir, its metrics on `metrics_port`."""
+    log_path = state_dir / "render.log"
+    print(f"$ wharf render run ... --wait 0  (in the background until the demo ends; log {log_path})", flush=True)
+    with open(log_path, "a") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "wharf", "render", "run", *_pairs(env, stats_port),
+                                   "--wait", "0", "--metrics-port", str(metrics_port)],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, **env})
+    (state_dir / "render.pid").write_text(str(daemon.pid))
+    return daemon
+
+
 def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:
     client = consul_client(env["CONSUL_HTTP_ADDR"], env.get("CONSUL_HTTP_TOKEN"))
     haproxy_http, nginx_http = env["WHARF_HAPROXY_HTTP"], env["WHARF_NGINX_HTTP"]
     master = env["WHARF_HAPROXY_MASTER_SOCKET"]
     marathon = env["MARATHON_URL"].split(",")[0]
-    pairs = ["--template", "haproxy", "--dest", env["WHARF_HAPROXY_CONFIG"], "--template", "nginx",
-             "--dest", env["WHARF_NGINX_CONF"], "--stats-port", str(stats_port)]
+    pairs = _pairs(env, stats_port)
 
     app = MarathonClient([marathon], timeout=5).app(APP_ID)
     if app is None:
@@ -105,16 +124,11 @@ def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:
     print(f"$ curl -H 'Host: {vhost}' http://{haproxy_http}/   ->  {_get(haproxy_http, vhost)}")
     print(f"$ curl -H 'Host: {vhost}' http://{nginx_http}/   ->  {_get(nginx_http, vhost)}", flush=True)
 
-    log_path, metrics_port = state_dir / "render.log", free_port()
-    print(f"$ wharf render run ... --wait 0  (in the background until the demo ends; log {log_path})", flush=True)
-    with open(log_path, "a") as log:
-        daemon = subprocess.Popen([sys.executable, "-m", "wharf", "render", "run", *pairs, "--wait", "0",
-                                   "--metrics-port", str(metrics_port)],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (state_dir / "render.pid").write_text(str(daemon.pid))
+    metrics_port = free_port()
+    daemon = run_daemon(state_dir, env, stats_port, metrics_port)
     _wait(lambda: daemon.poll() is not None or _cycled(metrics_port), 60, "the renderer's first cycle")
     if daemon.poll() is not None:
-        print(f"demo-render: the renderer exited ({daemon.returncode}); see {log_path}")
+        print(f"demo-render: the renderer exited ({daemon.returncode}); see {state_dir / 'render.log'}")
         return 1
     before = _show_proc(master)
     print(f"HAProxy worker before the scale-up: {before}", flush=True)

@@ -56,14 +56,17 @@ def cli_env(zk: str, master: str) -> dict[str, str]:
     return env
 
 
-def start_scheduler(tmp: Path, zk: str, master: str, root: str, zk_timeout: float = 4.0) -> Scheduler:
+def start_scheduler(tmp: Path, zk: str, master: str, root: str, zk_timeout: float = 4.0,
+                    env: dict[str, str] | None = None) -> Scheduler:
+    """`wharf framework run` on `zk` and `master`, once its API answers; `env`: more variables
+    (CONSUL_HTTP_ADDR, for its metrics endpoint to be registered)."""
     api_port, metrics_port = free_port(), free_port()
     log = tmp / f"scheduler-{api_port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "wharf", "--log-level", "debug", "framework", "run", "--zk-path", root,
              "--api-port", str(api_port), "--metrics-port", str(metrics_port), "--zk-timeout", str(zk_timeout)],
-            env=cli_env(zk, master), stdout=out, stderr=subprocess.STDOUT)
+            env={**cli_env(zk, master), **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     scheduler = Scheduler(proc, f"http://127.0.0.1:{api_port}", metrics_port, log)
 
     def answering() -> bool:

@@ -172,6 +172,31 @@ def test_a_dry_run_shows_the_projected_load(monkeypatch: pytest.MonkeyPatch,
     assert apps.scaled == [] and daemon.startup["/web"].pending is None, "nothing asked, nothing measured"
 
 
+def test_each_app_has_gauges_of_its_counts_bounds_and_whether_it_is_pinned_until_it_goes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import REGISTRY
+
+    def gauge(name: str) -> float | None:
+        return REGISTRY.get_sample_value(f"wharf_autoscale_app_{name}", {"app": "/web"})
+
+    monkeypatch.setattr(StatsSource, "read", lambda self: _stats(0, 1000))
+    daemon = Autoscaler(MarathonApps(["http://127.0.0.1:9"]), [StatsSource("/run/wharf-test/admin.sock")],
+                        policy={"max_instances": 4})
+    apps = Apps()
+    daemon.marathon = apps  # type: ignore[assignment]
+    daemon.run_cycle()
+    assert apps.scaled == [4], "1000 rps at 100 each wants 10; the maximum is 4"
+    assert (gauge("instances"), gauge("healthy_instances"), gauge("min_instances"), gauge("max_instances"),
+            gauge("pinned")) == (2, 2, 1, 4, 1)
+    apps.app = ScaledApp("/web", 4, {**apps.app.labels, "wharf.autoscale.max": "20"}, (10000,), healthy=None)
+    daemon.run_cycle()
+    assert (gauge("instances"), gauge("healthy_instances"), gauge("max_instances"), gauge("pinned")) == (
+        4, None, 20, 0), "Marathon gave no healthy count: none shown"
+    apps.app = ScaledApp("/web", 4, {}, (10000,), healthy=4)  # no longer autoscaled
+    daemon.run_cycle()
+    assert [gauge(n) for n in ("instances", "min_instances", "max_instances", "pinned")] == [None] * 4
+
+
 def test_each_decision_is_stored_and_a_failing_store_is_logged_once_never_stopping_a_decision(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="wharf.autoscale")
