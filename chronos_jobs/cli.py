@@ -125,9 +125,18 @@ def plan(ctx: click.Context, directory: Path, env: str | None, owner: str, prune
 def sync(ctx: click.Context, directory: Path, env: str | None, owner: str, prune: bool, as_json: bool) -> None:
     """Make Chronos's jobs match DIRECTORY/jobs: send only what changed, parents first."""
     from chronos_jobs import sync as syncing
+    from wharf.errors import WharfError
+    from wharf.sinks import Notices
 
+    notices = Notices(ctx.find_root().obj)  # WHARF_NOTIFY_*: refused before anything changes
     client, todo = _plan(ctx, directory, env, owner, prune)
-    syncing.apply(client, todo)
+    sent: list[Any] = []
+    try:
+        syncing.apply(client, todo, sent.append)
+    except WharfError as exc:
+        notices.tell(syncing.events_of(todo, sent, exc.message))
+        raise
+    notices.tell(syncing.events_of(todo, sent))
     _show_plan(todo, as_json, sent=True)
 
 

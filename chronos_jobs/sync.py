@@ -8,14 +8,15 @@ deletes (with `prune`) children first, and only of jobs carrying this owner's ma
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chronos_jobs import plan, repo, spec
 from chronos_jobs.client import ChronosClient
 from wharf.log import fields
+from wharf.notify import Event
 
-__all__ = ["apply", "desired", "prepare"]
+__all__ = ["apply", "desired", "events_of", "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +47,12 @@ def apply(client: ChronosClient, todo: plan.JobPlan, report: Callable[[plan.JobC
                                                         endpoint=change.endpoint, fields=list(change.fields)))
         if report is not None:
             report(change)
+
+
+def events_of(todo: plan.JobPlan, sent: Sequence[plan.JobChange], error: str | None = None) -> list[Event]:
+    """What a sync tells the team: each job it sent (`ok`), and the one it failed on with why."""
+    out = [Event("sync", c.name, "ok", message=c.action) for c in sent]
+    if error is not None and len(sent) < len(todo.changes):
+        failed = todo.changes[len(sent)]
+        out.append(Event("sync", failed.name, "failed", message=f"{failed.action}: {error}"))
+    return out

@@ -149,7 +149,10 @@ def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, tim
            drain_timeout: float, haproxies: tuple[str, ...], owner: str, as_json: bool) -> None:
     """Send the changed apps in dependency order, wait until each is healthy, roll back a failure."""
     from marathon_apps.deploy import Deployer
+    from marathon_apps.notices import events_of
+    from wharf.sinks import Notices
 
+    notices = Notices(ctx.find_root().obj)  # WHARF_NOTIFY_*: refused before anything changes
     client, result = _plan(ctx, directory, env, owner, prune)
     todo = result.todo()
     if not todo:
@@ -168,6 +171,7 @@ def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, tim
         return Deployer(client, r, timeout=timeout, commit=commit, bluegreen=bluegreen).run(result)
 
     outcome = _run_deploy(reporter, work)
+    notices.tell(events_of(todo, outcome, commit))
     if as_json:
         output.echo_json(outcome.to_json())
     else:
@@ -253,10 +257,12 @@ def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: floa
     """Put an app back to an earlier version (by default the one before the current version). A
     blue/green app (named by its group's id) goes back by a blue/green deploy of the version its
     active colour replaced."""
-    client = _client(ctx)
+    from wharf.sinks import Notices
+
+    notices, client = Notices(ctx.find_root().obj), _client(ctx)
     app = client.app(app_id)
     if app is None:
-        _rollback_bluegreen(ctx, client, app_id, version, timeout, drain_timeout, haproxies, as_json)
+        _rollback_bluegreen(ctx, client, app_id, version, timeout, drain_timeout, haproxies, as_json, notices)
         return
     versions = client.versions(app["id"])
     if version is None:
@@ -267,11 +273,12 @@ def rollback(ctx: click.Context, app_id: str, version: str | None, timeout: floa
         version = older[0]
     elif version not in versions:
         raise BadInput(f"--to: {app['id']} has no version {version} (it has {', '.join(sorted(versions)[-5:])})")
-    _change_and_follow(client, app["id"], {"version": version}, f"rolling back to {version}", timeout, as_json)
+    notices.around("rollback", app["id"], (app.get("version"), version), lambda: _change_and_follow(
+        client, app["id"], {"version": version}, f"rolling back to {version}", timeout, as_json))
 
 
 def _rollback_bluegreen(ctx: click.Context, client: Any, app_id: str, version: str | None, timeout: float,
-                        drain_timeout: float, haproxies: tuple[str, ...], as_json: bool) -> None:
+                        drain_timeout: float, haproxies: tuple[str, ...], as_json: bool, notices: Any) -> None:
     from marathon_apps.bluegreen import rollback_change
     from wharf.contracts.marathon_app import InvalidAppId, parse_app_id
 
@@ -289,7 +296,9 @@ def _rollback_bluegreen(ctx: click.Context, client: Any, app_id: str, version: s
         raise BadInput("--to: a blue/green app goes back to the version its active colour replaced; --to names "
                        "versions of one Marathon app (give a colour's id for that)")
     say = (lambda line: None) if as_json else (lambda line: click.echo(f"{group}: {line}"))
-    account = _bluegreen(ctx, client, haproxies, drain_timeout, timeout, say)(change)
+    colours = (change.live["id"] if change.live else None, change.desired["id"] if change.desired else None)
+    account = notices.around("rollback", group, colours,
+                             lambda: _bluegreen(ctx, client, haproxies, drain_timeout, timeout, say)(change))
     if as_json:
         output.echo_json({"app": group, "from": change.live["id"] if change.live else None,
                           "to": change.desired["id"] if change.desired else None, "result": account})

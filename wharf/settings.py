@@ -128,6 +128,21 @@ SETTINGS: tuple[Setting, ...] = (
             parse_choice("debug", "info", "warning", "error"), "Log level", flag="--log-level"),
     Setting("state_dir", "WHARF_STATE_DIR", None, parse_path,
             "Where the dev cluster keeps its configs, data, logs and pids", flag="--state-dir"),
+    # notifications of deploy outcomes (wharf/notify.py); a webhook URL carries its token, so it is
+    # a secret (never a flag: argv is visible to every user of the machine) and so is the password
+    Setting("notify_webhook", "WHARF_NOTIFY_WEBHOOK", None, parse_url_list,
+            "Webhooks told of every deploy outcome (Slack, Mattermost, ...), comma-separated", secret=True),
+    Setting("notify_smtp", "WHARF_NOTIFY_SMTP", None, lambda value: _host_port(str(value).strip()),
+            "SMTP server (host:port) mailing every deploy outcome", flag="--notify-smtp"),
+    Setting("notify_smtp_user", "WHARF_NOTIFY_SMTP_USER", None, lambda value: str(value).strip(),
+            "SMTP login", flag="--notify-smtp-user"),
+    Setting("notify_smtp_password", "WHARF_NOTIFY_SMTP_PASSWORD", None, str, "SMTP password", secret=True),
+    Setting("notify_mail_from", "WHARF_NOTIFY_MAIL_FROM", None, lambda value: str(value).strip(),
+            "Sender of the notification mails", flag="--notify-mail-from"),
+    Setting("notify_mail_to", "WHARF_NOTIFY_MAIL_TO", None,
+            lambda value: tuple(str(a).strip() for a in (value if isinstance(value, list) else str(value).split(","))
+                                if str(a).strip()),
+            "Recipients of the notification mails, comma-separated", flag="--notify-mail-to"),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -162,8 +177,11 @@ class Settings:
         return mask_url(value) if isinstance(value, str) else value
 
     def secrets(self) -> list[str]:
-        """Every secret string in the settings (tokens, URL passwords), for log redaction."""
-        found = [str(self[s.name]) for s in SETTINGS if s.secret and self[s.name]]
+        """Every secret string in the settings (tokens, URL passwords, webhooks and their paths, which
+        carry Slack's and Mattermost's tokens), for log redaction."""
+        found = [str(item) for s in SETTINGS if s.secret and self[s.name]
+                 for item in (self[s.name] if isinstance(self[s.name], tuple) else (self[s.name],))]
+        found += [urlsplit(url).path for url in self["notify_webhook"] or () if len(urlsplit(url).path) > 1]
         for s in SETTINGS:
             value = self[s.name]
             for item in value if isinstance(value, tuple) else (value,):
@@ -244,6 +262,6 @@ def load(
             continue
         try:
             values[s.name] = Value(s.parse(raw), source)
-        except ValueError as exc:
-            raise BadInput(f"{label}: {exc}") from None
+        except ValueError as exc:  # a secret's value is never repeated back: it may be mistyped, not wrong
+            raise BadInput(f"{label}: {'not a valid value' if s.secret else exc}") from None
     return Settings(values, str(config_file) if config_file else None)
