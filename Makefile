@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := zookeeper haproxy nginx docker.io busybox-static wrk prometheus chromium chromium-driver
+APT_PACKAGES := zookeeper haproxy nginx docker.io docker-registry busybox-static wrk prometheus chromium chromium-driver
 # pymesos needs http-parser, whose shipped parser.c does not compile on Python 3.11: rebuild it
 # from its own sdist with a current Cython.
 HTTP_PARSER := 0.9.0

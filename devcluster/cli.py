@@ -48,6 +48,7 @@ def dev() -> None:
 @click.option("--marathon-port", type=int, help="Marathon stand-in HTTP port [default: a free one]")
 @click.option("--chronos-port", type=int, help="Chronos stand-in HTTP port [default: a free one]")
 @click.option("--prometheus-port", type=int, help="Prometheus HTTP port [default: a free one]")
+@click.option("--registry-port", type=int, help="Docker registry port [default: a free one]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts")
 @click.pass_context
 def up(ctx: click.Context, as_json: bool, consul_acl: bool, **ports: int | None) -> None:

@@ -17,6 +17,7 @@ from devcluster.haproxy import HAProxy
 from devcluster.nginx import Nginx
 from devcluster.process import Proc, claim_ports, spawn, stop
 from devcluster.prometheus import Prometheus, PrometheusTargets
+from devcluster.registry import Registry
 from devcluster.service import DevService
 from devcluster.standins import ChronosStandIn, MarathonStandIn, MesosStandIn
 from devcluster.zookeeper import ZooKeeper
@@ -26,7 +27,7 @@ from wharf.wait import wait_until
 
 #: in start order (a service starts once the ones it `needs` are healthy); stopped in reverse
 SERVICE_TYPES: tuple[type[DevService], ...] = (
-    ZooKeeper, HAProxy, Nginx, DockerEngine, Consul, MesosStandIn, MarathonStandIn, ChronosStandIn,
+    ZooKeeper, HAProxy, Nginx, DockerEngine, Registry, Consul, MesosStandIn, MarathonStandIn, ChronosStandIn,
     PrometheusTargets, Prometheus,
 )
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)

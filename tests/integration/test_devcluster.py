@@ -70,8 +70,8 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
     status = json.loads(result.stdout)
     assert status["running"] is True
     services = status["services"]
-    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "marathon", "chronos",
-                             "prometheus-sd", "prometheus"}
+    assert set(services) == {"zookeeper", "haproxy", "nginx", "docker", "registry", "consul", "mesos", "marathon",
+                             "chronos", "prometheus-sd", "prometheus"}
     assert all(s["healthy"] and s["running"] and s["pid"] for s in services.values())
     assert services["zookeeper"]["address"].startswith("127.0.0.1:")
     assert services["haproxy"]["http"].startswith("127.0.0.1:")
@@ -84,7 +84,7 @@ def test_status_shows_four_healthy_services_with_addresses(cluster: Path) -> Non
 def test_status_table_for_people(cluster: Path) -> None:
     result = wharf("dev", "status", env={"WHARF_STATE_DIR": str(cluster), "COLUMNS": "200"})
     assert result.returncode == 0
-    for name in ("zookeeper", "haproxy", "nginx", "docker", "consul", "mesos", "marathon", "chronos",
+    for name in ("zookeeper", "haproxy", "nginx", "docker", "registry", "consul", "mesos", "marathon", "chronos",
                  "prometheus-sd", "prometheus"):
         assert any(line.split()[:2] == [name, "healthy"] for line in result.stdout.splitlines())
 
@@ -287,7 +287,7 @@ def test_down_leaves_no_process_mount_bridge_or_route_and_a_second_down_is_harml
     routes_before = ip_lines("-4", "route", "show", "table", "all")
     status = up(tmp_path)
     procs = procs_of(tmp_path)
-    assert len(procs) == 10 and all(p.alive() for p in procs)
+    assert len(procs) == 11 and all(p.alive() for p in procs)
     assert mounts_below(tmp_path)  # dockerd mounts its data root and netns
     network = get_json(status["services"]["mesos"]["http"] + "/master/state")["flags"]["docker_network"]
     engine = docker.DockerClient(base_url=status["services"]["docker"]["host"])
@@ -299,8 +299,8 @@ def test_down_leaves_no_process_mount_bridge_or_route_and_a_second_down_is_harml
     assert device in bridges() and any(line.startswith(subnet + " ") for line in ip_lines("-4", "route"))
     result = wharf("dev", "down", env={"WHARF_STATE_DIR": str(tmp_path)})
     assert result.returncode == 0
-    assert ("stopped prometheus, prometheus-sd, chronos, marathon, mesos, consul, docker, nginx, haproxy, "
-            "zookeeper") in result.stdout
+    assert ("stopped prometheus, prometheus-sd, chronos, marathon, mesos, consul, registry, docker, nginx, "
+            "haproxy, zookeeper") in result.stdout
     assert not any(p.alive() for p in procs)
     assert mounts_below(tmp_path) == []
     # no bridge, no route of ours; every route there was before is still there
