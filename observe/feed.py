@@ -1,6 +1,6 @@
 """What the web view shows, kept up to date from one read of the pipeline at a time.
 
-`Feed.update(view)` judges every app with `observe.links.trace` (the function `wharf trace` calls;
+`TraceFeed.update(view)` judges every app with `observe.links.trace` (the function `wharf trace` calls;
 nothing here judges) and keeps, per app, the last hour of requests per second against instances
 with the autoscaler's decisions. The list page gets `rows()`, an app's page `detail(app)`; both are
 plain JSON, built from what was read, with no credential in them (none is ever read into a `View`).
@@ -31,7 +31,7 @@ class Sample:
 
 
 @dataclass
-class History:
+class AppHour:
     """The last hour of one app: samples and the autoscaler's decisions."""
 
     samples: deque[Sample] = field(default_factory=deque)
@@ -57,7 +57,7 @@ def _evidence(found: Trace, name: str) -> Mapping[str, Any]:
     return next((link.evidence for link in found.links if link.name == name), {})
 
 
-def record(history: History, view: View, found: Trace, keep: float = HOUR) -> bool:
+def record(history: AppHour, view: View, found: Trace, keep: float = HOUR) -> bool:
     """Add what `view` shows of the app to its history; True if anything was added."""
     marathon = _evidence(found, "marathon")
     instances, healthy = int(marathon.get("instances") or 0), int(marathon.get("healthy") or 0)
@@ -101,7 +101,7 @@ def render_record(view: View) -> dict[str, Any] | None:
             "how": applied.how if applied else None, "matches": config.matches}
 
 
-class Feed:
+class TraceFeed:
     """The latest traces of every app and their history, for any number of pages."""
 
     def __init__(self, keep: float = HOUR) -> None:
@@ -110,7 +110,7 @@ class Feed:
         self.read_at: float | None = None
         self.error: str | None = None
         self.traces: dict[str, Trace] = {}
-        self.histories: dict[str, History] = {}
+        self.histories: dict[str, AppHour] = {}
         self.render: dict[str, Any] | None = None
         self._shown: Any = None
 
@@ -119,7 +119,7 @@ class Feed:
         self.traces = {app: trace(view, app) for app in app_ids(view)}
         added = False
         for app, found in self.traces.items():
-            added |= record(self.histories.setdefault(app, History()), view, found, self.keep)
+            added |= record(self.histories.setdefault(app, AppHour()), view, found, self.keep)
         for gone in set(self.histories) - set(self.traces):
             del self.histories[gone]
         self.read_at, self.error, self.render = view.now, None, render_record(view)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from observe.links import Check, ConfigFile, Registration, View
+from observe.links import CatalogEntry, Check, ConfigFile, View
 from wharf.consul_http import address_of
 from wharf.contracts import autoscale
 from wharf.contracts.marathon_app import COMMIT_LABEL
@@ -29,7 +29,7 @@ VOLATILE = frozenset({"version", "versionInfo", "instances"})
 EMBED = ["apps.tasks", "apps.counts", "apps.lastTaskFailure", "apps.deployments"]
 
 
-def registrations(nodes: Sequence[Mapping[str, Any]], checks: Sequence[Mapping[str, Any]]) -> list[Registration]:
+def registrations(nodes: Sequence[Mapping[str, Any]], checks: Sequence[Mapping[str, Any]]) -> list[CatalogEntry]:
     """Every service registration of `/v1/catalog/node/<node>` answers, with its checks from
     `/v1/health/state/any` (a node's own checks count for each of its services)."""
     by_service: dict[tuple[str, str], list[Check]] = {}
@@ -43,7 +43,7 @@ def registrations(nodes: Sequence[Mapping[str, Any]], checks: Sequence[Mapping[s
         name = str(node.get("Node"))
         own = tuple(by_service.get((name, ""), []))
         for service in (answer.get("Services") or {}).values():
-            out.append(Registration(str(service.get("ID")), str(service.get("Service")), name,
+            out.append(CatalogEntry(str(service.get("ID")), str(service.get("Service")), name,
                                     str(service.get("Address") or node.get("Address")), int(service.get("Port") or 0),
                                     dict(service.get("Meta") or {}),
                                     own + tuple(by_service.get((name, str(service.get("ID"))), []))))
@@ -63,7 +63,7 @@ def decisions(entries: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str
     return out
 
 
-def read_consul(consul: Any) -> tuple[list[Registration], dict[str, dict[str, Any]]]:
+def read_consul(consul: Any) -> tuple[list[CatalogEntry], dict[str, dict[str, Any]]]:
     """Every registration with its checks, and the autoscaler's decisions."""
     with reaching("Consul", address_of(consul)):
         _, nodes = consul.catalog.nodes()
@@ -100,10 +100,10 @@ def read_view(marathon: MarathonClient, consul: Any, haproxies: Sequence[StatsSo
               config: Path | None = None, clock: Callable[[], float] = time.time) -> View:
     """Everything `trace` needs, read once."""
     with reaching("Marathon", marathon.shown):
-        apps = marathon.request("GET", "/v2/apps", params={"embed": EMBED})["apps"]
+        apps = marathon.apps(EMBED)
         deployments = marathon.deployments()
     unreachable: dict[str, str] = {}
-    regs: list[Registration] = []
+    regs: list[CatalogEntry] = []
     decided: dict[str, dict[str, Any]] = {}
     try:
         regs, decided = read_consul(consul)

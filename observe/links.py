@@ -40,7 +40,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Registration:
+class CatalogEntry:
     """One Consul registration of a task's port, with its checks."""
 
     id: str
@@ -81,16 +81,16 @@ class View:
     now: float
     apps: Mapping[str, Mapping[str, Any]]  # Marathon's apps by id, tasks embedded
     deployments: Sequence[Mapping[str, Any]] = ()
-    registrations: Sequence[Registration] = ()
+    registrations: Sequence[CatalogEntry] = ()
     haproxies: Mapping[str, Sequence[StatRow]] = field(default_factory=dict)
     config: ConfigFile | None = None
     decisions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     unreachable: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
-    def by_app(self) -> dict[str, list[Registration]]:
+    def by_app(self) -> dict[str, list[CatalogEntry]]:
         """The registrations of each Marathon app id."""
-        out: dict[str, list[Registration]] = {}
+        out: dict[str, list[CatalogEntry]] = {}
         for reg in self.registrations:
             out.setdefault(reg.meta.get(MARATHON_APP_ID, ""), []).append(reg)
         return out

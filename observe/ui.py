@@ -1,7 +1,7 @@
 """`wharf ui`: the pipeline of every app as a live web page, read-only.
 
 One task reads the pipeline (`observe.gather.read_view`) every `interval` seconds, and at once when
-Consul's health or catalog changes (blocking queries on their own threads); `observe.feed.Feed`
+Consul's health or catalog changes (blocking queries on their own threads); `observe.feed.TraceFeed`
 judges it with the same `trace()` as `wharf trace`. Every open page holds one server-sent-events
 stream and gets what it shows whenever that changed. Credentials stay in this process: the page
 gets JSON built from what was read, and asks nothing but this server.
@@ -29,7 +29,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from observe.feed import Feed
+from observe.feed import TraceFeed
 from observe.links import View
 from wharf.errors import WharfError, describe
 from wharf.log import fields
@@ -63,7 +63,7 @@ class Live:
     def __init__(self, read: Callable[[], View], interval: float = 1.0,
                  deploys: Callable[[Sequence[str]], list[dict[str, Any]]] | None = None) -> None:
         self.read, self.interval, self.deploys = read, interval, deploys
-        self.feed = Feed()
+        self.feed = TraceFeed()
         self.lock = threading.Lock()
         self.changes = Changes()
         self.wake = asyncio.Event()

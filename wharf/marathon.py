@@ -62,8 +62,9 @@ class MarathonClient(HttpClient):
         super().__init__(urls, system="Marathon", timeout=timeout, retry=retry, auth=auth, headers=JSON,
                          error=MarathonError, describe=refusal)
 
-    def apps(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v2/apps")["apps"])
+    def apps(self, embed: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Every app; `embed` as Marathon's `embed` (`apps.tasks`, `apps.lastTaskFailure`, ...)."""
+        return list(self.request("GET", "/v2/apps", params={"embed": list(embed)} if embed else None)["apps"])
 
     def app(self, app_id: str) -> dict[str, Any] | None:
         """The app, or None when Marathon has none of that id."""

@@ -10,8 +10,7 @@ import pytest
 
 from consul_templates import routes
 from consul_templates.snapshot import ServiceInstance, Snapshot
-from observe.links import Registration as TracedRegistration
-from observe.links import View, app_ids
+from observe.links import CatalogEntry, View, app_ids
 from registrator.model import listing
 from registrator.reconcile import reconcile
 from tests.polling import wait_for
@@ -104,7 +103,7 @@ def test_the_renderer_does_not_route_it_but_routes_a_plain_service() -> None:
 
 
 def test_trace_does_not_take_it_for_an_app() -> None:
-    traced = TracedRegistration(BODY["service_id"], "wharf-registrator", "node1", "127.0.0.1", 9101,
+    traced = CatalogEntry(BODY["service_id"], "wharf-registrator", "node1", "127.0.0.1", 9101,
                                 {"wharf_daemon": "registrator"}, ())
     view = View(0.0, {"/web": {"id": "/web", "labels": {}}}, [], [traced], {})
     assert app_ids(view) == ["/web"] and "/web" not in view.by_app

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_layers import ABOVE, GROUND, PRODUCT_ROOMS
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("wharf", "framework", "marathon_apps", "chronos_jobs", "registrator", "consul_templates", "autoscale",
-           "devcluster")
+SCANNED = (GROUND, *PRODUCT_ROOMS, ABOVE)
 #: public class names deliberately defined twice (one thing under one name in two places), each with why
 ALIASES: dict[str, str] = {}
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from observe.gather import decisions, registrations
-from observe.links import Check, ConfigFile, Registration, View, app_ids, trace
+from observe.links import CatalogEntry, Check, ConfigFile, View, app_ids, trace
 from wharf.haproxy import Applied, StatRow
 
 pytestmark = pytest.mark.unit
@@ -31,8 +31,8 @@ def app(**extra: Any) -> dict[str, Any]:
     return {**base, **extra}
 
 
-def reg(n: int, *checks: Check) -> Registration:
-    return Registration(f"h:mesos-{n}:31000", "web", "node1", "127.0.0.2", 31000 + n,
+def reg(n: int, *checks: Check) -> CatalogEntry:
+    return CatalogEntry(f"h:mesos-{n}:31000", "web", "node1", "127.0.0.2", 31000 + n,
                         {"marathon_app_id": "/web", "mesos_task_id": f"web.instance-{n}._app.1"},
                         checks or (Check(f"service:h:mesos-{n}:31000", "Marathon health check 0 (HTTP)", "passing"),))
 
@@ -115,7 +115,7 @@ def test_a_bluegreen_group_is_traced_as_one_app() -> None:
     blue = app(id="/web-blue", labels={"HAPROXY_DEPLOYMENT_GROUP": "/web", "HAPROXY_0_PORT": "10000"})
     for t in blue["tasks"]:
         t["appId"] = "/web-blue"
-    regs = [Registration(r.id, r.service, r.node, r.address, r.port, {**r.meta, "marathon_app_id": "/web-blue"},
+    regs = [CatalogEntry(r.id, r.service, r.node, r.address, r.port, {**r.meta, "marathon_app_id": "/web-blue"},
                          r.checks) for r in (reg(1), reg(2))]
     grouped = view(apps={"/web-blue": blue}, registrations=regs)
     assert app_ids(grouped) == ["/web"]

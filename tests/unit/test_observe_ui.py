@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from observe.feed import HOUR, Feed
+from observe.feed import HOUR, TraceFeed
 from observe.gather import deploy_kinds
 from observe.links import View
 from tests.unit.test_observe_links import NOW, app, reg, row, view
@@ -35,7 +35,7 @@ def at(seconds: float, requests: int = 0, **changes: Any) -> View:
 
 
 def test_the_feed_goes_up_a_version_only_when_a_page_would_change() -> None:
-    feed = Feed()
+    feed = TraceFeed()
     assert feed.update(at(0)) and feed.version == 1
     assert not feed.update(at(1)) and feed.version == 1  # same links, too soon for a new sample
     assert feed.update(at(2, apps={"/web": app(tasksHealthy=1)})) and feed.version == 2
@@ -45,7 +45,7 @@ def test_the_feed_goes_up_a_version_only_when_a_page_would_change() -> None:
 
 
 def test_requests_per_second_come_from_haproxys_counter_and_a_restart_is_no_negative_rate() -> None:
-    feed = Feed()
+    feed = TraceFeed()
     feed.update(at(0, 100))
     feed.update(at(10, 600))
     feed.update(at(20, 50))  # the counter went down: HAProxy restarted
@@ -59,7 +59,7 @@ def test_an_hour_is_kept_and_each_decision_is_marked_once() -> None:
     labels = {"wharf.commit": "3f2a9c1d00000000", "wharf.autoscale.target_rps": "10"}
     decision = {"app": "/web", "at": NOW + 5, "action": "up", "current": 2, "target": 3, "reason": "busy",
                 "max": 5, "recommendation": 3}
-    feed = Feed()
+    feed = TraceFeed()
     for second in range(0, int(HOUR) + 60, 30):
         feed.update(at(second, apps={"/web": app(labels=labels)}, decisions={"/web": decision}))
     history = feed.detail("/web")["history"]
@@ -71,7 +71,7 @@ def test_an_hour_is_kept_and_each_decision_is_marked_once() -> None:
 
 
 def test_a_failed_read_keeps_the_last_state_and_an_app_gone_is_dropped() -> None:
-    feed = Feed()
+    feed = TraceFeed()
     feed.update(at(0))
     assert feed.failed("Marathon at http://127.0.0.1:1: connection refused") and feed.version == 2
     assert feed.rows()["error"].startswith("Marathon at") and feed.rows()["apps"][0]["app"] == "/web"
@@ -176,7 +176,7 @@ def test_an_apps_environment_never_reaches_the_page() -> None:
     secret = "s3cret-value"
     found = at(0, registrations=[reg(1), reg(2)])
     found.apps = {"/web": app(env={"DB_PASSWORD": secret}, labels={"wharf.commit": "abc"})}
-    feed = Feed()
+    feed = TraceFeed()
     feed.update(found)
     assert secret not in json.dumps(feed.rows()) + json.dumps(feed.detail("/web"))
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_layers import ABOVE, GROUND, PRODUCT_ROOMS
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOMS = ("wharf", "framework", "marathon_apps", "chronos_jobs", "registrator", "consul_templates", "autoscale",
-         "devcluster")
+ROOMS = (GROUND, *PRODUCT_ROOMS, ABOVE)
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 

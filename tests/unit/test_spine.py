@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_layers import GROUND, PRODUCT_ROOMS
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the product's rooms (the dev cluster stands above them and runs its own servers and clients)
-PRODUCT = ("wharf", "marathon_apps", "chronos_jobs", "autoscale", "registrator", "consul_templates", "framework")
+PRODUCT = (GROUND, *PRODUCT_ROOMS)
 
 
 @functools.cache
