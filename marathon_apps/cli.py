@@ -186,26 +186,28 @@ def deploy(ctx: click.Context, directory: str, env: str | None, prune: bool, tim
 @json_option
 @click.pass_context
 def status(ctx: click.Context, owner: str | None, as_json: bool) -> None:
-    """Each app in Marathon: version, instances healthy/wanted, the commit that deployed it."""
+    """Each app in Marathon: version, instances healthy/wanted, the commit that deployed it, its last task failure."""
     from marathon_apps.deploy import healthy_counts
     from marathon_apps.spec import COMMIT_LABEL, OWNER_LABEL
 
     rows = []
-    for app in sorted(_client(ctx).apps(), key=lambda a: a["id"]):
+    for app in sorted(_client(ctx).apps(["apps.lastTaskFailure"]), key=lambda a: a["id"]):
         labels = app.get("labels") or {}
         if owner is not None and labels.get(OWNER_LABEL) != owner:
             continue
         healthy, wanted = healthy_counts(app)
         rows.append({"app": app["id"], "version": app.get("version"), "healthy": healthy, "instances": wanted,
                      "commit": labels.get(COMMIT_LABEL), "owner": labels.get(OWNER_LABEL),
-                     "deploying": bool(app.get("deployments"))})
+                     "deploying": bool(app.get("deployments")), "last_task_failure": app.get("lastTaskFailure")})
     if as_json:
         output.echo_json(rows)
         return
     table = output.table("app", "version", "healthy", "commit", "owner", "")
     for row in rows:
+        failed = row["last_task_failure"] and f"last failure: {row['last_task_failure']['message']}"
+        notes = [n for n in ("deploying" if row["deploying"] else "", failed) if n]
         table.add_row(row["app"], row["version"] or "", f"{row['healthy']}/{row['instances']}",
-                      (row["commit"] or "-")[:12], row["owner"] or "-", "deploying" if row["deploying"] else "")
+                      (row["commit"] or "-")[:12], row["owner"] or "-", "; ".join(notes))
     output.print_table(table)
 
 
