@@ -143,6 +143,9 @@ SETTINGS: tuple[Setting, ...] = (
             lambda value: tuple(str(a).strip() for a in (value if isinstance(value, list) else str(value).split(","))
                                 if str(a).strip()),
             "Recipients of the notification mails, comma-separated", flag="--notify-mail-to"),
+    # `wharf build` pushes images there (its own --registry beats it)
+    Setting("registry", "WHARF_REGISTRY", None, lambda value: _host_port(str(value).strip()),
+            "Docker registry images are pushed to: host:port"),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 

@@ -4,10 +4,7 @@ message per app with its result, images and commit; a webhook that is down delay
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -15,22 +12,11 @@ import pytest
 from tests.conftest import Endpoint, wharf
 from tests.integration.test_marathon_apps import IMAGE, ConfigRepo, app_yaml, live_apps
 from tests.integration.test_marathon_apps import repo as repo  # the fixture: a config repository with the hooks
-from tests.integration.test_notify import Hook, Received
+from tests.integration.test_notify import Received
+from tests.integration.test_notify import hook as hook  # the fixture: a webhook receiver on loopback
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def hook() -> Iterator[tuple[str, Received]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    server.received = Received()  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hooks/T0/B0/secret", server.received  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def bodies(received: Received) -> list[dict[str, Any]]:

@@ -62,6 +62,18 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture
+def hook() -> Iterator[tuple[str, Received]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    server.received = Received()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hooks/T0/B0/secret", server.received  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class Smtp(socketserver.StreamRequestHandler):
     """Just enough SMTP for smtplib: EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT."""
 

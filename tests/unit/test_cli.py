@@ -17,7 +17,8 @@ def test_help_lists_every_room_and_each_one_loads() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     # the entry points as installed: an install older than setup.cfg's would list none
-    assert set(rooms()) == {"apps", "autoscale", "dev", "framework", "jobs", "registrator", "render", "trace", "ui"}
+    assert set(rooms()) == {"apps", "autoscale", "build", "dev", "framework", "jobs", "registrator", "render", "trace",
+                             "ui"}
     for name in rooms():
         assert f"  {name} " in result.output
         sub = CliRunner().invoke(cli, [name, "--help"])

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 GROUND = "wharf"
 PRODUCT_ROOMS = ("framework", "marathon_apps", "chronos_jobs", "registrator", "consul_templates", "autoscale",
-                 "observe")
+                 "observe", "builder")
 ABOVE = "devcluster"
 #: every top-level package of this checkout; whatever else a module imports is stdlib or third-party
 FIRST_PARTY = frozenset({GROUND, *PRODUCT_ROOMS, ABOVE, "tests", "bench"})
