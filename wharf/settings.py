@@ -184,7 +184,8 @@ class Settings:
         carry Slack's and Mattermost's tokens), for log redaction."""
         found = [str(item) for s in SETTINGS if s.secret and self[s.name]
                  for item in (self[s.name] if isinstance(self[s.name], tuple) else (self[s.name],))]
-        found += [urlsplit(url).path for url in self["notify_webhook"] or () if len(urlsplit(url).path) > 1]
+        # a path long enough to hold a token (a short one, `/h`, would mask every `/h` in the logs)
+        found += [urlsplit(url).path for url in self["notify_webhook"] or () if len(urlsplit(url).path) >= 8]
         for s in SETTINGS:
             value = self[s.name]
             for item in value if isinstance(value, tuple) else (value,):
