@@ -36,12 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from devcluster.cluster import running  # noqa: E402
 from devcluster.consul import Consul  # noqa: E402
 from devcluster.haproxy import HAProxy  # noqa: E402
-from devcluster.process import claim_ports, free_port  # noqa: E402
+from devcluster.process import claim_ports, cpu_seconds, free_port  # noqa: E402
 from wharf.haproxy import send, servers_state  # noqa: E402
 from wharf.wait import wait_until  # noqa: E402
 
 TXN_OPS = 64  # Consul's limit of operations per transaction
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def node_of(s: int, i: int, nodes: int) -> int:
@@ -99,11 +98,6 @@ def served(admin: Path, backend: str, addr: str, port: int) -> bool:
     state = servers_state(send(admin, f"show servers state {backend}"))
     return any(name == backend and (s.address, s.port, s.ready) == (addr, port, True)
                for (name, _), s in state.items())
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def idle(pid: int, window: float = 0.5) -> bool:

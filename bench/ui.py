@@ -31,12 +31,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devcluster.cluster import Cluster  # noqa: E402
+from devcluster.process import cpu_seconds  # noqa: E402
 from wharf.wait import wait_until  # noqa: E402
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def populate(marathon: str, consul: str, n: int) -> list[str]:

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -91,6 +92,22 @@ def _gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process `pid` has used so far, in seconds (0 once it is gone)."""
+    stat = _stat(pid)
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK") if stat else 0.0
+
+
+def start_pid_file(pid_file: Path, argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`wharf ARGV` in its own session with `env` over this environment, its output appended to
+    `log_path`, its pid in `pid_file` until `stop_pid_file`. For daemons a demo starts."""
+    with open(log_path, "ab") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "wharf", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True, env={**os.environ, **env})
+    pid_file.write_text(str(daemon.pid))
+    return daemon
 
 
 def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> int | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from devcluster.cluster import Cluster
 from devcluster.docker_engine import BASE_IMAGE
-from devcluster.process import free_port, stop_pid_file
+from devcluster.process import free_port, start_pid_file, stop_pid_file
 from wharf.errors import TimedOut
 from wharf.marathon import MarathonClient
 from wharf.wait import wait_until
@@ -61,12 +61,7 @@ def run_daemon(state_dir: Path, env: dict[str, str], *flags: str) -> subprocess.
         flags = (*flags, "--metrics-port", str(free_port()))
     argv = ["registrator", "run", "--resync", "30", *flags]
     print(f"$ wharf {' '.join(argv)}  (in the background until the demo ends; log {log_path})", flush=True)
-    with open(log_path, "a") as log:
-        daemon = subprocess.Popen([sys.executable, "-m", "wharf", *argv],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, **env})
-    (state_dir / "registrator.pid").write_text(str(daemon.pid))
-    return daemon
+    return start_pid_file(state_dir / "registrator.pid", argv, log_path, env)
 
 
 def start(state_dir: Path, env: dict[str, str]) -> int:

@@ -25,7 +25,7 @@ import requests
 
 from consul_templates.apply import parse_show_proc
 from devcluster.cluster import Cluster
-from devcluster.process import free_port, stop_pid_file
+from devcluster.process import free_port, start_pid_file, stop_pid_file
 from wharf.consul_http import client as consul_client
 from wharf.errors import TimedOut
 from wharf.haproxy import send
@@ -90,13 +90,8 @@ def run_daemon(state_dir: Path, env: dict[str, str], stats_port: int, metrics_po
     until the demo ends (`stop`), its pid in the state dir, its metrics on `metrics_port`."""
     log_path = state_dir / "render.log"
     print(f"$ wharf render run ... --wait 0  (in the background until the demo ends; log {log_path})", flush=True)
-    with open(log_path, "a") as log:
-        daemon = subprocess.Popen([sys.executable, "-m", "wharf", "render", "run", *_pairs(env, stats_port),
-                                   "--wait", "0", "--metrics-port", str(metrics_port)],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, **env})
-    (state_dir / "render.pid").write_text(str(daemon.pid))
-    return daemon
+    argv = ["render", "run", *_pairs(env, stats_port), "--wait", "0", "--metrics-port", str(metrics_port)]
+    return start_pid_file(state_dir / "render.pid", argv, log_path, env)
 
 
 def start(state_dir: Path, env: dict[str, str], stats_port: int) -> int:

@@ -24,7 +24,7 @@ import requests
 
 from devcluster.cluster import Cluster
 from devcluster.demos.registrator import run_daemon
-from devcluster.process import stop_pid_file
+from devcluster.process import start_pid_file, stop_pid_file
 from wharf.errors import TimedOut
 from wharf.wait import wait_until
 
@@ -56,10 +56,8 @@ def start_view(state_dir: Path, env: dict[str, str]) -> str:
     """`wharf ui` in the background until `--stop`, its pid in the state dir; its address, once /web is on it."""
     log_path = state_dir / "ui.log"
     print(f"$ wharf ui --listen 127.0.0.1:0  (in the background until the demo ends; log {log_path})", flush=True)
-    with open(log_path, "w") as log:
-        view = subprocess.Popen([sys.executable, "-m", "wharf", "ui", "--listen", "127.0.0.1:0"], stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    (state_dir / "ui.pid").write_text(str(view.pid))
+    log_path.unlink(missing_ok=True)  # its address is read from it: no older run's
+    start_pid_file(state_dir / "ui.pid", ["ui", "--listen", "127.0.0.1:0"], log_path, env)
 
     def listed() -> list[str]:
         return [a["app"] for a in requests.get(f"{address}api/view", timeout=5).json()["apps"]]
