@@ -95,6 +95,10 @@ def test_a_task_failing_its_health_check_breaks_tasks(lab: Lab, marathon: Endpoi
     app["cmd"] = KEEPS_SERVING.replace("echo ok > index.html", "echo ok > index.html && echo ok > health.html")
     app["healthChecks"][0].update(path="/health.html", maxConsecutiveFailures=0)  # failing, never killed
     deployed(lab, marathon.url, app)
+    # HAProxy may route both tasks before Marathon has seen both healthy; a check failed before then
+    # leaves the deployment unfinished, which the marathon link (rightly) names first
+    wait_for(lambda: (a := requests.get(f"{marathon.url}/v2/apps{app_id}", timeout=10).json()["app"])
+             ["tasksHealthy"] == 2 and not a["deployments"], 30, "the deployment to finish")
     task = requests.get(f"{marathon.url}/v2/apps{app_id}/tasks", timeout=10).json()["tasks"][0]
     api = docker.APIClient(base_url=docker_engine.host)
     container = next(c["Id"] for c in api.containers()
