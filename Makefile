@@ -12,9 +12,10 @@ PYTEST_ARGS ?=
 # `make demo` runs these in order on one dev cluster, then shows its status and takes it down.
 # One pipeline: the /web that demo-apps deploys is registered in Consul by the registrator
 # (demo-registrator leaves it running), routed by `wharf render run` (demo-render leaves it running),
-# scaled by load through HAProxy (demo-autoscale), seen in `wharf ui` (demo-trace leaves it running).
-# demo-stop ends the three, at the end and on failure.
-DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-autoscale demo-drain demo-framework demo-trace
+# rebuilt from a code push (demo-build), scaled by load through HAProxy (demo-autoscale), seen in
+# `wharf ui` (demo-trace leaves it running). demo-stop ends the three, at the end and on failure.
+DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-build demo-autoscale demo-drain demo-framework \
+	demo-trace
 
 .PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop demo-trace-stop bench lint clean
 
@@ -100,7 +101,7 @@ demo-apps:
 	git init -q --bare -b main $(DEMO_APPS)/config.git; \
 	echo "== wharf apps hook install $(DEMO_APPS)/config.git --env dev"; \
 	$(BIN)/wharf apps hook install $(DEMO_APPS)/config.git --env dev --branch main; \
-	cp -r examples $(DEMO_APPS)/work; cd $(DEMO_APPS)/work; \
+	cp -r examples $(DEMO_APPS)/work; rm -r $(DEMO_APPS)/work/service; cd $(DEMO_APPS)/work; \
 	git init -q -b main; git add -A; \
 	git -c user.name=demo -c user.email=demo@localhost commit -q -m "the example apps"; \
 	git remote add origin $(DEMO_APPS)/config.git; \
@@ -108,6 +109,14 @@ demo-apps:
 	git push -q origin main; \
 	echo "== wharf apps status"; $(CURDIR)/$(BIN)/wharf apps status; \
 	echo "== wharf apps plan . --env dev (a second run: nothing to do)"; $(CURDIR)/$(BIN)/wharf apps plan . --env dev
+
+# A code push of examples/service (the hook of `wharf build hook install`): its image built and pushed
+# to the dev cluster's registry, its tag written to the config repository of demo-apps, whose hooks
+# deploy /web, registered and routed: the new page through HAProxy. Then a build that fails and
+# changes nothing. A webhook receiver that the step starts prints every notification.
+demo-build:
+	@test -n "$(WHARF_STATE_DIR)" || { echo "demo-build: WHARF_STATE_DIR is not set (run make demo)"; exit 2; }
+	$(BIN)/python -m devcluster.demos.build --config-repo $(DEMO_APPS)/config.git
 
 # Two schedulers, a batch run to FINISHED, the leader SIGKILLed, the standby taking over.
 demo-framework:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from devcluster.webhook import Received
 from tests.conftest import Endpoint, wharf
 from tests.integration.test_marathon_apps import IMAGE, ConfigRepo, app_yaml, live_apps
 from tests.integration.test_marathon_apps import repo as repo  # the fixture: a config repository with the hooks
-from tests.integration.test_notify import Received
 from tests.integration.test_notify import hook as hook  # the fixture: a webhook receiver on loopback
 from tests.polling import wait_for
 

@@ -15,12 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from devcluster.webhook import Received, WebhookHandler, receiving
 from tests.polling import wait_for
 from wharf.notify import Event, Notifier, Sink
 from wharf.retry import Retry
@@ -34,44 +34,11 @@ PASSWORD = "s3cret-smtp-password"
 PATIENT = Retry(delay=0.1, max_delay=0.5, jitter=0.1, deadline=20.0)
 
 
-@dataclass
-class Received:
-    """What a receiver got, with when each arrived."""
-
-    items: list[Any] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-
-    def add(self, item: Any) -> None:
-        self.items.append(item)
-        self.times.append(time.perf_counter())
-
-
-class Hook(BaseHTTPRequestHandler):
-    """An incoming webhook: each POST's path and JSON body, answered 200 `ok` as Slack does."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.add((self.path, self.headers["Content-Type"], body))  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def hook() -> Iterator[tuple[str, Received]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    server.received = Received()  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hooks/T0/B0/secret", server.received  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A webhook receiver on loopback: (its URL, what it received)."""
+    with receiving() as (url, received):
+        yield url, received
 
 
 class Smtp(socketserver.StreamRequestHandler):
@@ -129,7 +96,7 @@ def free_port() -> int:
 @contextmanager
 def serving(kind: str, port: int = 0) -> Iterator[tuple[int, Received, Any]]:
     """An HTTP (`kind` "http") or SMTP receiver on 127.0.0.1: (port, what it received, the server)."""
-    server: Any = ThreadingHTTPServer(("127.0.0.1", port), Hook) if kind == "http" else \
+    server: Any = ThreadingHTTPServer(("127.0.0.1", port), WebhookHandler) if kind == "http" else \
         SmtpServer(("127.0.0.1", port), Smtp)
     server.received, server.logins = Received(), []
     threading.Thread(target=server.serve_forever, daemon=True).start()
