@@ -196,13 +196,13 @@ def run(ctx: click.Context, metrics_port: int | None, dry_run: bool, once: bool,
         no_drain: bool, **opts: Any) -> None:
     """Run the autoscaler (accepts marathon-lb-autoscale's command line unchanged)."""
     from autoscale.daemon import Autoscaler
-    from wharf.consul_http import client
+    from wharf.consul_http import client_from
     from wharf.drain import from_settings
 
     marathon, sources, names, policy = _wire(ctx, {**opts, "metrics_port": metrics_port})
     settings = ctx.find_root().obj
     drain = None if no_drain else from_settings(marathon.client, sources, settings, drain_timeout)
-    consul = client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
+    consul = client_from(settings)
     daemon = Autoscaler(marathon, sources, names, policy, opts["interval"], metrics_port, dry_run, drain=drain,
                         publish=lambda key, value: consul.kv.put(key, value))
     if once:

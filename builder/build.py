@@ -6,8 +6,10 @@
 Steps, each timed: `build` (the image, tagged `<registry>/<app path>:<short commit>`, on the Docker
 engine), `push` (to the registry), `write-back` (the config repository's clone, the change, the
 commit and the push, which runs the config repository's own hooks, so it lasts as long as their
-deploy does). The write-back rule is checked on a clone before anything is built, so bad input costs
-no build. A failed step raises `BuildFailed`: one line naming the step, with the report so far.
+deploy does), and with a KV prefix `kv` (the tag kept in Consul KV too, at `<kv>/images/<app path>`,
+written only once the config repository holds it). The write-back rule, and Consul with `kv`, are
+checked before anything is built, so bad input costs no build. A failed step raises `BuildFailed`:
+one line naming the step, with the report so far.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 
 from builder.configgit import ConfigClone, WriteBackResult, code_commit
 from builder.image import build_image, docker_client, image_name, push_image
+from wharf.consul_http import address_of
 from wharf.contracts.marathon_model import parse_app_id
-from wharf.errors import WharfError
+from wharf.errors import BadInput, Failure, WharfError, reaching
 
-__all__ = ["BuildFailed", "BuildReport", "BuildRequest", "StepTime", "run_build"]
+__all__ = ["BuildFailed", "BuildReport", "BuildRequest", "StepTime", "image_key", "kv_prefix", "run_build"]
 
 Say = Callable[[str], None]
 
@@ -34,7 +37,8 @@ class BuildRequest:
     """What to build and where it goes: the code tree `directory`, the Marathon `app`, the `config`
     repository (a path or URL git can push to) and its `config_branch`, the environment whose values
     may hold the image, the `registry` (`host:port`), and the code `commit` when `directory` is no
-    git work tree (a hook's exported tree), and the Docker engine (`DOCKER_HOST` when None)."""
+    git work tree (a hook's exported tree), the Docker engine (`DOCKER_HOST` when None), and the
+    Consul KV prefix `kv` that also keeps the tag (None: not kept there)."""
 
     directory: Path
     app: str
@@ -44,6 +48,7 @@ class BuildRequest:
     config_branch: str = "main"
     commit: str | None = None
     docker_host: str | None = None
+    kv: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,13 @@ class BuildReport:
     image: str = ""
     code_commit: str = ""
     config_commit: str | None = None
+    kv_key: str | None = None
     steps: list[StepTime] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        """`{"app", "image", "code_commit", "config_commit", "steps": [{"step", "ok", "seconds"}]}`."""
+        """`{"app", "image", "code_commit", "config_commit", "kv_key", "steps": [{"step", "ok", "seconds"}]}`."""
         return {"app": self.app, "image": self.image, "code_commit": self.code_commit,
-                "config_commit": self.config_commit,
+                "config_commit": self.config_commit, "kv_key": self.kv_key,
                 "steps": [{"step": s.step, "ok": s.ok, "seconds": round(s.seconds, 3)} for s in self.steps]}
 
 
@@ -103,20 +109,48 @@ def _step(report: BuildReport, name: str, spent: float = 0.0, record: bool = Tru
         report.steps.append(StepTime(name, True, spent + time.monotonic() - start))
 
 
+def kv_prefix(text: str) -> str:
+    """`--kv`: a KV path without leading or trailing slashes."""
+    base = text.strip().strip("/")
+    if not base:
+        raise BadInput("--kv: must not be empty (the prefix the image's key goes under)")
+    return base
+
+
+def image_key(prefix: str, app_id: str) -> str:
+    """The Consul KV key that keeps an app's image: `<prefix>/images/<app path>`."""
+    return f"{kv_prefix(prefix)}/images/{app_id.strip('/')}"
+
+
 def _preflight(request: BuildRequest, report: BuildReport) -> None:
-    """Inputs checked before anything changes: the app id, the code commit, the image's name."""
+    """Inputs checked before anything changes: the app id, the code commit, the image's name, the KV key."""
     try:
         report.app = parse_app_id(request.app)
         report.code_commit = request.commit or code_commit(request.directory)
         report.image = image_name(request.registry, report.app, report.code_commit)
+        if request.kv is not None:
+            report.kv_key = image_key(request.kv, report.app)
     except WharfError as error:
         raise _failed(None, error, report) from None
 
 
-def run_build(request: BuildRequest, say: Say = lambda line: None) -> BuildReport:
-    """Build, push and write back (see the module's docstring); BuildFailed names the failed step."""
+def _keep_in_kv(consul: Any, key: str, image: str | None = None) -> None:
+    """Write `image` at `key` (with None: only read it, to learn that Consul answers)."""
+    with reaching("Consul", address_of(consul)):
+        if image is None:
+            consul.kv.get(key)
+        elif not consul.kv.put(key, image):
+            raise Failure(f"Consul at {address_of(consul)}: refused to write {key}")
+
+
+def run_build(request: BuildRequest, say: Say = lambda line: None, consul: Any = None) -> BuildReport:
+    """Build, push and write back (see the module's docstring); BuildFailed names the failed step.
+    `consul`: the py-consul client for `request.kv`."""
     report = BuildReport(request.app)
     _preflight(request, report)
+    if report.kv_key is not None:
+        with _step(report, "kv", record=False):  # Consul answers, before anything is built
+            _keep_in_kv(consul, report.kv_key)
     with ExitStack() as stack:
         started = time.monotonic()
         with _step(report, "write-back", record=False):  # the rule, checked before anything is built
@@ -137,4 +171,12 @@ def run_build(request: BuildRequest, say: Say = lambda line: None) -> BuildRepor
     done = (f"{where} → {report.image}, config commit {result.commit[:7]}" if result.pushed
             else f"{where} holds {report.image} already; config commit {result.commit[:7]} unchanged")
     say(f"write-back: {done} ({report.steps[-1].seconds:.2f}s)")
+    if report.kv_key is not None:
+        try:
+            with _step(report, "kv"):
+                _keep_in_kv(consul, report.kv_key, report.image)
+        except BuildFailed as failed:
+            raise BuildFailed(f"{failed.message} (the config commit {result.commit[:7]} holds the image already)",
+                              failed.exit_code, report) from None
+        say(f"kv: {report.kv_key} = {report.image} ({report.steps[-1].seconds:.2f}s)")
     return report

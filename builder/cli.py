@@ -85,23 +85,26 @@ def build() -> None:
 @click.option("--config-branch", default="main", show_default=True, help="The config repository's branch")
 @click.option("--commit", default=None, metavar="SHA", help="The code commit DIR holds (a tree exported from it)")
 @click.option("--docker-host", default=None, help="Docker engine [env DOCKER_HOST]")
+@click.option("--kv", default=None, metavar="PREFIX",
+              help="Also keep the image in Consul KV at PREFIX/images/<app path> (CONSUL_HTTP_ADDR)")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of progress lines")
 @click.pass_context
 def build_run(ctx: click.Context, directory: str, app: str, config: str, env: str | None, registry: str | None,
-              config_branch: str, commit: str | None, docker_host: str | None, as_json: bool) -> None:
+              config_branch: str, commit: str | None, docker_host: str | None, kv: str | None, as_json: bool) -> None:
     """Build DIR's Dockerfile as <registry>/<app path>:<short commit>, push it, and write the tag back to
     the app's spec (a literal image) or values/<env>.yaml (an image read from a value), whose hooks
     then deploy it. One line names the step that failed (exit 1; bad input 2, nothing changed)."""
     from builder.build import BuildFailed, BuildRequest, run_build
+    from wharf.consul_http import client_from
     from wharf.notify import Event
     from wharf.sinks import Notices
 
     notices = Notices(ctx.find_root().obj)  # WHARF_NOTIFY_*: refused before anything is built
     request = BuildRequest(Path(directory).resolve(), app, config_repo(config), registry_of(ctx, registry), env,
-                           config_branch, commit, docker_host)
+                           config_branch, commit, docker_host, kv)
     say = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     try:
-        report = run_build(request, say)
+        report = run_build(request, say, client_from(ctx.find_root().obj) if kv is not None else None)
     except BuildFailed as failed:
         done = failed.report
         notices.tell([Event("build", app, "failed", (None, done.image or None), (None, done.code_commit or None),
@@ -131,12 +134,14 @@ def hook() -> None:
 @click.option("--branch", default="main", show_default=True, help="The code branch whose pushes build")
 @click.option("--config-branch", default="main", show_default=True, help="The config repository's branch")
 @click.option("--registry", default=None, metavar="HOST:PORT", help="Registry (else the pusher's WHARF_REGISTRY)")
+@click.option("--kv", default=None, metavar="PREFIX", help="Also keep the image in Consul KV (see wharf build --kv)")
 @click.option("--config", "settings_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="wharf.yaml the hook reads (registry etc.); else the pusher's environment")
 def hook_install(repo: str, config: str, app: str, env: str | None, branch: str, config_branch: str,
-                 registry: str | None, settings_file: str | None) -> None:
+                 registry: str | None, kv: str | None, settings_file: str | None) -> None:
     """Install a post-receive hook: each push to BRANCH exports the pushed tree and runs `wharf build` on it.
     The app's image must be writable by the write-back rule now (checked on a clone of the config)."""
+    from builder.build import kv_prefix
     from builder.configgit import ConfigClone
     from builder.hook import hook_script
     from builder.image import parse_registry
@@ -146,6 +151,7 @@ def hook_install(repo: str, config: str, app: str, env: str | None, branch: str,
     app_id, where = parse_app_id(app), config_repo(config)
     args = ["--branch", branch, "--app", app_id, "--config-repo", where, "--config-branch", config_branch]
     args += (["--env", env] if env else []) + (["--registry", parse_registry(registry)] if registry else [])
+    args += ["--kv", kv_prefix(kv)] if kv is not None else []
     with ConfigClone(where, config_branch) as clone:
         change = clone.plan(app_id, env, "127.0.0.1:1/wharf-hook-check:0000000")
     config_env = str(Path(settings_file).resolve()) if settings_file else None
@@ -161,9 +167,10 @@ def hook_install(repo: str, config: str, app: str, env: str | None, branch: str,
 @click.option("--env", default=None)
 @click.option("--config-branch", default="main")
 @click.option("--registry", default=None)
+@click.option("--kv", default=None)
 @click.pass_context
 def hook_run(ctx: click.Context, branch: str, app: str, config: str, env: str | None, config_branch: str,
-             registry: str | None) -> None:
+             registry: str | None, kv: str | None) -> None:
     """What the installed hook runs: the pushed refs come on standard input."""
     from builder.hook import hook_step
     from wharf import githooks
@@ -174,6 +181,7 @@ def hook_run(ctx: click.Context, branch: str, app: str, config: str, env: str | 
 
     updates = githooks.parse_ref_updates(sys.stdin.read())
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
-    code = githooks.run_hook("post-receive", updates, branch, [hook_step(app, config, config_branch, registry)], env,
-                             invoke, git_dir, say=lambda line: click.echo(line, err=True))
+    step = hook_step(app, config, config_branch, registry, kv)
+    code = githooks.run_hook("post-receive", updates, branch, [step], env, invoke, git_dir,
+                             say=lambda line: click.echo(line, err=True))
     ctx.exit(code)

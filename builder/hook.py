@@ -21,12 +21,15 @@ def _literal(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def hook_step(app: str, config: str, config_branch: str = "main", registry: str | None = None) -> HookStep:
+def hook_step(app: str, config: str, config_branch: str = "main", registry: str | None = None,
+              kv: str | None = None) -> HookStep:
     """The step `run_hook` runs for each pushed commit: `wharf build {tree} --commit {commit} ...`."""
     sync = ["build", "{tree}", "--app", _literal(app), "--config-repo", _literal(config),
             "--config-branch", _literal(config_branch), "--commit", "{commit}"]
     if registry:
         sync += ["--registry", _literal(registry)]
+    if kv:
+        sync += ["--kv", _literal(kv)]
     return HookStep("build", ".", check=(), sync=(*sync, "--env", "{env}"))
 
 

@@ -49,7 +49,7 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeo
     from registrator.marathon import AppVersions
     from registrator.model import Options
     from registrator.worker import Registrator
-    from wharf.consul_http import client
+    from wharf.consul_http import client_from
 
     hostname = flags["hostname"] or socket.gethostname()
     for flag in ("ip", "host_ip"):
@@ -63,7 +63,7 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeo
         owner=flags["owner"] or f"wharf-registrator@{hostname}", ip=flags["ip"] or None,
         internal=flags["internal"], explicit=flags["explicit"],
         tags=tuple(t.strip() for t in flags["tags"].split(",") if t.strip()), deregister=flags["deregister"])
-    agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"]))
+    agent = Agent(client_from(settings))
     return Registrator(options, docker_client(flags["docker_host"]), agent,
                        AppVersions(settings["marathon_url"]), resync_every=resync, drain_limit=drain_timeout)
 
@@ -102,12 +102,11 @@ def run(settings: Any, resync: float, drain_timeout: float, metrics_port: int | 
     from registrator.consul_agent import Agent
     from registrator.daemon import RegistratorDaemon
     from registrator.watch import ConsulWatcher, DockerWatcher, MarathonWatcher
-    from wharf.consul_http import client
+    from wharf.consul_http import client_from
     from wharf.marathon import MarathonClient
 
     reg = build(settings, flags, resync, drain_timeout)
-    watcher_agent = Agent(client(settings["consul_http_addr"], settings["consul_http_token"],
-                                 settings["consul_cacert"], timeout=20))
+    watcher_agent = Agent(client_from(settings, timeout=20))
     docker_watcher = DockerWatcher(reg, lambda: docker_client(flags["docker_host"]),
                                    address=docker_address(flags["docker_host"]))
     consul_watcher = ConsulWatcher(reg, watcher_agent, address=settings.shown("consul_http_addr"))
@@ -160,9 +159,9 @@ def sync(settings: Any, once: bool, as_json: bool, **flags: Any) -> None:
 def list_services(settings: Any, owner: str | None, as_json: bool) -> None:
     """The services wharf registrators wrote on the Consul agent, with their health."""
     from registrator.model import health_rows
-    from wharf.consul_http import client
+    from wharf.consul_http import client_from
 
-    c = client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
+    c = client_from(settings)
     with reaching("Consul", settings.shown("consul_http_addr")):
         rows = health_rows(c.agent.services(), c.agent.checks(), owner)
     if as_json:

@@ -15,7 +15,7 @@ import socket
 import threading
 from typing import Any
 
-from wharf.consul_http import address_of, client
+from wharf.consul_http import address_of, client_from
 from wharf.contracts.consul_meta import DAEMON, METRICS_TAG
 from wharf.errors import describe
 from wharf.log import fields
@@ -88,6 +88,5 @@ class Announcer:
 def announce(daemon: str, host: str, port: int, settings: Settings, log: logging.Logger) -> Announcer:
     """Start keeping `daemon`'s endpoint registered on the agent `settings` name (`CONSUL_HTTP_ADDR`,
     its token and CA file)."""
-    consul = client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"],
-                    timeout=2.0)
+    consul = client_from(settings, timeout=2.0)
     return Announcer(consul, registration(daemon, host, port, socket.gethostname()), log).start()

@@ -9,8 +9,11 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from wharf.settings import Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -39,6 +42,11 @@ def client(addr: str, token: str | None = None, cacert: str | None = None, timeo
     if is_loopback(parts.hostname):
         c.http.session.trust_env = False
     return c
+
+
+def client_from(settings: Settings, timeout: float = 10.0) -> Any:
+    """The client wharf's settings name: `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_CACERT`."""
+    return client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"], timeout)
 
 
 def address_of(client: Any) -> str:

@@ -24,9 +24,9 @@ from devcluster.cluster import running
 from devcluster.docker_engine import DockerEngine
 from devcluster.process import claim_ports, free_port
 from devcluster.registry import Registry
+from devcluster.webhook import Received
 from tests.conftest import Endpoint, stand_in_only, wharf
 from tests.integration.test_marathon_apps import api, git, marathon_url
-from tests.integration.test_notify import Received
 from tests.integration.test_notify import hook as hook  # the fixture: a webhook receiver on loopback
 from tests.polling import wait_for
 
@@ -273,3 +273,33 @@ def test_an_image_the_registry_lacks_fails_its_task_with_dockers_message(pipelin
     assert f"Failed to run 'docker pull {image}'" in row["last_task_failure"]["message"]
     table = wharf("apps", "status", env={**pipeline.env, "COLUMNS": "400"})
     assert "last failure: Failed to" in table.stdout, table.stdout
+
+
+def test_kv_keeps_the_image_once_the_config_holds_it_and_a_consul_down_changes_nothing(
+        pipeline: Pipeline, marathon: Endpoint, consul: Any) -> None:
+    prefix = f"wharf-test/{pipeline.group}"
+    on_consul = {"CONSUL_HTTP_ADDR": consul.addr, "CONSUL_HTTP_TOKEN": consul.token or ""}
+    code = pipeline.commit_code("v5")
+    built = pipeline.build("--kv", f"/{prefix}/", "--json", env=on_consul)
+    assert built.returncode == 0, built.stderr
+    report, key = json.loads(built.stdout), f"{prefix}/images/{pipeline.group}/web"
+    assert report["kv_key"] == key and [s["step"] for s in report["steps"]] == ["build", "push", "write-back", "kv"]
+    _, held = consul.client().kv.get(key)
+    registry = pipeline.env["WHARF_REGISTRY"]
+    assert held["Value"].decode() == report["image"] == f"{registry}/{pipeline.group}/web:{code[:7]}"
+    assert report["image"] in git("show", "main:values/dev.yaml", cwd=pipeline.config).stdout
+
+    before = snapshot(pipeline, marathon)
+    pipeline.commit_code("v6")
+    port = free_port()
+    down = pipeline.build("--kv", prefix, "--json", env={**on_consul, "CONSUL_HTTP_ADDR": f"127.0.0.1:{port}"})
+    assert down.returncode == 1 and errors(down)[0].startswith("Error: kv failed: "), down.stderr
+    steps = [(s["step"], s["ok"]) for s in json.loads(down.stdout)["steps"]]
+    assert f"127.0.0.1:{port}" in errors(down)[0] and steps == [("kv", False)], down.stdout  # nothing built
+    empty = pipeline.build("--kv", "/", env=on_consul)
+    assert empty.returncode == 2 and errors(empty) == [
+        "Error: --kv: must not be empty (the prefix the image's key goes under)"], empty.stderr
+    assert snapshot(pipeline, marathon) == before
+    _, still = consul.client().kv.get(key)
+    assert still["Value"].decode() == report["image"]
+    consul.client().kv.delete(prefix, recurse=True)

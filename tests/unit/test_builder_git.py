@@ -180,6 +180,8 @@ def test_the_hook_runs_wharf_build_on_the_pushed_tree() -> None:
         "build", "/tmp/t", "--app", "/web", "--config-repo", "/srv/config{x}.git", "--config-branch", "main",
         "--commit", "c0ffee", "--registry", "127.0.0.1:5000", "--env", "dev"]
     assert "--env" not in step.argv("sync", Path("/t"), None, "c0ffee")
+    kept = hook_step("/web", "/c.git", kv="wharf/{dev}")
+    assert kept.argv("sync", Path("/t"), None, "c0ffee")[-2:] == ["--kv", "wharf/{dev}"]
     script = hook_script("/venv/bin/python", ["--app", "/web", "--config-repo", "/a b"], "/etc/wharf.yaml")
     assert script.splitlines()[-1] == ("WHARF_CONFIG=/etc/wharf.yaml exec /venv/bin/python -m wharf build hook run "
                                        "--app /web --config-repo '/a b'")
