@@ -232,3 +232,51 @@ def graph_command(ctx: click.Context, directory: Path | None, env: str | None, f
         click.echo(graph.dot(jobs_shown) if fmt == "dot" else graph.text(jobs_shown), nl=False)
     except ValueError as error:
         raise Failure(str(error)) from None
+
+
+# --- the Consul KV trigger -----------------------------------------------------------------------
+
+@jobs.command("sync-kv")
+@_dir_argument
+@click.option("--prefix", required=True, help="KV prefix the jobs go under (wharf owns every key below it)")
+@_env_option
+@click.option("--commit", default=None, help="Commit id stored beside the jobs (named in watch-kv's notices)")
+@_owner_option
+@_json_option
+@click.pass_context
+def sync_kv(ctx: click.Context, directory: Path, prefix: str, env: str | None, commit: str | None, owner: str,
+            as_json: bool) -> None:
+    """Write the repository's jobs to Consul KV in one transaction (only the keys that change)."""
+    from chronos_jobs import kv, repo
+    from wharf import kvprefix
+    from wharf.consul_http import client_from
+
+    base = kvprefix.prefix_of(prefix)
+    files = repo.load(directory, env)
+    repo.check_graph(files, None)  # what can be refused offline is refused before Consul is written
+    changed = kvprefix.sync(client_from(ctx.find_root().obj), kv.documents(files, base, owner, commit), base,
+                            "jobs")
+    if as_json:
+        _echo_json({"prefix": base, "jobs": len(files), "changed": changed})
+        return
+    click.echo("\n".join(kvprefix.sync_lines(changed, base, len(files), "jobs")))
+
+
+@jobs.command("watch-kv")
+@click.option("--prefix", required=True, help="KV prefix whose jobs to sync")
+@click.option("--prune", is_flag=True, help="Delete jobs this owner has in Chronos that the prefix lacks")
+@click.option("--wait", "wait", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Longest blocking query on the prefix, in seconds")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here")
+@_owner_option
+@click.pass_context
+def watch_kv(ctx: click.Context, prefix: str, prune: bool, wait: float, metrics_port: int | None, owner: str) -> None:
+    """Daemon: sync the jobs under a KV prefix to Chronos whenever it changes (until SIGTERM)."""
+    from chronos_jobs import kv
+    from wharf import kvprefix
+    from wharf.consul_http import client_from
+
+    settings = ctx.find_root().obj
+    watcher = kv.JobsKvWatcher(client_from(settings), _client(ctx), kvprefix.prefix_of(prefix), owner,
+                               prune=prune, wait=wait, metrics_port=metrics_port)
+    ctx.exit(watcher.run(settings))

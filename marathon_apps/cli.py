@@ -347,13 +347,6 @@ def scale(ctx: click.Context, app_id: str, instances: int, timeout: float, drain
 
 # --- the Consul KV trigger -----------------------------------------------------------------------
 
-def _consul(ctx: click.Context) -> Any:
-    from wharf.consul_http import client as consul_client
-
-    settings = ctx.find_root().obj
-    return consul_client(settings["consul_http_addr"], settings["consul_http_token"], settings["consul_cacert"])
-
-
 @apps.command("sync-kv")
 @dir_argument
 @click.option("--prefix", required=True, help="KV prefix the apps go under (wharf owns every key below it)")
@@ -366,17 +359,16 @@ def sync_kv(ctx: click.Context, directory: str, prefix: str, env: str | None, co
             as_json: bool) -> None:
     """Write the rendered apps to Consul KV in one transaction (only the keys that change)."""
     from marathon_apps import kv
+    from wharf import kvprefix
+    from wharf.consul_http import client_from
 
-    base = kv.prefix_of(prefix)
+    base = kvprefix.prefix_of(prefix)
     loaded = _load(directory, env, owner)
-    changed = kv.sync(_consul(ctx), loaded, base, commit)
+    changed = kvprefix.sync(client_from(ctx.find_root().obj), kv.documents(loaded, base, commit), base, "apps")
     if as_json:
         output.echo_json({"prefix": base, "apps": len(loaded), "changed": changed})
         return
-    for key in changed:
-        click.echo(f"wrote {key}")
-    click.echo(f"{len(changed)} keys changed under {base}/ ({len(loaded)} apps)" if changed
-               else f"nothing to write: {len(loaded)} apps under {base}/ are up to date")
+    click.echo("\n".join(kvprefix.sync_lines(changed, base, len(loaded), "apps")))
 
 
 @apps.command("watch-kv")
@@ -393,7 +385,10 @@ def watch_kv(ctx: click.Context, prefix: str, prune: bool, timeout: float, wait:
              owner: str) -> None:
     """Daemon: deploy the apps under a KV prefix whenever it changes (until SIGTERM)."""
     from marathon_apps import kv
+    from wharf import kvprefix
+    from wharf.consul_http import client_from
 
-    watcher = kv.KvWatcher(_consul(ctx), _client(ctx), kv.prefix_of(prefix), owner, prune=prune,
-                           timeout=timeout, wait=wait, metrics_port=metrics_port)
-    ctx.exit(watcher.run(ctx.find_root().obj))
+    settings = ctx.find_root().obj
+    watcher = kv.KvWatcher(client_from(settings), _client(ctx), kvprefix.prefix_of(prefix), owner,
+                           prune=prune, timeout=timeout, wait=wait, metrics_port=metrics_port)
+    ctx.exit(watcher.run(settings))

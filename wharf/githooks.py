@@ -3,7 +3,8 @@
 `install_hooks(repo, hook_scripts(...))` writes `pre-receive` and `post-receive` hooks that call
 `wharf apps hook run`; `run_hook(...)` exports each pushed commit of the branch and runs every
 `HookStep` whose folder the tree has: `check` before the push is accepted (a failure rejects it),
-`sync` after. A room adds its step to `STEPS`.
+`sync` after. A room adds its step to `STEPS`. With a Consul KV prefix, a step's `kv` runs instead
+of its `sync`: the pushed tree goes into KV (`{kv}`), for a watcher there to deploy.
 
 Pure except where a docstring says it reads or writes (files, git).
 """
@@ -34,22 +35,25 @@ ZERO = "0" * 40  # git's id for "no commit" (a created or deleted ref)
 @dataclass(frozen=True)
 class HookStep:
     """What one room does on a push: `check` (before accepting) and `sync` (after) are `wharf`
-    argument lists, with `{tree}`, `{env}` and `{commit}` filled in. Skipped when the pushed tree
-    has no `folder`. With no environment set, `{env}` and the option just before it are dropped."""
+    argument lists, with `{tree}`, `{env}` and `{commit}` filled in; `kv` is the `sync` that writes
+    to Consul KV under `{kv}` instead. Skipped when the pushed tree has no `folder`. With no
+    environment set, `{env}` and the option just before it are dropped."""
 
     name: str
     folder: str
     check: tuple[str, ...]
     sync: tuple[str, ...]
+    kv: tuple[str, ...] = ()
 
-    def argv(self, kind: str, tree: Path, env: str | None, commit: str) -> list[str]:
-        template = self.check if kind == "check" else self.sync
+    def argv(self, kind: str, tree: Path, env: str | None, commit: str, kv: str | None = None) -> list[str]:
+        """The `wharf` arguments of the `check` or `sync` (the `kv` one when a prefix `kv` is given)."""
+        template = self.check if kind == "check" else self.kv if kv is not None and self.kv else self.sync
         out: list[str] = []
         for arg in template:
             if arg == "{env}" and env is None:
                 out.pop()  # the option naming it goes too
                 continue
-            out.append(arg.format(tree=str(tree), env=env or "", commit=commit))
+            out.append(arg.format(tree=str(tree), env=env or "", commit=commit, kv=kv or ""))
         return out
 
 
@@ -57,11 +61,13 @@ class HookStep:
 STEPS: list[HookStep] = [
     HookStep("apps", "apps",
              check=("apps", "render", "{tree}", "--env", "{env}", "--quiet"),
-             sync=("apps", "deploy", "{tree}", "--env", "{env}", "--commit", "{commit}")),
+             sync=("apps", "deploy", "{tree}", "--env", "{env}", "--commit", "{commit}"),
+             kv=("apps", "sync-kv", "{tree}", "--prefix", "{kv}/apps", "--commit", "{commit}", "--env", "{env}")),
     # jobs: the check asks Chronos too (parents may live there), so a broken graph never lands
     HookStep("jobs", "jobs",
              check=("jobs", "plan", "{tree}", "--env", "{env}", "--quiet"),
-             sync=("jobs", "sync", "{tree}", "--env", "{env}")),
+             sync=("jobs", "sync", "{tree}", "--env", "{env}"),
+             kv=("jobs", "sync-kv", "{tree}", "--prefix", "{kv}/jobs", "--commit", "{commit}", "--env", "{env}")),
 ]
 
 
@@ -132,8 +138,9 @@ def export_tree(git_dir: Path | None, commit: str, dest: Path) -> None:
 
 def run_hook(kind: str, updates: Sequence[RefUpdate], branch: str, steps: Sequence[HookStep],
              env: str | None, invoke: Callable[[list[str]], int], git_dir: Path | None = None,
-             say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> int:
-    """Run a `pre-receive` (check) or `post-receive` (sync) hook over the pushed updates.
+             say: Callable[[str], None] = lambda line: print(line, file=sys.stderr), kv: str | None = None) -> int:
+    """Run a `pre-receive` (check) or `post-receive` (sync, or with a prefix `kv` each step's `kv`)
+    hook over the pushed updates.
 
     Only updates of `refs/heads/<branch>` that do not delete it count. `invoke(argv)` runs one
     `wharf` command and returns its exit code. Returns the hook's exit code: for pre-receive
@@ -151,8 +158,9 @@ def run_hook(kind: str, updates: Sequence[RefUpdate], branch: str, steps: Sequen
             for step in steps:
                 if not (tree / step.folder).is_dir():
                     continue
-                say(f"wharf: {step.name}: {action} {update.new[:12]}" + (f" (env {env})" if env else ""))
-                code = invoke(step.argv(action, tree, env, update.new))
+                into = f" into Consul KV under {kv}/" if kv is not None and action == "sync" and step.kv else ""
+                say(f"wharf: {step.name}: {action} {update.new[:12]}{into}" + (f" (env {env})" if env else ""))
+                code = invoke(step.argv(action, tree, env, update.new, kv))
                 if code != 0:
                     worst = max(worst, code)
                     if kind == "pre-receive":

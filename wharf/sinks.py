@@ -5,6 +5,8 @@ mail through SMTP, configured by the `WHARF_NOTIFY_*` settings; and `Notices`, w
     ...                                  # the deploy, rollback, sync or build
     notices.tell(events)                 # sent in the background, flushed for at most 5 s
 
+A daemon keeps one `DaemonNotices(settings)` for its life: `send(events)` as they happen, `close()` at its end.
+
 Each sink logs only its `address`: a webhook's scheme://host[:port], never its path (Slack's and
 Mattermost's carry a token there); the SMTP password never.
 """
@@ -212,3 +214,23 @@ class Notices:
             raise
         self.tell([Event(kind, app, "ok", versions=versions)])
         return result
+
+
+class DaemonNotices:
+    """A daemon's notifications: one notifier for its whole life, made from the settings when it
+    starts (bad settings are BadInput, before it changes anything; none given: no sinks), each event
+    sent as it happens, and what is still queued flushed when it stops."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.notifier = notifier_from(settings) if settings is not None else None
+
+    def send(self, events: Iterable[Event]) -> None:
+        """Queue each event for every sink; returns at once."""
+        if self.notifier is not None:
+            for event in events:
+                self.notifier.send(event)
+
+    def close(self, flush: float = FLUSH_SECONDS) -> None:
+        """Wait up to `flush` seconds for what is queued (not for a failing sink), then stop."""
+        if self.notifier is not None:
+            self.notifier.close(flush, wait_failing=False)

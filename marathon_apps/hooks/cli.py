@@ -21,20 +21,29 @@ def hook() -> None:
 @env_option
 @click.option("--branch", default="main", show_default=True, help="The branch whose pushes deploy")
 @click.option("--step", "steps", multiple=True, help="Only these steps (default: every room's: apps, ...)")
+@click.option("--kv", default=None, metavar="PREFIX",
+              help="Write each push into Consul KV (PREFIX/apps, PREFIX/jobs) instead of deploying it")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
               help="wharf.yaml the hooks read (MARATHON_URL etc.); else the pusher's environment")
-def hook_install(repo: str, env: str | None, branch: str, steps: tuple[str, ...], config: str | None) -> None:
-    """Install pre-receive (render and validate; reject bad pushes) and post-receive (deploy) hooks."""
+def hook_install(repo: str, env: str | None, branch: str, steps: tuple[str, ...], kv: str | None,
+                 config: str | None) -> None:
+    """Install pre-receive (render and validate; reject bad pushes) and post-receive (deploy, or with
+    --kv write into Consul KV for `wharf apps|jobs watch-kv`) hooks."""
     from wharf import githooks
+    from wharf.kvprefix import prefix_of
 
     chosen = githooks.steps_named(steps) if steps else list(githooks.STEPS)
-    args = ["--branch", branch] + (["--env", env] if env else [])
+    base = prefix_of(kv, "--kv") if kv is not None else None
+    args = ["--branch", branch] + (["--env", env] if env else []) + (["--kv", base] if base else [])
     for step in chosen:
         args += ["--step", step.name]
     scripts = githooks.hook_scripts(sys.executable, args, str(Path(config).resolve()) if config else None)
     for path in githooks.install_hooks(Path(repo), scripts):
         click.echo(f"installed {path}")
     click.echo(f"pushes to {branch} run: {', '.join(s.name for s in chosen)}" + (f" (env {env})" if env else ""))
+    for step in chosen if base else ():
+        click.echo(f"{step.name} go into Consul KV under {base}/{step.folder}: deploy them with "
+                   f"`wharf {step.name} watch-kv --prefix {base}/{step.folder}`")
 
 
 def invoke_wharf(argv: list[str]) -> int:
@@ -60,8 +69,10 @@ def invoke_wharf(argv: list[str]) -> int:
 @env_option
 @click.option("--branch", default="main")
 @click.option("--step", "steps", multiple=True)
+@click.option("--kv", default=None)
 @click.pass_context
-def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps: tuple[str, ...]) -> None:
+def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps: tuple[str, ...],
+             kv: str | None) -> None:
     """What the installed hooks run: the pushed refs come on standard input."""
     import os
 
@@ -71,5 +82,5 @@ def hook_run(ctx: click.Context, kind: str, env: str | None, branch: str, steps:
     chosen = githooks.steps_named(steps) if steps else list(githooks.STEPS)
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
     code = githooks.run_hook(kind, updates, branch, chosen, env, invoke_wharf, git_dir,
-                               say=lambda line: click.echo(line, err=True))
+                             say=lambda line: click.echo(line, err=True), kv=kv)
     ctx.exit(code)

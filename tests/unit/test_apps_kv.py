@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from marathon_apps.kv import COMMIT_KEY, Entry, apps_of, documents, entries_of, prefix_of, txn_ops
+from marathon_apps.kv import apps_of, documents
 from marathon_apps.spec import App
 from wharf.configrepo import Spec, SpecErrors
 from wharf.errors import BadInput
+from wharf.kvprefix import COMMIT_KEY, Entry, entries_of, prefix_of, txn_ops
 
 pytestmark = pytest.mark.unit
 

@@ -93,6 +93,16 @@ def test_hook_step_arguments() -> None:
     assert step.argv("check", Path("/t"), "dev", "c0") == ["apps", "render", "/t", "--env", "dev"]
     assert step.argv("check", Path("/t"), None, "c0") == ["apps", "render", "/t"]
     assert step.argv("sync", Path("/t"), None, "c0") == ["apps", "deploy", "/t", "--commit", "c0"]
+    assert step.argv("sync", Path("/t"), None, "c0", kv="wharf") == ["apps", "deploy", "/t", "--commit", "c0"]
+
+
+def test_with_a_kv_prefix_each_shipped_step_writes_into_kv_and_still_checks_first() -> None:
+    apps, jobs = githooks.STEPS
+    assert apps.argv("sync", Path("/t"), "dev", "c0", kv="wharf/shop") == [
+        "apps", "sync-kv", "/t", "--prefix", "wharf/shop/apps", "--commit", "c0", "--env", "dev"]
+    assert jobs.argv("sync", Path("/t"), None, "c0", kv="wharf/shop") == [
+        "jobs", "sync-kv", "/t", "--prefix", "wharf/shop/jobs", "--commit", "c0"]
+    assert apps.argv("check", Path("/t"), "dev", "c0", kv="wharf/shop") == apps.argv("check", Path("/t"), "dev", "c0")
 
 
 def test_ref_updates_and_unknown_steps() -> None:
