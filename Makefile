@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := zookeeper haproxy nginx docker.io docker-registry busybox-static wrk prometheus chromium chromium-driver
+APT_PACKAGES := zookeeper haproxy nginx docker.io docker-registry busybox-static wrk prometheus chromium chromium-driver \
+	shellcheck
 # pymesos needs http-parser, whose shipped parser.c does not compile on Python 3.11: rebuild it
 # from its own sdist with a current Cython.
 HTTP_PARSER := 0.9.0
@@ -17,7 +18,8 @@ PYTEST_ARGS ?=
 DEMO_STEPS := demo-apps demo-jobs demo-registrator demo-render demo-build demo-autoscale demo-drain demo-framework \
 	demo-trace
 
-.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop demo-trace-stop bench lint clean
+.PHONY: bootstrap apt test demo $(DEMO_STEPS) demo-stop demo-render-stop demo-registrator-stop demo-trace-stop bench lint clean \
+	check-vagrant
 
 bootstrap: apt $(VENV)/.installed $(VENV)/.consul
 
@@ -150,6 +152,16 @@ demo-stop:
 
 bench: bootstrap
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The deploy files, offline: `vagrant validate` (Debian's vagrant, no provider needed), shellcheck on
+# vagrant/'s scripts, and the systemd units (each ExecStart parsed by wharf's CLI, `systemd-analyze
+# verify`: tests/unit/test_deploy_units.py, which `make test` runs too).
+check-vagrant: bootstrap
+	@dpkg -s vagrant >/dev/null 2>&1 || { echo "check-vagrant: installing vagrant"; $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends vagrant; }
+	cd vagrant && VAGRANT_HOME=$(CURDIR)/.wharf/vagrant-home VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate --ignore-provider
+	shellcheck vagrant/env vagrant/provision/*.sh
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_deploy_units.py
 
 lint: bootstrap
 	$(BIN)/ruff check .

@@ -37,6 +37,8 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--owner", default=None, help="Owner marker written in Meta wharf_owner; only services "
                      "carrying it are ever changed [default: wharf-registrator@HOSTNAME]"),
         click.option("--docker-host", default=None, help="Docker engine [env DOCKER_HOST]"),
+        click.option("--node-address", default=None, help="Only this node's containers: tasks whose HOST is "
+                     "this address, else ports published on it (several nodes sharing one Docker engine)"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -52,7 +54,7 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeo
     from wharf.consul_http import client_from
 
     hostname = flags["hostname"] or socket.gethostname()
-    for flag in ("ip", "host_ip"):
+    for flag in ("ip", "host_ip", "node_address"):
         if flags[flag]:
             try:
                 ipaddress.ip_address(flags[flag])
@@ -62,7 +64,8 @@ def build(settings: Any, flags: dict[str, Any], resync: float = 0.0, drain_timeo
         hostname=hostname, host_ip=flags["host_ip"] or _host_ip(hostname),
         owner=flags["owner"] or f"wharf-registrator@{hostname}", ip=flags["ip"] or None,
         internal=flags["internal"], explicit=flags["explicit"],
-        tags=tuple(t.strip() for t in flags["tags"].split(",") if t.strip()), deregister=flags["deregister"])
+        tags=tuple(t.strip() for t in flags["tags"].split(",") if t.strip()), deregister=flags["deregister"],
+        node_address=flags["node_address"] or None)
     agent = Agent(client_from(settings))
     return Registrator(options, docker_client(flags["docker_host"]), agent,
                        AppVersions(settings["marathon_url"]), resync_every=resync, drain_limit=drain_timeout)

@@ -104,6 +104,7 @@ class Options:
     explicit: bool = False
     tags: tuple[str, ...] = ()
     deregister: str = "always"  # or "on-success"
+    node_address: str | None = None  # only containers of this node (see `services.on_node`)
 
 
 @dataclass(frozen=True)

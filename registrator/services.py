@@ -17,6 +17,9 @@ of `Registration`s comes out. The rules, as gliderlabs/registrator applies them:
   Marathon ids, port index, service port, every `HAPROXY_*` label), which a user cannot override.
 - Address: `ip` when given, else a Marathon task's `HOST`, else a published port's specific host
   address, else the host's; with `internal`, the container's.
+- Node: with `node_address` (several registrators sharing one Docker engine, each for its node), only
+  the containers of that node: a task whose `HOST` is that address, or a container with no `HOST`
+  publishing a port on that address; the others are left to their own node's registrator.
 - Checks: the `SERVICE_CHECK_*` settings when set (registrator's own); else a Marathon task's app
   health checks as Consul checks (`marathon_checks`), which start critical, so an instance is routed
   only once it answers, or once Marathon reports it healthy, whichever comes first; else none
@@ -224,11 +227,20 @@ def _meta(user: Mapping[str, str], contract: Mapping[str, str]) -> tuple[tuple[s
     return tuple(sorted(meta.items()))
 
 
+def on_node(container: DockerContainer, address: str) -> bool:
+    """Whether `container` belongs to the node at `address`: its task's `HOST`, else a port it
+    publishes on that address."""
+    host = container.env.get("HOST")
+    if host:
+        return host == address
+    return any(b.host_ip == address for b in container.published)
+
+
 def desired(container: DockerContainer, options: Options, app: Mapping[str, Any] | None = None,
             healthy: bool = False) -> list[Registration]:
-    """The registrations `container` should have (none unless it runs; draining is the caller's);
-    `healthy`: Marathon reports the task healthy."""
-    if not container.running:
+    """The registrations `container` should have (none unless it runs, or when it is another
+    node's; draining is the caller's); `healthy`: Marathon reports the task healthy."""
+    if not container.running or (options.node_address and not on_node(container, options.node_address)):
         return []
     settings = settings_of(container)
     ports = ports_of(container, options)

@@ -78,9 +78,12 @@ class Daemon:
 
     def run(self, settings: Settings | None = None) -> int:
         """Run until stopped; returns the process exit code (0 after a clean stop). With `settings`,
-        the metrics endpoint is registered with their Consul agent while the daemon runs."""
+        the metrics endpoint listens on their `metrics_address` and is registered with their Consul
+        agent while the daemon runs."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        if settings is not None:
+            self.metrics_host = settings["metrics_address"]
         if self.metrics_port is not None:
             self._metrics_server, _ = start_http_server(self.metrics_port, addr=self.metrics_host)
             self.log.info("metrics", extra=fields(address=f"{self.metrics_host}:{self.metrics_port}"))

@@ -7,6 +7,7 @@ environment mapping and the file's path, and returns a frozen `Settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,18 @@ def parse_choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def parse_listen_ip(value: Any) -> str:
+    """One IPv4 or IPv6 address of this host, as written (not 0.0.0.0 or ::, which others cannot reach)."""
+    text = str(value).strip()
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+    if address.is_unspecified:
+        raise ValueError(f"{text!r} is no address to reach: name one address of this host")
+    return text
+
+
 def parse_path(value: Any) -> str:
     """Parse a filesystem path (expanding `~`)."""
     text = str(value).strip()
@@ -143,6 +156,9 @@ SETTINGS: tuple[Setting, ...] = (
             lambda value: tuple(str(a).strip() for a in (value if isinstance(value, list) else str(value).split(","))
                                 if str(a).strip()),
             "Recipients of the notification mails, comma-separated", flag="--notify-mail-to"),
+    # daemons serve /metrics on loopback unless told: a host whose Prometheus lives elsewhere says where
+    Setting("metrics_address", "WHARF_METRICS_ADDRESS", "127.0.0.1", parse_listen_ip,
+            "Address the daemons' /metrics listens on (with --metrics-port)"),
     # `wharf build` pushes images there (its own --registry beats it)
     Setting("registry", "WHARF_REGISTRY", None, lambda value: _host_port(str(value).strip()),
             "Docker registry images are pushed to: host:port"),

@@ -74,3 +74,26 @@ def test_daemon_survives_failures_serves_metrics_and_stops_on_sigterm(tmp_path: 
     assert (tmp_path / "count.closed").read_text() == "closed"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
+
+
+def test_metrics_listen_on_the_address_the_settings_name(tmp_path: Path) -> None:
+    """WHARF_METRICS_ADDRESS moves every daemon's /metrics off loopback's 127.0.0.1 (here to 127.0.0.2)."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "WHARF_METRICS_ADDRESS": "127.0.0.2",
+           "CONSUL_HTTP_ADDR": f"127.0.0.1:{free_port()}",  # no Consul: the daemon backs off and keeps serving
+           "MARATHON_URL": f"http://127.0.0.1:{free_port()}"}
+    proc = subprocess.Popen([sys.executable, "-m", "wharf", "apps", "watch-kv", "--prefix", "x", "--metrics-port",
+                             str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    def up() -> bool:
+        try:
+            return metric(port, 'wharf_daemon_up{daemon="apps-watch-kv"}', host="127.0.0.2") == 1
+        except OSError:
+            return False  # not listening yet
+
+    try:
+        wait_for(up, 30, "metrics on 127.0.0.2")
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -166,6 +167,19 @@ def test_marathon_task_gets_the_contracts_name_address_and_meta() -> None:
     flagged = Options(hostname="node1", host_ip="10.0.0.5", owner="reg-a", ip="192.0.2.7")
     task = DockerContainer.from_inspect(marathon_task([32000], {}))
     assert {r.address for r in desired(task, flagged)} == {"192.0.2.7"}
+
+
+def test_with_a_node_address_only_that_nodes_containers_are_registered() -> None:
+    node2 = Options(hostname="node2", host_ip="127.0.0.3", owner="reg-2", node_address="127.0.0.3")
+    node3 = replace(node2, hostname="node3", owner="reg-3", node_address="127.0.0.4")
+    task = DockerContainer.from_inspect(marathon_task([32000], {}))  # HOST=127.0.0.3
+    assert [(r.id, r.address) for r in desired(task, node2)] == [("node2:mesos-abc:32000", "127.0.0.3")]
+    assert desired(task, node3) == []
+    published = DockerContainer.from_inspect(inspect(ports={"80/tcp": [{"HostIp": "127.0.0.4", "HostPort": "8080"}]}))
+    everywhere = DockerContainer.from_inspect(inspect())  # published on 0.0.0.0: no node's in particular
+    assert (desired(published, node2), len(desired(published, node3))) == ([], 1)
+    assert desired(everywhere, node2) == desired(everywhere, node3) == []
+    assert len(desired(everywhere, OPTS)) == 1  # no node address: every container, as before
 
 
 def test_a_stopped_container_has_no_registrations_and_names_are_derived_like_registrator() -> None:

@@ -52,7 +52,8 @@ def test_malformed_marathon_url_names_the_variable(value: str) -> None:
 
 @pytest.mark.parametrize(("name", "value"), [
     ("MESOS_MASTER", "zk://zk1:2181"), ("MESOS_MASTER", "master"), ("WHARF_ZK", "zk1:notaport"),
-    ("CONSUL_HTTP_ADDR", "consul"), ("WHARF_LOG_FORMAT", "xml"),
+    ("CONSUL_HTTP_ADDR", "consul"), ("WHARF_LOG_FORMAT", "xml"), ("WHARF_METRICS_ADDRESS", "edge"),
+    ("WHARF_METRICS_ADDRESS", "0.0.0.0"),
 ])
 def test_other_malformed_variables(name: str, value: str) -> None:
     with pytest.raises(BadInput, match=f"^{name}: "):
@@ -65,6 +66,8 @@ def test_accepted_forms() -> None:
     assert loaded["mesos_master"] == "zk://a:2181,b:2181/mesos"
     assert loaded["wharf_zk"] == "a:2181,b:2181/wharf"
     assert loaded["consul_http_addr"] == "https://consul:8501"
+    assert settings.load({}, {}, None)["metrics_address"] == "127.0.0.1"
+    assert settings.load({}, {"WHARF_METRICS_ADDRESS": "192.168.56.11"}, None)["metrics_address"] == "192.168.56.11"
 
 
 def test_unknown_setting_in_file_is_named_with_a_hint(tmp_path: Path) -> None:
