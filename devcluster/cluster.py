@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from devcluster import nodes
 from devcluster.consul import Consul
 from devcluster.docker_engine import DockerEngine
 from devcluster.haproxy import HAProxy
@@ -31,6 +35,24 @@ SERVICE_TYPES: tuple[type[DevService], ...] = (
     PrometheusTargets, Prometheus,
 )
 PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
+
+
+def service_types(options: Mapping[str, Any] | None = None) -> tuple[type[DevService], ...]:
+    """The services a cluster with these options runs, in start order: `SERVICE_TYPES`, then its nodes'."""
+    return SERVICE_TYPES + nodes.node_types(options)
+
+
+def claim_service_ports(types: tuple[type[DevService], ...], given: Mapping[str, int | None]) -> dict[str, int]:
+    """Every port the services need: the ones `given` checked, free ones for the rest, each claimed on
+    the address its service binds (`port_host`, 127.0.0.1 unless a service says otherwise)."""
+    by_host: dict[str, dict[str, int | None]] = {}
+    for service_type in types:
+        host = str(getattr(service_type, "port_host", "127.0.0.1"))
+        by_host.setdefault(host, {}).update({flag: given.get(flag) for flag in service_type.port_flags})
+    chosen: dict[str, int] = {}
+    for host, wanted in by_host.items():
+        chosen.update(claim_ports(wanted, host))
+    return chosen
 
 
 def wait_healthy(service: DevService, proc: Proc, deadline: float) -> None:
@@ -85,7 +107,7 @@ class Cluster:
         self.state_file = self.state_dir / "cluster.json"
 
     def services(self, ports: dict[str, int], options: dict[str, Any] | None = None) -> list[DevService]:
-        return [t(self.state_dir / t.name, ports, options) for t in SERVICE_TYPES]
+        return [t(self.state_dir / t.name, ports, options) for t in service_types(options)]
 
     def _services_of(self, state: dict[str, Any]) -> list[DevService]:
         return self.services(state["ports"], state.get("options"))
@@ -127,10 +149,10 @@ class Cluster:
             if stale:  # left by a cluster whose processes died: clean up after it
                 self._stop_all(stale)
             self._clear()
-            wanted = {flag: (ports or {}).get(flag) for flag in PORT_FLAGS}
-            for service in self.services({}):
-                service.check_installed()
-            chosen = claim_ports(wanted)
+            types = service_types(options)
+            for service_type in types:
+                service_type(self.state_dir / service_type.name, {}, options).check_installed()
+            chosen = claim_service_ports(types, ports or {})
             state: dict[str, Any] = {"ports": chosen, "options": dict(options or {}), "procs": {},
                                      "started_at": time.time()}
             services = self._services_of(state)
@@ -163,22 +185,63 @@ class Cluster:
     def restart(self, name: str, timeout: float = 90.0) -> dict[str, Any]:
         """Stop one service and start it again on the same ports (fault injection for tests)."""
         with self._locked():
-            state = self.read_state()
-            if state is None or not self.running():
-                raise Failure(f"no dev cluster running in {self.state_dir} (run `wharf dev up`)")
-            services = {s.name: s for s in self._services_of(state)}
-            if name not in services:
-                raise BadInput(f"{name}: not a dev cluster service (one of {', '.join(services)})")
-            service, old = services[name], self._procs(state).get(name)
+            state = self._running_state()
+            names = [s.name for s in self._services_of(state)]
+            if name not in names:
+                raise BadInput(f"{name}: not a dev cluster service (one of {', '.join(names)})")
+            self._restart(state, [name], timeout)
+            return self.status()["services"][name]
+
+    def restart_node(self, index: int, timeout: float = 90.0) -> dict[str, Any]:
+        """Start node `index`'s services again on the same ports, its agent with a clean data dir (a
+        rebooted host), and wait until they are healthy. Returns the node's `status` row."""
+        with self._locked():
+            state = self._running_state()
+            nodes.check_node(state.get("options"), index, "NODE")
+            self._restart(state, nodes.node_service_names(state.get("options"), index), timeout)
+            return self._node_row(index)
+
+    def kill_node(self, index: int) -> dict[str, Any]:
+        """SIGKILL node `index`'s services at once, as a host dropping off the network: nothing is
+        deregistered and its containers keep running. Returns the node's `status` row."""
+        with self._locked():
+            state = self._running_state()
+            nodes.check_node(state.get("options"), index, "NODE")
+            procs = self._procs(state)
+            names = nodes.node_service_names(state.get("options"), index)
+            doomed = [procs[name] for name in names if name in procs]
+            for proc in doomed:
+                if proc.alive():
+                    os.kill(proc.pid, signal.SIGKILL)
+            for proc in doomed:
+                stop(proc)  # waits until it is gone (a SIGTERM to a dying process changes nothing)
+            return self._node_row(index)
+
+    def _node_row(self, index: int) -> dict[str, Any]:
+        return dict(self.status()["nodes"][index - 1])
+
+    def _running_state(self) -> dict[str, Any]:
+        state = self.read_state()
+        if state is None or not self.running():
+            raise Failure(f"no dev cluster running in {self.state_dir} (run `wharf dev up`)")
+        return state
+
+    def _restart(self, state: dict[str, Any], names: list[str], timeout: float) -> None:
+        """Stop the services `names` (last first), then start them in order, each healthy before the next."""
+        services = {s.name: s for s in self._services_of(state)}
+        deadline = time.monotonic() + timeout
+        for name in reversed(names):
+            old = self._procs(state).get(name)
             if old:
                 stop(old)
-            service.clean_up()
+            services[name].clean_up()
+        for name in names:
+            service = services[name]
             proc = spawn(service.argv(), service.log_path, cwd=service.dir, env=service.child_env())
             state["procs"][name] = proc.to_json()
             self._write_state(state)
-            wait_healthy(service, proc, time.monotonic() + timeout)
+            wait_healthy(service, proc, deadline)
             service.after_start()
-            return self.status()["services"][name]
 
     def status(self) -> dict[str, Any]:
         """Each service's pid, liveness, health and endpoints."""
@@ -201,16 +264,23 @@ class Cluster:
             row.update(healthy=error is None, error=error, log=str(service.log_path), **service.endpoints())
             services[service.name] = row
         healthy = all(s["healthy"] for s in services.values())
-        return {"state_dir": str(self.state_dir), "running": healthy, "services": services}
+        result = {"state_dir": str(self.state_dir), "running": healthy, "services": services}
+        if nodes.node_count(state.get("options")):
+            result["nodes"] = nodes.node_rows(state.get("options"), services)
+        return result
 
-    def env(self) -> dict[str, str]:
-        """Variables that point clients at the running cluster."""
+    def env(self, node: int | None = None) -> dict[str, str]:
+        """Variables that point clients at the running cluster; with `node`, at that node's Consul agent."""
         state = self.read_state()
         if state is None:
             raise Failure(f"no dev cluster in {self.state_dir} (run `wharf dev up`)")
         merged: dict[str, str] = {}
-        for service in self._services_of(state):
+        services = self._services_of(state)
+        for service in services:
             merged.update(service.env())
+        if node is not None:
+            agent = nodes.node_consul_type(nodes.check_node(state.get("options"), node, "--node"))
+            merged.update(next(s for s in services if isinstance(s, agent)).client_env())
         return merged
 
     def down(self, purge: bool = False) -> list[str]:
@@ -227,20 +297,24 @@ class Cluster:
                 raise Failure(f"{', '.join(left)} still running after SIGKILL; state kept in {self.state_file}")
             self._clear()
             if purge:
-                for service_type in SERVICE_TYPES:
+                for service_type in service_types((state or {}).get("options")):
                     shutil.rmtree(self.state_dir / service_type.name, ignore_errors=True)
+                for leftover in nodes.node_dirs(self.state_dir):
+                    shutil.rmtree(leftover, ignore_errors=True)
             return stopped
 
     def _stop_all(self, state: dict[str, Any]) -> list[str]:
+        """Stop the services in reverse start order; those of one batch (`nodes.stop_batches`) together."""
         procs = self._procs(state)
         stopped = []
-        for service in reversed(self._services_of(state)):
-            proc = procs.get(service.name)
-            if proc and proc.alive():
-                stop(proc)
-                stopped.append(service.name)
-            if not (proc and proc.alive()):
-                service.clean_up()
+        for batch in nodes.stop_batches(list(reversed(self._services_of(state)))):
+            alive = [s.name for s in batch if s.name in procs and procs[s.name].alive()]
+            with ThreadPoolExecutor(max_workers=max(1, len(alive))) as pool:
+                list(pool.map(lambda name: stop(procs[name]), alive))
+            stopped += alive
+            for service in batch:
+                if not (service.name in procs and procs[service.name].alive()):
+                    service.clean_up()
         return stopped
 
     def _clear(self) -> None:

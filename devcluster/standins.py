@@ -65,7 +65,9 @@ class MesosStandIn(PythonStandIn):
         return DockerEngine(self.dir.parent / DockerEngine.name, self.ports)
 
     def options(self) -> list[str]:
-        return ["--zk", self.mesos_zk, "--docker-host", self.docker.host, "--state-dir", str(self.dir / "work")]
+        agents = int(self.choices.get("nodes") or 0)  # `wharf dev up --nodes N`: one agent per node
+        return ["--zk", self.mesos_zk, "--docker-host", self.docker.host, "--state-dir", str(self.dir / "work"),
+                *(["--agents", str(agents)] if agents else [])]
 
     def clean_up(self) -> None:
         """Also remove the bridge network a stand-in that did not stop cleanly left on the engine."""
