@@ -103,7 +103,7 @@ demo-apps:
 	git init -q --bare -b main $(DEMO_APPS)/config.git; \
 	echo "== wharf apps hook install $(DEMO_APPS)/config.git --env dev"; \
 	$(BIN)/wharf apps hook install $(DEMO_APPS)/config.git --env dev --branch main; \
-	cp -r examples $(DEMO_APPS)/work; rm -r $(DEMO_APPS)/work/service; cd $(DEMO_APPS)/work; \
+	cp -r examples $(DEMO_APPS)/tree; rm -r $(DEMO_APPS)/tree/service; cd $(DEMO_APPS)/tree; \
 	git init -q -b main; git add -A; \
 	git -c user.name=demo -c user.email=demo@localhost commit -q -m "the example apps"; \
 	git remote add origin $(DEMO_APPS)/config.git; \
