@@ -29,13 +29,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devcluster.lab import KEEPS_SERVING, serving  # noqa: E402
+from devcluster.cluster import Cluster  # noqa: E402
+from devcluster.lab import serving, spread_app  # noqa: E402
 from devcluster.load import Load  # noqa: E402
 from devcluster.process import free_port, spawn, stop  # noqa: E402
 from wharf.contracts.marathon_lb import app_name  # noqa: E402
@@ -50,12 +50,6 @@ def wharf(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if done.returncode != 0:
         raise SystemExit(f"wharf {' '.join(args)}: {done.stderr.strip()}")
     return done
-
-
-def dev_env(state_dir: Path) -> dict[str, str]:
-    lines = wharf(state_dir, "dev", "env").stdout.splitlines()
-    pairs = [line.removeprefix("export ").split("=", 1) for line in lines if "=" in line]
-    return {k: v.strip("'\"") for k, v in pairs}
 
 
 def critical(consul: str, node: str) -> bool:
@@ -86,18 +80,13 @@ def one_round(state_dir: Path, env: dict[str, str], node: int) -> tuple[float, f
 def node_loss(root: Path, rounds: int) -> None:
     state_dir = root / "loss"
     wharf(state_dir, "dev", "up", "--nodes", "3", "--registrator")
-    env = {**os.environ, **dev_env(state_dir)}
+    env = {**os.environ, **Cluster(state_dir).env()}
     renderer = spawn([sys.executable, "-m", "wharf", "render", "run", "--template", "haproxy", "--dest",
                       env["WHARF_HAPROXY_CONFIG"], "--stats-port", str(free_port()), "--wait", "0"],
                      root / "render.log", env=env)
     try:
-        app: dict[str, Any] = {
-            "id": APP, "instances": 6, "cpus": 0.01, "mem": 16, "cmd": KEEPS_SERVING,
-            "container": {"type": "DOCKER", "docker": {"image": "wharf/busybox:latest"}},
-            "portDefinitions": [{"port": 0}], "constraints": [["hostname", "GROUP_BY", "3"]],
-            "labels": {"HAPROXY_0_VHOST": VHOST, "HAPROXY_0_MODE": "http"}}
         marathon = env["MARATHON_URL"].split(",")[0]
-        requests.post(f"{marathon}/v2/apps", json=app, timeout=10).raise_for_status()
+        requests.post(f"{marathon}/v2/apps", json=spread_app(APP, VHOST, 6, 3), timeout=10).raise_for_status()
         wait_until(lambda: serving(env["WHARF_HAPROXY_SOCKET"], app_name(APP) + "_") == 6, 120, 0.1,
                    "all 6 in rotation")
         port = int(env["WHARF_HAPROXY_HTTP"].rsplit(":", 1)[1])

@@ -25,7 +25,8 @@ from builder.configgit import ConfigClone, WriteBackResult, code_commit
 from builder.image import build_image, docker_client, image_name, push_image
 from wharf.consul_http import address_of
 from wharf.contracts.marathon_model import parse_app_id
-from wharf.errors import BadInput, Failure, WharfError, reaching
+from wharf.errors import Failure, WharfError, reaching
+from wharf.kvprefix import prefix_of
 
 __all__ = ["BuildFailed", "BuildReport", "BuildRequest", "StepTime", "image_key", "kv_prefix", "run_build"]
 
@@ -111,10 +112,7 @@ def _step(report: BuildReport, name: str, spent: float = 0.0, record: bool = Tru
 
 def kv_prefix(text: str) -> str:
     """`--kv`: a KV path without leading or trailing slashes."""
-    base = text.strip().strip("/")
-    if not base:
-        raise BadInput("--kv: must not be empty (the prefix the image's key goes under)")
-    return base
+    return prefix_of(text, "--kv", "the prefix the image's key goes under")
 
 
 def image_key(prefix: str, app_id: str) -> str:

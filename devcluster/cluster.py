@@ -34,7 +34,6 @@ SERVICE_TYPES: tuple[type[DevService], ...] = (
     ZooKeeper, HAProxy, Nginx, DockerEngine, Registry, Consul, MesosStandIn, MarathonStandIn, ChronosStandIn,
     PrometheusTargets, Prometheus,
 )
-PORT_FLAGS: tuple[str, ...] = tuple(f for t in SERVICE_TYPES for f in t.port_flags)
 
 
 def service_types(options: Mapping[str, Any] | None = None) -> tuple[type[DevService], ...]:

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import requests
+
 from devcluster.cluster import wait_healthy
 from devcluster.haproxy import HAProxy
 from devcluster.process import Proc, claim_ports, free_port, spawn, stop
@@ -63,6 +65,11 @@ def web_app(app_id: str, vhost: str, instances: int, exits_at_once: bool = False
         app["healthChecks"] = [{"protocol": "HTTP", "path": "/index.html", "portIndex": 0, "intervalSeconds": 1,
                                 "timeoutSeconds": 1, "gracePeriodSeconds": 60, "maxConsecutiveFailures": 3}]
     return app
+
+
+def spread_app(app_id: str, vhost: str, instances: int, nodes: int) -> dict[str, Any]:
+    """`web_app` spread evenly over `nodes` agents (Marathon's `GROUP_BY hostname`)."""
+    return {**web_app(app_id, vhost, instances), "constraints": [["hostname", "GROUP_BY", str(nodes)]]}
 
 
 def bluegreen_spec(version: str, vhost: str, port: int, instances: int = 3, exits_at_once: bool = True,
@@ -135,6 +142,13 @@ class Lab:
         for name in ("registrator", "renderer", "haproxy"):
             if name in self.procs:
                 stop(self.procs.pop(name))
+
+    def delete_apps(self, prefix: str) -> None:
+        """Delete (forced) every Marathon app whose id starts with `prefix`: a test's own, at its end."""
+        url = self.systems.marathon_url
+        for app in requests.get(f"{url}/v2/apps", timeout=10).json()["apps"]:
+            if app["id"].startswith(prefix):
+                requests.delete(f"{url}/v2/apps{app['id']}", params={"force": "true"}, timeout=10)
 
     def serving(self, backend_prefix: str) -> int:
         """How many servers of the backends named `backend_prefix*` HAProxy has up in rotation."""

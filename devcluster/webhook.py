@@ -10,6 +10,7 @@ For the demo and the tests; it never binds anything but 127.0.0.1.
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Received", "WebhookHandler", "receiving"]
+__all__ = ["Received", "WebhookHandler", "receiving", "serving_on_loopback"]
 
 
 @dataclass
@@ -53,14 +54,25 @@ class WebhookHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def receiving(path: str = "/hooks/T0/B0/secret", port: int = 0,
-              on_message: Callable[[Any], None] | None = None) -> Iterator[tuple[str, Received]]:
-    """A receiver on 127.0.0.1 (`port` 0: a free one) until the block ends: (its URL, what it got)."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), WebhookHandler)
-    server.received = Received(on_message=on_message)  # type: ignore[attr-defined]
+def serving_on_loopback(handler: type[socketserver.BaseRequestHandler], port: int = 0,
+                        server_class: type[socketserver.TCPServer] = ThreadingHTTPServer,
+                        **attributes: Any) -> Iterator[Any]:
+    """`server_class` with `handler` on 127.0.0.1 (`port` 0: a free one), served on a thread until the
+    block ends; `attributes` are set on the server (what its handlers read and fill)."""
+    server = server_class(("127.0.0.1", port), handler)
+    for name, value in attributes.items():
+        setattr(server, name, value)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}{path}", server.received  # type: ignore[attr-defined]
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def receiving(path: str = "/hooks/T0/B0/secret", port: int = 0,
+              on_message: Callable[[Any], None] | None = None) -> Iterator[tuple[str, Received]]:
+    """A receiver on 127.0.0.1 (`port` 0: a free one) until the block ends: (its URL, what it got)."""
+    with serving_on_loopback(WebhookHandler, port, received=Received(on_message=on_message)) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}", server.received

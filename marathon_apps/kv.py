@@ -83,11 +83,8 @@ class KvWatcher(PrefixWatcher):
         self.last: Outcome | None = None
 
     def act(self, index: int, entries: dict[str, Entry]) -> None:
-        """Deploy the apps the prefix holds at `index` (see `deploy`)."""
-        self.deploy(index, entries)
-
-    def deploy(self, index: int, entries: dict[str, Entry]) -> None:
-        """Read the apps back (a bad one refuses the index), plan against Marathon, deploy, tell the team."""
+        """Deploy the apps the prefix holds at `index`: read them back (a bad one refuses the index),
+        plan against Marathon, deploy, tell the team."""
         try:
             apps, commit = apps_of(entries, self.prefix, self.owner)
         except SpecErrors as exc:

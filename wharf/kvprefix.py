@@ -56,11 +56,12 @@ class Entry:
     modify_index: int
 
 
-def prefix_of(text: str, flag: str = "--prefix") -> str:
-    """`--prefix` (or the `flag` named): a KV path without leading or trailing slashes."""
+def prefix_of(text: str, flag: str = "--prefix", why: str = "wharf writes and deletes every key under it") -> str:
+    """`--prefix` (or the `flag` named): a KV path without leading or trailing slashes; empty is bad
+    input, saying `why` it matters."""
     prefix = text.strip().strip("/")
     if not prefix:
-        raise BadInput(f"{flag}: must not be empty (wharf writes and deletes every key under it)")
+        raise BadInput(f"{flag}: must not be empty ({why})")
     return prefix
 
 

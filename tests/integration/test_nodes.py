@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from devcluster.lab import KEEPS_SERVING, serving
+from devcluster.lab import serving, spread_app
 from devcluster.load import Load
 from devcluster.process import free_port, spawn, stop
 from tests.conftest import wharf
@@ -68,14 +68,8 @@ def test_six_instances_on_three_nodes_each_on_its_own_agent_by_its_own_registrat
     listed = json.loads(dev(state_dir, "status", "--json").stdout)["nodes"]
     addresses = {n["node"]: n["address"] for n in listed}
     assert addresses == {"node1": "127.0.0.2", "node2": "127.0.0.3", "node3": "127.0.0.4"}
-    app = {"id": APP, "instances": 6, "cpus": 0.01, "mem": 16, "cmd": KEEPS_SERVING,
-           "container": {"type": "DOCKER", "docker": {"image": "wharf/busybox:latest"}},
-           "portDefinitions": [{"port": 0}], "constraints": [["hostname", "GROUP_BY", "3"]],
-           "labels": {"HAPROXY_0_VHOST": VHOST, "HAPROXY_0_MODE": "http"},
-           "healthChecks": [{"protocol": "HTTP", "path": "/index.html", "portIndex": 0, "intervalSeconds": 1,
-                             "timeoutSeconds": 1, "gracePeriodSeconds": 30, "maxConsecutiveFailures": 3}]}
     marathon = env["MARATHON_URL"].split(",")[0]
-    assert requests.post(f"{marathon}/v2/apps", json=app, timeout=10).status_code == 201
+    assert requests.post(f"{marathon}/v2/apps", json=spread_app(APP, VHOST, 6, 3), timeout=10).status_code == 201
     consul = client(env["CONSUL_HTTP_ADDR"], env.get("CONSUL_HTTP_TOKEN"))
     found = wait_for(lambda: (r := instances(consul)) and len(r) == 6 and all(i["passing"] for i in r) and r, 60,
                      "6 passing instances in the catalog")

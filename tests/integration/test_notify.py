@@ -11,7 +11,6 @@ import json
 import socket
 import socketserver
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from devcluster.webhook import Received, WebhookHandler, receiving
+from devcluster.webhook import Received, WebhookHandler, receiving, serving_on_loopback
 from tests.polling import wait_for
 from wharf.notify import Event, Notifier, Sink
 from wharf.retry import Retry
@@ -96,15 +95,9 @@ def free_port() -> int:
 @contextmanager
 def serving(kind: str, port: int = 0) -> Iterator[tuple[int, Received, Any]]:
     """An HTTP (`kind` "http") or SMTP receiver on 127.0.0.1: (port, what it received, the server)."""
-    server: Any = ThreadingHTTPServer(("127.0.0.1", port), WebhookHandler) if kind == "http" else \
-        SmtpServer(("127.0.0.1", port), Smtp)
-    server.received, server.logins = Received(), []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    handler, server_class = (WebhookHandler, ThreadingHTTPServer) if kind == "http" else (Smtp, SmtpServer)
+    with serving_on_loopback(handler, port, server_class, received=Received(), logins=[]) as server:
         yield server.server_address[1], server.received, server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def sink_for(kind: str, port: int) -> Sink:

@@ -32,9 +32,7 @@ def lab(marathon: Endpoint, consul: Any, docker_engine: Any, tmp_path_factory: p
         try:
             yield started
         finally:
-            for app in requests.get(f"{marathon.url}/v2/apps", timeout=10).json()["apps"]:
-                if app["id"].startswith("/tr-"):
-                    requests.delete(f"{marathon.url}/v2/apps{app['id']}", params={"force": "true"}, timeout=10)
+            started.delete_apps("/tr-")
 
 
 def traced(lab: Lab, app_id: str, *flags: str) -> tuple[int, dict[str, Any]]:

@@ -3,15 +3,15 @@ one connection per thread; what a blocking query's fetch makes of them."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import consul
 import pytest
 
 from consul_templates.watch import blocking
 from devcluster.process import free_port
+from devcluster.webhook import serving_on_loopback
 from wharf.consul_http import Reader
 
 
@@ -37,12 +37,9 @@ class _Agent(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def agent() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Agent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     _Agent.seen = []
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving_on_loopback(_Agent) as server:
+        yield f"127.0.0.1:{server.server_address[1]}"
 
 
 def test_answers_are_decoded_as_py_consul_decodes_them(agent: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
+from devcluster.webhook import serving_on_loopback
 from tests.polling import wait_for
 from wharf import settings
 from wharf.cli import cli
@@ -221,11 +222,8 @@ class Answer(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def answering() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_port
-    server.shutdown()
-    server.server_close()
+    with serving_on_loopback(Answer) as server:
+        yield server.server_address[1]
 
 
 def free_port() -> int:
