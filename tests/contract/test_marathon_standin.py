@@ -276,7 +276,9 @@ def test_docker_app_gets_marathons_environment_labels_and_a_real_health_check(
 def test_command_app_runs_on_the_host_with_ports_from_the_offer(api: Api, tmp_path: Path) -> None:
     app_id = unique("cmd")
     out = tmp_path / "env"
-    app = {"id": app_id, "cmd": f"env > {out}.$MESOS_TASK_ID && exec sleep 3600", "cpus": 0.01, "mem": 8,
+    # written aside, then renamed: the test never reads a file the task is still writing
+    cmd = f"env > {out}.tmp.$MESOS_TASK_ID && mv {out}.tmp.$MESOS_TASK_ID {out}.$MESOS_TASK_ID && exec sleep 3600"
+    app = {"id": app_id, "cmd": cmd, "cpus": 0.01, "mem": 8,
            "instances": 2, "requirePorts": False, "portDefinitions": [{"port": 0, "name": "admin"}],
            "constraints": [["hostname", "UNIQUE"]]}
     assert api.post_app(app).status_code == 201
